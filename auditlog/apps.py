@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AuditlogConfig(AppConfig):
+    name = "auditlog"
+    verbose_name = "Decision log"

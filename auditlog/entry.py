@@ -1,0 +1,209 @@
+"""Parsing and checking one ActionLogEntry (the seed's shape) into plain values. Pure: no database.
+
+Every refusal raises ``InvalidEntry`` naming the field (dotted, camelCase as sent).
+"""
+
+import hashlib
+import json
+import math
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from auditlog.exceptions import InvalidEntry
+
+MAX_FEATURES = 200
+MAX_RULES = 100
+MAX_TEXT = 4000
+MAX_ID = 128
+MAX_FUTURE = timedelta(minutes=5)
+RESPONSE_ACTIONS = ("approve", "dismiss", "modify", "escalate")
+
+
+@dataclass(frozen=True)
+class ResponseInput:
+    action: str
+    responded_at: datetime
+    responder_id: str
+    modified_action: str | None = None
+    note: str | None = None
+    time_to_respond: float | None = None
+
+
+@dataclass(frozen=True)
+class EntryInput:
+    id: str
+    id_given: bool
+    timestamp: datetime
+    agent_id: str
+    session_id: str
+    action: str
+    confidence: float
+    threshold_used: float
+    reasoning: str
+    threshold_name: str | None
+    input_hash: str
+    features: dict[str, float]
+    matched_rules: list[str]
+    human_response: ResponseInput | None = None
+    content_hash: str = field(default="", compare=False)
+
+
+def _obj(raw: Any, name: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise InvalidEntry(f"{name} must be an object", field=name)
+    return raw
+
+
+def _str(obj: dict[str, Any], key: str, name: str, *, required: bool = True, limit: int = 200) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise InvalidEntry(f"{name} is required", field=name)
+        return None
+    if not isinstance(value, str):
+        raise InvalidEntry(f"{name} must be a string", field=name)
+    if required and not value.strip():
+        raise InvalidEntry(f"{name} must not be empty", field=name)
+    if len(value) > limit:
+        raise InvalidEntry(f"{name} is longer than {limit} characters", field=name)
+    return value
+
+
+def _num(obj: dict[str, Any], key: str, name: str) -> float:
+    value = obj.get(key)
+    if value is None:
+        raise InvalidEntry(f"{name} is required", field=name)
+    return finite_number(value, name)
+
+
+def finite_number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidEntry(f"{name} must be a number", field=name)
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidEntry(f"{name} must be a finite number (not NaN or infinite)", field=name)
+    return number
+
+
+def parse_time(value: Any, name: str, *, now: datetime) -> datetime:
+    if not isinstance(value, str):
+        raise InvalidEntry(f"{name} must be an ISO 8601 string with an offset", field=name)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+    except ValueError:
+        raise InvalidEntry(f"{name} is not an ISO 8601 time: {value[:40]!r}", field=name) from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise InvalidEntry(f"{name} must carry a UTC offset (e.g. 'Z' or '+02:00')", field=name)
+    if parsed > now + MAX_FUTURE:
+        raise InvalidEntry(f"{name} is more than 5 minutes in the future", field=name)
+    return parsed
+
+
+def response_parse(raw: Any, *, now: datetime, name: str = "humanResponse") -> ResponseInput:
+    obj = _obj(raw, name)
+    action = _str(obj, "action", f"{name}.action", limit=20)
+    if action not in RESPONSE_ACTIONS:
+        raise InvalidEntry(
+            f"{name}.action must be one of {', '.join(RESPONSE_ACTIONS)}, not {action!r}",
+            field=f"{name}.action",
+        )
+    modified = _str(obj, "modifiedAction", f"{name}.modifiedAction", required=False, limit=100)
+    if action == "modify" and not modified:
+        raise InvalidEntry(
+            f"{name}.modifiedAction is required when action is modify", field=f"{name}.modifiedAction"
+        )
+    note = _str(obj, "note", f"{name}.note", required=False, limit=MAX_TEXT)
+    responded_at = (
+        parse_time(obj["respondedAt"], f"{name}.respondedAt", now=now) if "respondedAt" in obj else now
+    )
+    responder = _str(obj, "responderId", f"{name}.responderId", required=False) or ""
+    ttr = obj.get("timeToRespond")
+    return ResponseInput(
+        action=str(action),
+        responded_at=responded_at,
+        responder_id=responder,
+        modified_action=modified,
+        note=note,
+        time_to_respond=None if ttr is None else finite_number(ttr, f"{name}.timeToRespond"),
+    )
+
+
+def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
+    """Check one entry and return its plain values, with a content hash for idempotency."""
+    obj = _obj(raw, "entry")
+    given_id = _str(obj, "id", "id", required=False, limit=MAX_ID)
+    timestamp = parse_time(obj.get("timestamp"), "timestamp", now=now)
+    agent_id = _str(obj, "agentId", "agentId", limit=100)
+    session_id = _str(obj, "sessionId", "sessionId")
+
+    decision = _obj(obj.get("decision"), "decision")
+    action = _str(decision, "action", "decision.action", limit=100)
+    confidence = _num(decision, "confidence", "decision.confidence")
+    if not 0.0 <= confidence <= 1.0:
+        raise InvalidEntry("decision.confidence must be between 0 and 1", field="decision.confidence")
+    threshold_used = _num(decision, "thresholdUsed", "decision.thresholdUsed")
+    reasoning = _str(decision, "reasoning", "decision.reasoning", required=False, limit=MAX_TEXT) or ""
+    threshold_name = _str(decision, "thresholdName", "decision.thresholdName", required=False, limit=100)
+
+    context = _obj(obj.get("context"), "context")
+    input_hash = _str(context, "inputHash", "context.inputHash")
+    features_raw = _obj(context.get("features", {}), "context.features")
+    if len(features_raw) > MAX_FEATURES:
+        raise InvalidEntry(
+            f"context.features has more than {MAX_FEATURES} features", field="context.features"
+        )
+    features = {}
+    for key, value in features_raw.items():
+        if len(key) > 200:
+            raise InvalidEntry(
+                "context.features has a name longer than 200 characters", field="context.features"
+            )
+        features[key] = finite_number(value, f"context.features.{key}")
+    rules_raw = context.get("matchedRules", [])
+    if not isinstance(rules_raw, list) or not all(isinstance(r, str) for r in rules_raw):
+        raise InvalidEntry("context.matchedRules must be a list of strings", field="context.matchedRules")
+    if len(rules_raw) > MAX_RULES:
+        raise InvalidEntry(
+            f"context.matchedRules has more than {MAX_RULES} rules", field="context.matchedRules"
+        )
+
+    response = None
+    if obj.get("humanResponse") is not None:
+        response = response_parse(obj["humanResponse"], now=now)
+        if not response.responder_id:
+            raise InvalidEntry("humanResponse.responderId is required", field="humanResponse.responderId")
+
+    entry = EntryInput(
+        id=given_id or str(uuid.uuid4()),
+        id_given=given_id is not None,
+        timestamp=timestamp,
+        agent_id=str(agent_id),
+        session_id=str(session_id),
+        action=str(action),
+        confidence=confidence,
+        threshold_used=threshold_used,
+        reasoning=reasoning,
+        threshold_name=threshold_name,
+        input_hash=str(input_hash),
+        features=features,
+        matched_rules=list(rules_raw),
+        human_response=response,
+    )
+    return _with_hash(entry)
+
+
+def _with_hash(entry: EntryInput) -> EntryInput:
+    content = asdict(entry)
+    content.pop("content_hash")
+    content.pop("id_given")
+    canonical = json.dumps(content, sort_keys=True, default=lambda v: v.isoformat(), separators=(",", ":"))
+    object.__setattr__(entry, "content_hash", hashlib.sha256(canonical.encode()).hexdigest())
+    return entry
+
+
+def sample_draw(entry_id: str) -> float:
+    """A uniform draw in [0, 1) fixed by the entry id, so sampling is reproducible and idempotent."""
+    digest = hashlib.blake2b(entry_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64

@@ -1,0 +1,122 @@
+"""The decision log: every agent decision in the seed's ActionLogEntry shape, with its human response.
+
+Designed to be partitioned by week on PostgreSQL later:
+- no table holds a foreign key into ``Decision`` (evidence and claims refer to ``entry_id`` as plain text);
+- the human response lives on the decision row itself, written once by a conditional UPDATE;
+- the uniqueness of the seed's ``id`` is kept by ``DecisionKey``, a small unpartitioned registry, because a
+  partitioned table's unique indexes must include the partition key (``timestamp``).
+"""
+
+from django.db import models
+from django.db.models import Q
+
+
+class ResponseAction(models.TextChoices):
+    APPROVE = "approve"
+    DISMISS = "dismiss"
+    MODIFY = "modify"
+    ESCALATE = "escalate"
+
+
+class ReviewReason(models.TextChoices):
+    FIRED = "fired", "Fired an action stronger than the weakest"
+    SAMPLED = "sampled", "Weakest action, sampled for review"
+    NONE = "none", "Not queued"
+
+
+class DecisionKey(models.Model):
+    """Registry of entry ids: the one place their uniqueness is enforced, and the idempotency check.
+
+    ``content_hash`` is a SHA-256 of the canonical entry, so a repeated POST is told apart from a conflicting
+    one without reading the decision back.
+    """
+
+    entry_id = models.CharField(max_length=128, primary_key=True)
+    content_hash = models.CharField(max_length=64)
+    agent_id = models.BigIntegerField()
+    timestamp = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.entry_id
+
+
+class Decision(models.Model):
+    seq = models.BigAutoField(primary_key=True)
+    entry_id = models.CharField(max_length=128, help_text="The seed's id; unique through DecisionKey.")
+    agent = models.ForeignKey("thresholds.Agent", on_delete=models.PROTECT, related_name="decisions")
+    session_id = models.CharField(max_length=200)
+    timestamp = models.DateTimeField(help_text="When the agent decided (the seed's timestamp).")
+    received_at = models.DateTimeField()
+
+    # decision
+    action = models.CharField(max_length=100)
+    confidence = models.FloatField()
+    threshold_used = models.FloatField()
+    threshold_name = models.CharField(max_length=100, help_text="Given, or derived from the gated action.")
+    reasoning = models.TextField(blank=True)
+
+    # context
+    input_hash = models.CharField(max_length=200)
+    features = models.JSONField(default=dict)
+    matched_rules = models.JSONField(default=list)
+
+    config_version = models.ForeignKey("thresholds.ConfigVersion", on_delete=models.PROTECT, related_name="+")
+    review_reason = models.CharField(max_length=8, choices=ReviewReason.choices)
+    queued = models.BooleanField(help_text="In the review queue: fired, or sampled at the agent's rate.")
+    content_hash = models.CharField(max_length=64)
+
+    # humanResponse, written once (NULL until then)
+    response_action = models.CharField(max_length=16, choices=ResponseAction.choices, null=True, blank=True)
+    responded_at = models.DateTimeField(null=True, blank=True)
+    responder_id = models.CharField(max_length=200, null=True, blank=True)
+    modified_action = models.CharField(max_length=100, null=True, blank=True)
+    response_note = models.TextField(null=True, blank=True)
+    time_to_respond = models.FloatField(
+        null=True, blank=True, help_text="Seconds from timestamp to response."
+    )
+    response_source = models.CharField(max_length=16, null=True, blank=True, help_text="api, web, import")
+
+    # A reviewer's claim on a queued item, so two do not work the same one.
+    claimed_by = models.CharField(max_length=200, null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-timestamp", "-seq"]
+        indexes = [
+            # Serves the tuner window, GET /decisions?agentId=&from=&to= and the weekly metrics:
+            # every per-agent read is a time range.
+            models.Index(fields=["agent", "timestamp", "seq"], name="decision_agent_time"),
+            # Serves GET /decisions/{id} and the idempotency path that returns a stored entry.
+            models.Index(fields=["entry_id"], name="decision_entry_id"),
+            # Serves the review queue (pending items, oldest first, keyset on (timestamp, seq)) across agents.
+            models.Index(
+                fields=["timestamp", "seq"],
+                name="decision_queue_pending",
+                condition=Q(queued=True, response_action__isnull=True),
+            ),
+            # Serves the review queue filtered by agent.
+            models.Index(
+                fields=["agent", "timestamp", "seq"],
+                name="decision_queue_agent_pending",
+                condition=Q(queued=True, response_action__isnull=True),
+            ),
+            # Serves the watchdog: responses counted per config version.
+            models.Index(
+                fields=["config_version", "response_action"],
+                name="decision_version_responses",
+                condition=Q(response_action__isnull=False),
+            ),
+            # Serves "what I did today" in the reviewer header.
+            models.Index(
+                fields=["responder_id", "responded_at"],
+                name="decision_responder_time",
+                condition=Q(response_action__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.entry_id
+
+    @property
+    def has_response(self) -> bool:
+        return self.response_action is not None

@@ -1,0 +1,306 @@
+"""Writes to the decision log: logging decisions (one or a batch) and recording a human response once."""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from django.db import IntegrityError, transaction
+
+from auditlog.entry import EntryInput, ResponseInput, entry_parse, response_parse, sample_draw
+from auditlog.exceptions import AlreadyResponded, DecisionNotFound, EntryConflict, InvalidEntry
+from auditlog.models import Decision, DecisionKey, ReviewReason
+from loopsite.exceptions import DomainError, Forbidden
+from thresholds.models import Agent, ThresholdDefinition
+from thresholds.selectors import LiveConfig, config_get_live
+
+logger = logging.getLogger(__name__)
+
+Status = Literal["created", "duplicate", "conflict", "invalid"]
+
+
+@dataclass
+class _AgentContext:
+    """What checking and storing an agent's entries needs, loaded once per request or batch."""
+
+    agent: Agent
+    live: LiveConfig
+    definitions: dict[str, ThresholdDefinition]
+
+    @classmethod
+    def load(cls, agent: Agent) -> "_AgentContext":
+        defs = {t.name: t for t in ThresholdDefinition.objects.filter(agent=agent)}
+        return cls(agent=agent, live=config_get_live(agent=agent), definitions=defs)
+
+    def threshold_for(self, entry: EntryInput) -> str:
+        if entry.threshold_name is not None:
+            if entry.threshold_name not in self.definitions:
+                raise InvalidEntry(
+                    f"decision.thresholdName {entry.threshold_name!r} is not a threshold of {self.agent.agent_id}",
+                    field="decision.thresholdName",
+                )
+            return entry.threshold_name
+        gating = [name for name, t in self.definitions.items() if t.action == entry.action]
+        if gating:
+            exact = [n for n in gating if self.live.thresholds.get(n) == entry.threshold_used]
+            return (exact or sorted(gating))[0]
+        # The weakest action: the lowest threshold is the one it fell below.
+        return min(self.live.thresholds, key=lambda n: (self.live.thresholds[n], n))
+
+    def check(self, entry: EntryInput) -> str:
+        actions = list(self.agent.actions)
+        if entry.action not in actions:
+            raise InvalidEntry(
+                f"decision.action {entry.action!r} is not one of {self.agent.agent_id}'s actions "
+                f"({', '.join(actions)})",
+                field="decision.action",
+            )
+        response = entry.human_response
+        if response is not None and response.action == "modify" and response.modified_action not in actions:
+            raise InvalidEntry(
+                f"humanResponse.modifiedAction must be one of {', '.join(actions)}",
+                field="humanResponse.modifiedAction",
+            )
+        return self.threshold_for(entry)
+
+    def build(self, entry: EntryInput, *, threshold_name: str, now: datetime) -> Decision:
+        fired = entry.action != self.agent.weakest_action
+        sampled = not fired and sample_draw(entry.id) < self.agent.review_sample_rate
+        reason = ReviewReason.FIRED if fired else ReviewReason.SAMPLED if sampled else ReviewReason.NONE
+        decision = Decision(
+            entry_id=entry.id,
+            agent=self.agent,
+            session_id=entry.session_id,
+            timestamp=entry.timestamp,
+            received_at=now,
+            action=entry.action,
+            confidence=entry.confidence,
+            threshold_used=entry.threshold_used,
+            threshold_name=threshold_name,
+            reasoning=entry.reasoning,
+            input_hash=entry.input_hash,
+            features=entry.features,
+            matched_rules=entry.matched_rules,
+            config_version_id=self.live.version_pk,
+            review_reason=reason,
+            queued=fired or sampled,
+            content_hash=entry.content_hash,
+        )
+        if entry.human_response is not None:
+            _apply_response(decision, entry.human_response, source="import")
+        return decision
+
+
+def _apply_response(decision: Decision, response: ResponseInput, *, source: str) -> None:
+    decision.response_action = response.action
+    decision.responded_at = response.responded_at
+    decision.responder_id = response.responder_id
+    decision.modified_action = response.modified_action if response.action == "modify" else None
+    decision.response_note = response.note
+    decision.time_to_respond = (
+        response.time_to_respond
+        if response.time_to_respond is not None
+        else (response.responded_at - decision.timestamp).total_seconds()
+    )
+    decision.response_source = source
+
+
+def _agent_for(entry: EntryInput, acting_agent: Agent | None) -> Agent:
+    if acting_agent is not None:
+        if entry.agent_id != acting_agent.agent_id:
+            raise Forbidden(
+                f"agentId {entry.agent_id!r} is not this key's agent ({acting_agent.agent_id})",
+                field="agentId",
+            )
+        return acting_agent
+    try:
+        return Agent.objects.get(agent_id=entry.agent_id)
+    except Agent.DoesNotExist:
+        raise InvalidEntry(f"agentId {entry.agent_id!r} is not a registered agent", field="agentId") from None
+
+
+def decision_get(*, entry_id: str) -> Decision:
+    key = DecisionKey.objects.filter(entry_id=entry_id).first()
+    if key is None:
+        raise DecisionNotFound(f"no decision with id {entry_id!r}", field="id")
+    # The timestamp lets PostgreSQL go straight to one week's partition.
+    return Decision.objects.select_related("agent", "config_version").get(
+        entry_id=entry_id, timestamp=key.timestamp
+    )
+
+
+def _existing(entry: EntryInput) -> tuple[Status, Decision]:
+    key = DecisionKey.objects.get(entry_id=entry.id)
+    if key.content_hash != entry.content_hash:
+        raise EntryConflict(f"id {entry.id!r} exists already with other content", field="id")
+    return "duplicate", decision_get(entry_id=entry.id)
+
+
+def decision_log(*, raw: object, now: datetime, acting_agent: Agent | None = None) -> tuple[Status, Decision]:
+    """Log one entry. ``created`` when new, ``duplicate`` when the same id came with the same content;
+    raises ``EntryConflict`` for the same id with other content and ``InvalidEntry`` for bad input."""
+    entry = entry_parse(raw, now=now)
+    agent = _agent_for(entry, acting_agent)
+    ctx = _AgentContext.load(agent)
+    threshold_name = ctx.check(entry)
+    decision = ctx.build(entry, threshold_name=threshold_name, now=now)
+    try:
+        with transaction.atomic():
+            DecisionKey.objects.create(
+                entry_id=entry.id,
+                content_hash=entry.content_hash,
+                agent_id=agent.pk,
+                timestamp=entry.timestamp,
+            )
+            decision.save(force_insert=True)
+    except IntegrityError:
+        return _existing(entry)
+    logger.debug("decision.logged", extra={"entry_id": entry.id, "agent_id": agent.agent_id})
+    return "created", decision
+
+
+@dataclass
+class BatchResult:
+    id: str | None
+    status: Status
+    errors: dict[str, str] | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"id": self.id, "status": self.status}
+        if self.errors:
+            out["errors"] = self.errors
+        return out
+
+
+def _error(exc: DomainError) -> dict[str, str]:
+    return {exc.field or "entry": exc.message}
+
+
+def decision_log_batch(
+    *, entries: list[object], now: datetime, acting_agent: Agent | None = None
+) -> list[BatchResult]:
+    """Log many entries: valid ones are stored even when others are invalid; one result per entry, in order."""
+    results: list[BatchResult] = []
+    contexts: dict[str, _AgentContext] = {}
+    pending: list[tuple[int, EntryInput, Decision]] = []
+    seen: dict[str, str] = {}
+    for raw in entries:
+        raw_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+        try:
+            entry = entry_parse(raw, now=now)
+            agent = _agent_for(entry, acting_agent)
+            ctx = contexts.get(agent.agent_id) or contexts.setdefault(
+                agent.agent_id, _AgentContext.load(agent)
+            )
+            threshold_name = ctx.check(entry)
+        except DomainError as exc:
+            results.append(BatchResult(raw_id, "invalid", _error(exc)))
+            continue
+        if entry.id in seen:
+            same = seen[entry.id] == entry.content_hash
+            results.append(
+                BatchResult(
+                    entry.id,
+                    "duplicate" if same else "conflict",
+                    None if same else {"id": "repeated in this batch with other content"},
+                )
+            )
+            continue
+        seen[entry.id] = entry.content_hash
+        results.append(BatchResult(entry.id, "created"))
+        pending.append((len(results) - 1, entry, ctx.build(entry, threshold_name=threshold_name, now=now)))
+
+    if acting_agent is None or any(e.id_given for _, e, _d in pending):
+        known = dict(
+            DecisionKey.objects.filter(entry_id__in=[e.id for _, e, _d in pending if e.id_given]).values_list(
+                "entry_id", "content_hash"
+            )
+        )
+    else:
+        known = {}
+    fresh = []
+    for index, entry, decision in pending:
+        if entry.id in known:
+            same = known[entry.id] == entry.content_hash
+            results[index] = BatchResult(
+                entry.id,
+                "duplicate" if same else "conflict",
+                None if same else {"id": "exists already with other content"},
+            )
+        else:
+            fresh.append((index, entry, decision))
+    try:
+        with transaction.atomic():
+            DecisionKey.objects.bulk_create(
+                [
+                    DecisionKey(
+                        entry_id=e.id, content_hash=e.content_hash, agent_id=d.agent_id, timestamp=e.timestamp
+                    )
+                    for _, e, d in fresh
+                ]
+            )
+            Decision.objects.bulk_create([d for _, _e, d in fresh])
+    except IntegrityError:
+        # Another request stored some of these ids meanwhile: settle each one on its own.
+        for index, entry, _decision in fresh:
+            try:
+                status, _ = decision_log(raw=entries[index], now=now, acting_agent=acting_agent)
+                results[index] = BatchResult(entry.id, status)
+            except DomainError as exc:
+                results[index] = BatchResult(
+                    entry.id, "conflict" if exc.status_code == 409 else "invalid", _error(exc)
+                )
+    logger.info("decision.batch_logged", extra={"entries": len(entries), "stored": len(fresh)})
+    return results
+
+
+def response_record(
+    *,
+    entry_id: str,
+    raw: object,
+    responder_id: str,
+    now: datetime,
+    source: str = "api",
+) -> Decision:
+    """Record the one human response to a decision. A second one raises ``AlreadyResponded``; the first stands.
+
+    ``raw`` is ``{"action", "modifiedAction"?, "note"?, "respondedAt"?}``; ``timeToRespond`` is computed here.
+    """
+    decision = decision_get(entry_id=entry_id)
+    response = response_parse(raw, now=now, name="response")
+    if response.action == "modify" and response.modified_action not in decision.agent.actions:
+        raise InvalidEntry(
+            f"modifiedAction must be one of {', '.join(decision.agent.actions)}", field="modifiedAction"
+        )
+    if response.responded_at < decision.timestamp:
+        raise InvalidEntry("respondedAt is before the decision's timestamp", field="respondedAt")
+    response = ResponseInput(
+        action=response.action,
+        responded_at=response.responded_at,
+        responder_id=responder_id,
+        modified_action=response.modified_action,
+        note=response.note,
+    )
+    _apply_response(decision, response, source=source)
+    # One conditional UPDATE: whoever writes first wins, with no lock held across the request.
+    written = Decision.objects.filter(
+        seq=decision.seq, timestamp=decision.timestamp, response_action__isnull=True
+    ).update(
+        response_action=decision.response_action,
+        responded_at=decision.responded_at,
+        responder_id=decision.responder_id,
+        modified_action=decision.modified_action,
+        response_note=decision.response_note,
+        time_to_respond=decision.time_to_respond,
+        response_source=source,
+        claimed_by=None,
+        claimed_until=None,
+    )
+    if not written:
+        raise AlreadyResponded(
+            f"decision {entry_id!r} has a response already; the first one stands", field="id"
+        )
+    logger.info(
+        "decision.responded", extra={"entry_id": entry_id, "action": response.action, "by": responder_id}
+    )
+    return decision

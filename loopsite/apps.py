@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class LoopsiteConfig(AppConfig):
+    name = "loopsite"
+    verbose_name = "loopsite"

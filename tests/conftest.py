@@ -1,0 +1,105 @@
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from tests.factories import NOW, make_agent, user_with_role
+
+_real_connect = socket.socket.connect
+
+
+def _local_only(self: socket.socket, address: Any) -> Any:
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and not (
+        host.startswith("127.") or host in {"localhost", "::1", "0.0.0.0"} or host.startswith("/")
+    ):
+        raise RuntimeError(f"tests may not reach the network: {address!r}")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True)
+def _block_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing leaves the machine; the LLM is faked at its HTTP transport instead."""
+    monkeypatch.setattr(socket.socket, "connect", _local_only)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(settings: Any) -> Iterator[None]:
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def now() -> Any:
+    return NOW
+
+
+@pytest.fixture
+def agent_and_key(db: None) -> tuple[Any, str]:
+    return make_agent()
+
+
+@pytest.fixture
+def agent(agent_and_key: tuple[Any, str]) -> Any:
+    return agent_and_key[0]
+
+
+@pytest.fixture
+def agent_client(agent_and_key: tuple[Any, str]) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {agent_and_key[1]}")
+    return client
+
+
+@pytest.fixture
+def reviewer(db: None) -> Any:
+    return user_with_role("reviewer", username="rita")
+
+
+@pytest.fixture
+def approver(db: None) -> Any:
+    return user_with_role("approver", username="alice")
+
+
+@pytest.fixture
+def admin_user(db: None) -> Any:
+    return user_with_role("admin", username="root-admin")
+
+
+def client_for(user: Any) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user=user)
+    return client
+
+
+def data_file(*parts: str) -> Path:
+    """A file of the shared data sets. Missing: fail under CI (LOOPSITE_REQUIRE_DATA=1), else skip."""
+    path = Path(settings.LOOPSITE_DATA_DIR, *parts)
+    if not path.exists():
+        message = f"data file missing: {path} (set LOOPSITE_DATA_DIR)"
+        if os.environ.get("LOOPSITE_REQUIRE_DATA") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    """Configured-tier tests run in the PostgreSQL + Redis pass; on SQLite they are not collected."""
+    if settings.IS_POSTGRES and settings.REDIS_URL:
+        return
+    if os.environ.get("LOOPSITE_REQUIRE_SERVICES") == "1":
+        raise pytest.UsageError(
+            "LOOPSITE_REQUIRE_SERVICES=1 but DATABASE_URL/REDIS_URL do not name PostgreSQL and Redis"
+        )
+    kept = [item for item in items if item.get_closest_marker("configured") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept

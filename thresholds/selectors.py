@@ -1,0 +1,68 @@
+"""Reads of agents and their live config. The live config is read through ``config_get_live`` only."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.core.cache import cache
+
+from thresholds.exceptions import AgentNotFound
+from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    agent_pk: int
+    agent_id: str
+    version: int
+    version_pk: int
+    activated_at: datetime
+    thresholds: dict[str, float]
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.agent_id}-v{self.version}"'
+
+
+def _cache_key(agent_pk: int) -> str:
+    return f"live-config:{agent_pk}"
+
+
+def agent_get(*, agent_id: str) -> Agent:
+    try:
+        return Agent.objects.get(agent_id=agent_id)
+    except Agent.DoesNotExist:
+        raise AgentNotFound(f"unknown agent {agent_id!r}", field="agentId") from None
+
+
+def config_get_live(*, agent: Agent) -> LiveConfig:
+    """The agent's live config, from the cache when it is there. Every change calls ``config_cache_clear``."""
+    cached = cache.get(_cache_key(agent.pk))
+    if cached is not None:
+        return cached
+    version = ConfigVersion.objects.get(agent=agent, is_live=True)
+    live = LiveConfig(
+        agent_pk=agent.pk,
+        agent_id=agent.agent_id,
+        version=version.number,
+        version_pk=version.pk,
+        activated_at=version.activated_at,
+        thresholds={k: float(v) for k, v in version.values.items()},
+    )
+    cache.set(_cache_key(agent.pk), live, timeout=300)
+    return live
+
+
+def config_cache_clear(*, agent: Agent) -> None:
+    cache.delete(_cache_key(agent.pk))
+
+
+def config_versions_list(*, agent: Agent) -> list[ConfigVersion]:
+    return list(
+        ConfigVersion.objects.filter(agent=agent)
+        .select_related("approved_by", "proposal")
+        .order_by("-number")
+    )
+
+
+def threshold_definitions(*, agent: Agent) -> dict[str, ThresholdDefinition]:
+    return {t.name: t for t in ThresholdDefinition.objects.filter(agent=agent)}

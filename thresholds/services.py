@@ -1,0 +1,130 @@
+"""Writes: registering agents and making config versions live. A change is always a new version."""
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+
+from people.keys import AGENT_KIND, key_generate
+from thresholds.exceptions import AgentExists, InvalidThreshold
+from thresholds.models import Agent, AgentKey, ConfigVersion, ThresholdDefinition
+from thresholds.selectors import config_cache_clear
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ACTIONS = ["auto-resolve", "flag", "escalate"]
+
+
+def agent_create(
+    *,
+    agent_id: str,
+    thresholds: list[dict[str, Any]],
+    now: datetime,
+    name: str = "",
+    actions: list[str] | None = None,
+    **options: Any,
+) -> tuple[Agent, str]:
+    """Register an agent with its thresholds and initial config version. Returns (agent, api key).
+
+    Each threshold is ``{"name", "value", "action"?, "min"?, "max"?, "description"?}``; the gated action
+    defaults to the strongest one.
+    """
+    actions = list(actions or DEFAULT_ACTIONS)
+    if len(actions) < 2 or len(set(actions)) != len(actions):
+        raise InvalidThreshold("actions must be two or more distinct names, weakest first", field="actions")
+    if not thresholds:
+        raise InvalidThreshold("an agent needs at least one threshold", field="thresholds")
+    values: dict[str, float] = {}
+    definitions = []
+    for spec in thresholds:
+        tname, value = str(spec["name"]), float(spec["value"])
+        action = str(spec.get("action") or actions[-1])
+        lo, hi = float(spec.get("min", 0.0)), float(spec.get("max", 1.0))
+        if tname in values:
+            raise InvalidThreshold(f"threshold {tname!r} given twice", field="thresholds")
+        if action not in actions[1:]:
+            raise InvalidThreshold(
+                f"threshold {tname!r} gates {action!r}, which is not one of the agent's actions above the "
+                f"weakest ({', '.join(actions[1:])})",
+                field="thresholds",
+            )
+        if not lo <= value <= hi:
+            raise InvalidThreshold(
+                f"threshold {tname!r} value {value} is outside [{lo}, {hi}]", field="thresholds"
+            )
+        values[tname] = value
+        definitions.append(
+            ThresholdDefinition(
+                name=tname,
+                action=action,
+                min_value=lo,
+                max_value=hi,
+                description=str(spec.get("description", "")),
+            )
+        )
+    with transaction.atomic():
+        if Agent.objects.filter(agent_id=agent_id).exists():
+            raise AgentExists(f"agent {agent_id!r} exists already", field="agentId")
+        agent = Agent.objects.create(agent_id=agent_id, name=name or agent_id, actions=actions, **options)
+        for d in definitions:
+            d.agent = agent
+        ThresholdDefinition.objects.bulk_create(definitions)
+        ConfigVersion.objects.create(
+            agent=agent,
+            number=1,
+            values=values,
+            source=ConfigVersion.Source.INITIAL,
+            is_live=True,
+            activated_at=now,
+            reason="initial thresholds",
+        )
+        key = agent_key_create(agent=agent)
+    logger.info("agent.created", extra={"agent_id": agent_id, "thresholds": values})
+    return agent, key
+
+
+def agent_key_create(*, agent: Agent, name: str = "default") -> str:
+    new = key_generate(kind=AGENT_KIND)
+    AgentKey.objects.create(agent=agent, name=name, prefix=new.prefix, hashed_key=new.hashed_key)
+    return new.key
+
+
+def config_version_activate(
+    *,
+    agent: Agent,
+    values: dict[str, float],
+    source: str,
+    now: datetime,
+    reason: str = "",
+    approved_by: Any = None,
+    proposal: Any = None,
+    rolled_back_version: ConfigVersion | None = None,
+) -> ConfigVersion:
+    """Make a new version live, atomically: the old one stops being live in the same transaction.
+
+    Callers check the rules (the gate, the 20 % bound); this only keeps the versions consistent. Must run
+    inside the caller's transaction when the caller writes an audit row for it.
+    """
+    with transaction.atomic():
+        current = ConfigVersion.objects.select_for_update().get(agent=agent, is_live=True)
+        ConfigVersion.objects.filter(pk=current.pk).update(is_live=False, superseded_at=now)
+        version = ConfigVersion.objects.create(
+            agent=agent,
+            number=current.number + 1,
+            values=values,
+            source=source,
+            is_live=True,
+            activated_at=now,
+            reason=reason,
+            approved_by=approved_by,
+            proposal=proposal,
+            rolled_back_version=rolled_back_version,
+        )
+        transaction.on_commit(lambda: config_cache_clear(agent=agent))
+    config_cache_clear(agent=agent)
+    logger.info(
+        "config.activated",
+        extra={"agent_id": agent.agent_id, "version": version.number, "source": source, "values": values},
+    )
+    return version
