@@ -27,12 +27,8 @@ class AuditEvent(models.Model):
     actor_label = models.CharField(max_length=200, help_text="Who: a username, 'tuner' or 'watchdog'.")
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
-    proposal = models.ForeignKey(
-        "tuner.Proposal", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    run = models.ForeignKey(
-        "tuner.TunerRun", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
+    proposal = models.ForeignKey("tuner.Proposal", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    run = models.ForeignKey("tuner.TunerRun", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     config_version = models.ForeignKey(
         "thresholds.ConfigVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )

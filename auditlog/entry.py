@@ -111,13 +111,9 @@ def response_parse(raw: Any, *, now: datetime, name: str = "humanResponse") -> R
         )
     modified = _str(obj, "modifiedAction", f"{name}.modifiedAction", required=False, limit=100)
     if action == "modify" and not modified:
-        raise InvalidEntry(
-            f"{name}.modifiedAction is required when action is modify", field=f"{name}.modifiedAction"
-        )
+        raise InvalidEntry(f"{name}.modifiedAction is required when action is modify", field=f"{name}.modifiedAction")
     note = _str(obj, "note", f"{name}.note", required=False, limit=MAX_TEXT)
-    responded_at = (
-        parse_time(obj["respondedAt"], f"{name}.respondedAt", now=now) if "respondedAt" in obj else now
-    )
+    responded_at = parse_time(obj["respondedAt"], f"{name}.respondedAt", now=now) if "respondedAt" in obj else now
     responder = _str(obj, "responderId", f"{name}.responderId", required=False) or ""
     ttr = obj.get("timeToRespond")
     return ResponseInput(
@@ -151,23 +147,17 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
     input_hash = _str(context, "inputHash", "context.inputHash")
     features_raw = _obj(context.get("features", {}), "context.features")
     if len(features_raw) > MAX_FEATURES:
-        raise InvalidEntry(
-            f"context.features has more than {MAX_FEATURES} features", field="context.features"
-        )
+        raise InvalidEntry(f"context.features has more than {MAX_FEATURES} features", field="context.features")
     features = {}
     for key, value in features_raw.items():
         if len(key) > 200:
-            raise InvalidEntry(
-                "context.features has a name longer than 200 characters", field="context.features"
-            )
+            raise InvalidEntry("context.features has a name longer than 200 characters", field="context.features")
         features[key] = finite_number(value, f"context.features.{key}")
     rules_raw = context.get("matchedRules", [])
     if not isinstance(rules_raw, list) or not all(isinstance(r, str) for r in rules_raw):
         raise InvalidEntry("context.matchedRules must be a list of strings", field="context.matchedRules")
     if len(rules_raw) > MAX_RULES:
-        raise InvalidEntry(
-            f"context.matchedRules has more than {MAX_RULES} rules", field="context.matchedRules"
-        )
+        raise InvalidEntry(f"context.matchedRules has more than {MAX_RULES} rules", field="context.matchedRules")
 
     response = None
     if obj.get("humanResponse") is not None:

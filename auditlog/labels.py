@@ -13,7 +13,7 @@ def effective_label(
         return None
     if response_action != "modify":
         return response_action
-    if modified_action not in actions or taken_action not in actions:
+    if modified_action is None or modified_action not in actions or taken_action not in actions:
         return DISMISS
     delta = list(actions).index(modified_action) - list(actions).index(taken_action)
     if delta > 0:

@@ -71,9 +71,7 @@ class Decision(models.Model):
     responder_id = models.CharField(max_length=200, null=True, blank=True)
     modified_action = models.CharField(max_length=100, null=True, blank=True)
     response_note = models.TextField(null=True, blank=True)
-    time_to_respond = models.FloatField(
-        null=True, blank=True, help_text="Seconds from timestamp to response."
-    )
+    time_to_respond = models.FloatField(null=True, blank=True, help_text="Seconds from timestamp to response.")
     response_source = models.CharField(max_length=16, null=True, blank=True, help_text="api, web, import")
 
     # A reviewer's claim on a queued item, so two do not work the same one.

@@ -25,9 +25,7 @@ def response_render(d: Decision) -> dict[str, Any] | None:
     return response
 
 
-def entry_render(
-    d: Decision, *, agent_id: str | None = None, config_version: int | None = None
-) -> dict[str, Any]:
+def entry_render(d: Decision, *, agent_id: str | None = None, config_version: int | None = None) -> dict[str, Any]:
     """``agent_id`` and ``config_version`` may be passed in to spare a join when rendering many rows."""
     entry: dict[str, Any] = {
         "id": d.entry_id,

@@ -124,9 +124,7 @@ def decision_get(*, entry_id: str) -> Decision:
     if key is None:
         raise DecisionNotFound(f"no decision with id {entry_id!r}", field="id")
     # The timestamp lets PostgreSQL go straight to one week's partition.
-    return Decision.objects.select_related("agent", "config_version").get(
-        entry_id=entry_id, timestamp=key.timestamp
-    )
+    return Decision.objects.select_related("agent", "config_version").get(entry_id=entry_id, timestamp=key.timestamp)
 
 
 def _existing(entry: EntryInput) -> tuple[Status, Decision]:
@@ -176,9 +174,7 @@ def _error(exc: DomainError) -> dict[str, str]:
     return {exc.field or "entry": exc.message}
 
 
-def decision_log_batch(
-    *, entries: list[object], now: datetime, acting_agent: Agent | None = None
-) -> list[BatchResult]:
+def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Agent | None = None) -> list[BatchResult]:
     """Log many entries: valid ones are stored even when others are invalid; one result per entry, in order."""
     results: list[BatchResult] = []
     contexts: dict[str, _AgentContext] = {}
@@ -189,9 +185,7 @@ def decision_log_batch(
         try:
             entry = entry_parse(raw, now=now)
             agent = _agent_for(entry, acting_agent)
-            ctx = contexts.get(agent.agent_id) or contexts.setdefault(
-                agent.agent_id, _AgentContext.load(agent)
-            )
+            ctx = contexts.get(agent.agent_id) or contexts.setdefault(agent.agent_id, _AgentContext.load(agent))
             threshold_name = ctx.check(entry)
         except DomainError as exc:
             results.append(BatchResult(raw_id, "invalid", _error(exc)))
@@ -233,9 +227,7 @@ def decision_log_batch(
         with transaction.atomic():
             DecisionKey.objects.bulk_create(
                 [
-                    DecisionKey(
-                        entry_id=e.id, content_hash=e.content_hash, agent_id=d.agent_id, timestamp=e.timestamp
-                    )
+                    DecisionKey(entry_id=e.id, content_hash=e.content_hash, agent_id=d.agent_id, timestamp=e.timestamp)
                     for _, e, d in fresh
                 ]
             )
@@ -247,9 +239,7 @@ def decision_log_batch(
                 status, _ = decision_log(raw=entries[index], now=now, acting_agent=acting_agent)
                 results[index] = BatchResult(entry.id, status)
             except DomainError as exc:
-                results[index] = BatchResult(
-                    entry.id, "conflict" if exc.status_code == 409 else "invalid", _error(exc)
-                )
+                results[index] = BatchResult(entry.id, "conflict" if exc.status_code == 409 else "invalid", _error(exc))
     logger.info("decision.batch_logged", extra={"entries": len(entries), "stored": len(fresh)})
     return results
 
@@ -269,9 +259,7 @@ def response_record(
     decision = decision_get(entry_id=entry_id)
     response = response_parse(raw, now=now, name="response")
     if response.action == "modify" and response.modified_action not in decision.agent.actions:
-        raise InvalidEntry(
-            f"modifiedAction must be one of {', '.join(decision.agent.actions)}", field="modifiedAction"
-        )
+        raise InvalidEntry(f"modifiedAction must be one of {', '.join(decision.agent.actions)}", field="modifiedAction")
     if response.responded_at < decision.timestamp:
         raise InvalidEntry("respondedAt is before the decision's timestamp", field="respondedAt")
     response = ResponseInput(
@@ -297,10 +285,6 @@ def response_record(
         claimed_until=None,
     )
     if not written:
-        raise AlreadyResponded(
-            f"decision {entry_id!r} has a response already; the first one stands", field="id"
-        )
-    logger.info(
-        "decision.responded", extra={"entry_id": entry_id, "action": response.action, "by": responder_id}
-    )
+        raise AlreadyResponded(f"decision {entry_id!r} has a response already; the first one stands", field="id")
+    logger.info("decision.responded", extra={"entry_id": entry_id, "action": response.action, "by": responder_id})
     return decision

@@ -26,7 +26,5 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             message = str(detail[0])
         else:
             message = str(detail)
-        response.data = {
-            "error": {"code": getattr(exc, "default_code", "error"), "message": message, "field": field}
-        }
+        response.data = {"error": {"code": getattr(exc, "default_code", "error"), "message": message, "field": field}}
     return response

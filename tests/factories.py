@@ -26,7 +26,7 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 def user_with_role(role: Role | str, username: str | None = None, **kwargs: Any) -> Any:
     role = Role(role)
-    user = UserFactory(username=username or f"{role.value}-{uuid.uuid4().hex[:6]}", **kwargs)
+    user: Any = UserFactory(username=username or f"{role.value}-{uuid.uuid4().hex[:6]}", **kwargs)
     if role is Role.ADMIN:
         user.is_staff = user.is_superuser = True
         user.save()

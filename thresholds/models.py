@@ -21,9 +21,7 @@ class Agent(models.Model):
     rule_based = models.BooleanField(default=False, help_text="Cluster by matched-rule combination.")
     window_weeks = models.PositiveSmallIntegerField(default=4, help_text="Tuner window; 6 or 8 for seasonal.")
     objective = models.CharField(max_length=16, choices=Objective.choices, default=Objective.TOLERANCE)
-    miss_cost = models.FloatField(
-        default=5.0, help_text="With the cost objective: a miss costs N false alarms."
-    )
+    miss_cost = models.FloatField(default=5.0, help_text="With the cost objective: a miss costs N false alarms.")
     approvers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="approver_of")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -53,9 +51,7 @@ class ThresholdDefinition(models.Model):
         ordering = ["agent", "name"]
         constraints = [
             models.UniqueConstraint(fields=["agent", "name"], name="threshold_unique_name_per_agent"),
-            models.CheckConstraint(
-                condition=Q(min_value__lte=models.F("max_value")), name="threshold_min_le_max"
-            ),
+            models.CheckConstraint(condition=Q(min_value__lte=models.F("max_value")), name="threshold_min_le_max"),
         ]
 
     def __str__(self) -> str:
@@ -99,9 +95,7 @@ class ConfigVersion(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["agent", "number"], name="config_version_unique_number"),
             # Exactly one live version per agent, enforced by the database.
-            models.UniqueConstraint(
-                fields=["agent"], condition=Q(is_live=True), name="config_version_one_live"
-            ),
+            models.UniqueConstraint(fields=["agent"], condition=Q(is_live=True), name="config_version_one_live"),
         ]
 
     def __str__(self) -> str:

@@ -57,11 +57,7 @@ def config_cache_clear(*, agent: Agent) -> None:
 
 
 def config_versions_list(*, agent: Agent) -> list[ConfigVersion]:
-    return list(
-        ConfigVersion.objects.filter(agent=agent)
-        .select_related("approved_by", "proposal")
-        .order_by("-number")
-    )
+    return list(ConfigVersion.objects.filter(agent=agent).select_related("approved_by", "proposal").order_by("-number"))
 
 
 def threshold_definitions(*, agent: Agent) -> dict[str, ThresholdDefinition]:

@@ -50,9 +50,7 @@ def agent_create(
                 field="thresholds",
             )
         if not lo <= value <= hi:
-            raise InvalidThreshold(
-                f"threshold {tname!r} value {value} is outside [{lo}, {hi}]", field="thresholds"
-            )
+            raise InvalidThreshold(f"threshold {tname!r} value {value} is outside [{lo}, {hi}]", field="thresholds")
         values[tname] = value
         definitions.append(
             ThresholdDefinition(

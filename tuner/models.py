@@ -89,9 +89,7 @@ class Proposal(models.Model):
         HIGH = "high"
 
     agent = models.ForeignKey("thresholds.Agent", on_delete=models.CASCADE, related_name="proposals")
-    run = models.ForeignKey(
-        TunerRun, null=True, blank=True, on_delete=models.CASCADE, related_name="proposals"
-    )
+    run = models.ForeignKey(TunerRun, null=True, blank=True, on_delete=models.CASCADE, related_name="proposals")
     rank = models.PositiveSmallIntegerField(default=1)
     threshold_name = models.CharField(max_length=100)
     current_value = models.FloatField(help_text="The live value when proposed.")
@@ -99,9 +97,7 @@ class Proposal(models.Model):
     direction = models.CharField(max_length=8, choices=Direction.choices)
     confidence = models.CharField(max_length=8, choices=Confidence.choices)
     expected_impact = models.TextField()
-    impact = models.JSONField(
-        default=dict, blank=True, help_text="Replayed impact with its bootstrap interval."
-    )
+    impact = models.JSONField(default=dict, blank=True, help_text="Replayed impact with its bootstrap interval.")
     evidence_count = models.PositiveIntegerField()
     sample_entry_ids = models.JSONField(default=list)
     risk_assessment = models.TextField()
@@ -141,9 +137,7 @@ class ProposalEvidence(models.Model):
     is_sample = models.BooleanField(default=False)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["proposal", "entry_id"], name="evidence_unique_per_proposal")
-        ]
+        constraints = [models.UniqueConstraint(fields=["proposal", "entry_id"], name="evidence_unique_per_proposal")]
 
     def __str__(self) -> str:
         return f"{self.entry_id} ({self.kind})"
