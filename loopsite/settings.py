@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "auditlog",
     "tuner",
     "approvals",
+    "simulation",
 ]
 
 MIDDLEWARE = [
