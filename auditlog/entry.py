@@ -101,20 +101,29 @@ def parse_time(value: Any, name: str, *, now: datetime) -> datetime:
     return parsed
 
 
+def _at(name: str, key: str) -> str:
+    return f"{name}.{key}" if name else key
+
+
 def response_parse(raw: Any, *, now: datetime, name: str = "humanResponse") -> ResponseInput:
-    obj = _obj(raw, name)
-    action = _str(obj, "action", f"{name}.action", limit=20)
+    """Check a human response. ``name`` prefixes the field names in errors; "" for a response body itself."""
+    obj = _obj(raw, name or "body")
+    action = _str(obj, "action", _at(name, "action"), limit=20)
     if action not in RESPONSE_ACTIONS:
         raise InvalidEntry(
-            f"{name}.action must be one of {', '.join(RESPONSE_ACTIONS)}, not {action!r}",
-            field=f"{name}.action",
+            f"{_at(name, 'action')} must be one of {', '.join(RESPONSE_ACTIONS)}, not {action!r}",
+            field=_at(name, "action"),
         )
-    modified = _str(obj, "modifiedAction", f"{name}.modifiedAction", required=False, limit=100)
+    modified = _str(obj, "modifiedAction", _at(name, "modifiedAction"), required=False, limit=100)
     if action == "modify" and not modified:
-        raise InvalidEntry(f"{name}.modifiedAction is required when action is modify", field=f"{name}.modifiedAction")
-    note = _str(obj, "note", f"{name}.note", required=False, limit=MAX_TEXT)
-    responded_at = parse_time(obj["respondedAt"], f"{name}.respondedAt", now=now) if "respondedAt" in obj else now
-    responder = _str(obj, "responderId", f"{name}.responderId", required=False) or ""
+        raise InvalidEntry(
+            f"{_at(name, 'modifiedAction')} is required when action is modify", field=_at(name, "modifiedAction")
+        )
+    note = _str(obj, "note", _at(name, "note"), required=False, limit=MAX_TEXT)
+    responded_at = (
+        parse_time(obj["respondedAt"], _at(name, "respondedAt"), now=now) if "respondedAt" in obj else now
+    )
+    responder = _str(obj, "responderId", _at(name, "responderId"), required=False) or ""
     ttr = obj.get("timeToRespond")
     return ResponseInput(
         action=str(action),
@@ -122,7 +131,7 @@ def response_parse(raw: Any, *, now: datetime, name: str = "humanResponse") -> R
         responder_id=responder,
         modified_action=modified,
         note=note,
-        time_to_respond=None if ttr is None else finite_number(ttr, f"{name}.timeToRespond"),
+        time_to_respond=None if ttr is None else finite_number(ttr, _at(name, "timeToRespond")),
     )
 
 
@@ -130,6 +139,8 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
     """Check one entry and return its plain values, with a content hash for idempotency."""
     obj = _obj(raw, "entry")
     given_id = _str(obj, "id", "id", required=False, limit=MAX_ID)
+    if given_id is not None and not given_id.strip():
+        raise InvalidEntry("id must not be empty (leave it out to get a UUID)", field="id")
     timestamp = parse_time(obj.get("timestamp"), "timestamp", now=now)
     agent_id = _str(obj, "agentId", "agentId", limit=100)
     session_id = _str(obj, "sessionId", "sessionId")
@@ -158,12 +169,18 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
         raise InvalidEntry("context.matchedRules must be a list of strings", field="context.matchedRules")
     if len(rules_raw) > MAX_RULES:
         raise InvalidEntry(f"context.matchedRules has more than {MAX_RULES} rules", field="context.matchedRules")
+    if any(len(r) > 200 for r in rules_raw):
+        raise InvalidEntry("context.matchedRules has a rule longer than 200 characters", field="context.matchedRules")
 
     response = None
     if obj.get("humanResponse") is not None:
         response = response_parse(obj["humanResponse"], now=now)
         if not response.responder_id:
             raise InvalidEntry("humanResponse.responderId is required", field="humanResponse.responderId")
+        if response.responded_at < timestamp:
+            raise InvalidEntry(
+                "humanResponse.respondedAt is before the decision's timestamp", field="humanResponse.respondedAt"
+            )
 
     entry = EntryInput(
         id=given_id or str(uuid.uuid4()),

@@ -1,11 +1,15 @@
 """Writes to the decision log: logging decisions (one or a batch) and recording a human response once."""
 
+import base64
+import binascii
+import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from auditlog.entry import EntryInput, ResponseInput, entry_parse, response_parse, sample_draw
 from auditlog.exceptions import AlreadyResponded, DecisionNotFound, EntryConflict, InvalidEntry
@@ -71,7 +75,8 @@ class _AgentContext:
             entry_id=entry.id,
             agent=self.agent,
             session_id=entry.session_id,
-            timestamp=entry.timestamp,
+            # Stored and shown in UTC, so the entry a POST returns reads the same as the one read back later.
+            timestamp=entry.timestamp.astimezone(UTC),
             received_at=now,
             action=entry.action,
             confidence=entry.confidence,
@@ -93,7 +98,7 @@ class _AgentContext:
 
 def _apply_response(decision: Decision, response: ResponseInput, *, source: str) -> None:
     decision.response_action = response.action
-    decision.responded_at = response.responded_at
+    decision.responded_at = response.responded_at.astimezone(UTC)
     decision.responder_id = response.responder_id
     decision.modified_action = response.modified_action if response.action == "modify" else None
     decision.response_note = response.note
@@ -108,6 +113,8 @@ def _apply_response(decision: Decision, response: ResponseInput, *, source: str)
 def _agent_for(entry: EntryInput, acting_agent: Agent | None) -> Agent:
     if acting_agent is not None:
         if entry.agent_id != acting_agent.agent_id:
+            if not Agent.objects.filter(agent_id=entry.agent_id).exists():
+                raise InvalidEntry(f"agentId {entry.agent_id!r} is not a registered agent", field="agentId")
             raise Forbidden(
                 f"agentId {entry.agent_id!r} is not this key's agent ({acting_agent.agent_id})",
                 field="agentId",
@@ -257,7 +264,7 @@ def response_record(
     ``raw`` is ``{"action", "modifiedAction"?, "note"?, "respondedAt"?}``; ``timeToRespond`` is computed here.
     """
     decision = decision_get(entry_id=entry_id)
-    response = response_parse(raw, now=now, name="response")
+    response = response_parse(raw, now=now, name="")
     if response.action == "modify" and response.modified_action not in decision.agent.actions:
         raise InvalidEntry(f"modifiedAction must be one of {', '.join(decision.agent.actions)}", field="modifiedAction")
     if response.responded_at < decision.timestamp:
@@ -288,3 +295,55 @@ def response_record(
         raise AlreadyResponded(f"decision {entry_id!r} has a response already; the first one stands", field="id")
     logger.info("decision.responded", extra={"entry_id": entry_id, "action": response.action, "by": responder_id})
     return decision
+
+
+@dataclass(frozen=True)
+class DecisionFilters:
+    """What ``GET /decisions`` may filter on. ``until`` is exclusive."""
+
+    agent_pk: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    action: str | None = None
+    has_response: bool | None = None
+
+
+def _cursor_encode(decision: Decision) -> str:
+    raw = json.dumps([decision.timestamp.isoformat(), decision.seq], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _cursor_decode(cursor: str) -> tuple[datetime, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        stamp, seq = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        return datetime.fromisoformat(stamp), int(seq)
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidEntry("cursor is not one this API gave out", field="cursor") from None
+
+
+def decision_page(*, filters: DecisionFilters, cursor: str | None, limit: int) -> tuple[list[Decision], str | None]:
+    """One page of decisions, newest first, keyset-paginated on (timestamp, seq) so that pages neither repeat
+    nor skip rows while new ones arrive. Returns the rows and the cursor of the next page (None on the last).
+
+    A read, kept beside the writes that define the (timestamp, seq) order it pages on.
+    """
+    rows = Decision.objects.select_related("agent", "config_version").order_by("-timestamp", "-seq")
+    if filters.agent_pk is not None:
+        rows = rows.filter(agent_id=filters.agent_pk)
+    if filters.since is not None:
+        rows = rows.filter(timestamp__gte=filters.since)
+    if filters.until is not None:
+        rows = rows.filter(timestamp__lt=filters.until)
+    if filters.action is not None:
+        rows = rows.filter(action=filters.action)
+    if filters.has_response is not None:
+        rows = rows.filter(response_action__isnull=not filters.has_response)
+    if cursor:
+        stamp, seq = _cursor_decode(cursor)
+        rows = rows.filter(Q(timestamp__lt=stamp) | Q(timestamp=stamp, seq__lt=seq))
+    page = list(rows[: limit + 1])
+    if len(page) > limit:
+        page = page[:limit]
+        return page, _cursor_encode(page[-1])
+    return page, None

@@ -1,3 +1,8 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from thresholds import api
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("agents/<str:agent_id>/config", api.LiveConfigApi.as_view(), name="api-agent-config"),
+    path("agents/<str:agent_id>/config/versions", api.ConfigVersionsApi.as_view(), name="api-agent-config-versions"),
+]

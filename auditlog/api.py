@@ -1,0 +1,255 @@
+"""The decision log's HTTP API: log decisions (one or a batch), read them back, record a human response.
+
+Views parse the request, make one service call and render; the checks live in ``auditlog.entry`` and
+``auditlog.services``. Bodies are read and decoded here (not by DRF's parser) so that oversized bodies are
+refused before parsing and NaN or infinite numbers reach the entry checks, which name the field at fault.
+"""
+
+import json
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from auditlog import serializers as s
+from auditlog.entry import parse_time
+from auditlog.exceptions import InvalidEntry
+from auditlog.models import Decision
+from auditlog.render import entry_render
+from auditlog.services import (
+    DecisionFilters,
+    decision_get,
+    decision_log,
+    decision_log_batch,
+    decision_page,
+    response_record,
+)
+from loopsite.exceptions import DomainError, Forbidden
+from people.authentication import acting_agent
+from people.roles import is_reviewer, is_staff
+from thresholds.selectors import agent_get
+
+MAX_BATCH_ENTRIES = 1000
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+class RequestTooLarge(DomainError):
+    status_code = 413
+    code = "too_large"
+
+
+ERRORS = {
+    400: OpenApiResponse(s.ErrorSerializer, description="Bad input; `field` names it."),
+    401: OpenApiResponse(s.ErrorSerializer, description="No or unknown credentials."),
+    403: OpenApiResponse(s.ErrorSerializer, description="Not allowed for this key or user."),
+}
+
+
+# --- Who may do what ----------------------------------------------------------------------------------------
+
+
+class IsAgentKey(BasePermission):
+    message = "only an agent key may log decisions"
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return acting_agent(request) is not None
+
+
+class CanReadDecisions(BasePermission):
+    message = "reading decisions needs an agent key, staff, or the reviewer role"
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return acting_agent(request) is not None or is_staff(request.user) or is_reviewer(request.user)
+
+
+class IsReviewer(BasePermission):
+    message = "responding needs a person with the reviewer role (session or personal token), not an agent key"
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return acting_agent(request) is None and is_reviewer(request.user)
+
+
+def _own_decision(request: Request, decision: Decision) -> None:
+    agent = acting_agent(request)
+    if agent is not None and decision.agent_id != agent.pk:
+        raise Forbidden(f"decision {decision.entry_id!r} belongs to another agent", field="id")
+
+
+# --- Request parsing ----------------------------------------------------------------------------------------
+
+
+def json_body(request: Request, *, limit: int) -> Any:
+    """The decoded JSON body; 413 above ``limit`` bytes, checked on Content-Length before anything is read."""
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if not declared.isdigit():
+        raise InvalidEntry("Content-Length is not a number", field="body")
+    if int(declared) > limit:
+        raise RequestTooLarge(f"body is larger than {limit} bytes", field="body")
+    body = request.body
+    if len(body) > limit:
+        raise RequestTooLarge(f"body is larger than {limit} bytes", field="body")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidEntry(f"body is not valid JSON: {exc}", field="body") from None
+
+
+def _query_time(request: Request, name: str, now: datetime) -> datetime | None:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return None
+    # A "+" in a query string arrives as a space when the client did not escape it.
+    return parse_time(value.replace(" ", "+"), name, now=datetime.max.replace(tzinfo=now.tzinfo))
+
+
+def _query_bool(request: Request, name: str) -> bool | None:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return None
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise InvalidEntry(f"{name} must be true or false", field=name)
+
+
+def _query_limit(request: Request) -> int:
+    value = request.query_params.get("limit")
+    if value is None or value == "":
+        return DEFAULT_PAGE
+    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE:
+        raise InvalidEntry(f"limit must be a whole number from 1 to {MAX_PAGE}", field="limit")
+    return int(value)
+
+
+def _filters(request: Request, now: datetime) -> DecisionFilters:
+    agent = acting_agent(request)
+    agent_id = request.query_params.get("agentId") or None
+    if agent is not None:
+        if agent_id is not None and agent_id != agent.agent_id:
+            raise Forbidden(f"this key reads {agent.agent_id}'s decisions only", field="agentId")
+        agent_pk: int | None = agent.pk
+    else:
+        agent_pk = agent_get(agent_id=agent_id).pk if agent_id is not None else None
+    return DecisionFilters(
+        agent_pk=agent_pk,
+        since=_query_time(request, "from", now),
+        until=_query_time(request, "to", now),
+        action=request.query_params.get("action") or None,
+        has_response=_query_bool(request, "hasHumanResponse"),
+    )
+
+
+# --- Views --------------------------------------------------------------------------------------------------
+
+
+class DecisionListCreateApi(APIView):
+    def get_permissions(self) -> list[BasePermission]:
+        return [IsAgentKey()] if self.request.method == "POST" else [CanReadDecisions()]
+
+    @extend_schema(
+        operation_id="decisions_list",
+        summary="List decisions, newest first",
+        parameters=[
+            OpenApiParameter("agentId", str, description="An agent key sees its own agent only."),
+            OpenApiParameter("from", str, description="ISO 8601 with offset; inclusive."),
+            OpenApiParameter("to", str, description="ISO 8601 with offset; exclusive."),
+            OpenApiParameter("action", str),
+            OpenApiParameter("hasHumanResponse", bool),
+            OpenApiParameter("cursor", str, description="The `next` of the previous page."),
+            OpenApiParameter("limit", int, description=f"1 to {MAX_PAGE}, default {DEFAULT_PAGE}."),
+        ],
+        responses={200: s.DecisionPageSerializer, **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        now = timezone.now()
+        rows, cursor = decision_page(
+            filters=_filters(request, now), cursor=request.query_params.get("cursor"), limit=_query_limit(request)
+        )
+        return Response({"results": [entry_render(d) for d in rows], "next": cursor})
+
+    @extend_schema(
+        operation_id="decisions_create",
+        summary="Log one decision (idempotent on id)",
+        request=s.EntryInSerializer,
+        responses={
+            201: OpenApiResponse(s.EntryOutSerializer, description="Stored."),
+            200: OpenApiResponse(s.EntryOutSerializer, description="The same id with the same content: stored."),
+            409: OpenApiResponse(s.ErrorSerializer, description="The id exists with other content."),
+            413: OpenApiResponse(s.ErrorSerializer, description="Body over 1 MiB."),
+            **ERRORS,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        raw = json_body(request, limit=settings.API_MAX_BODY_BYTES)
+        status, decision = decision_log(raw=raw, now=timezone.now(), acting_agent=acting_agent(request))
+        return Response(entry_render(decision), status=201 if status == "created" else 200)
+
+
+class DecisionBatchApi(APIView):
+    permission_classes = [IsAgentKey]
+
+    @extend_schema(
+        operation_id="decisions_batch",
+        summary="Log up to 1000 decisions; valid ones are stored even when others are not",
+        request=s.BatchInSerializer,
+        responses={
+            200: s.BatchOutSerializer,
+            413: OpenApiResponse(s.ErrorSerializer, description="Body over 10 MiB."),
+            **ERRORS,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        body = json_body(request, limit=settings.API_MAX_BATCH_BODY_BYTES)
+        entries = body.get("entries") if isinstance(body, dict) else None
+        if not isinstance(entries, list):
+            raise InvalidEntry("entries must be a list of entries", field="entries")
+        if len(entries) > MAX_BATCH_ENTRIES:
+            raise InvalidEntry(f"entries holds more than {MAX_BATCH_ENTRIES} entries", field="entries")
+        results = decision_log_batch(entries=entries, now=timezone.now(), acting_agent=acting_agent(request))
+        return Response({"results": [r.as_dict() for r in results]})
+
+
+class DecisionDetailApi(APIView):
+    permission_classes = [CanReadDecisions]
+
+    @extend_schema(
+        operation_id="decisions_get",
+        summary="One decision with its human response, if any",
+        responses={200: s.EntryOutSerializer, 404: s.ErrorSerializer, **ERRORS},
+    )
+    def get(self, request: Request, entry_id: str) -> Response:
+        decision = decision_get(entry_id=entry_id)
+        _own_decision(request, decision)
+        return Response(entry_render(decision))
+
+
+class DecisionResponseApi(APIView):
+    permission_classes = [IsReviewer]
+
+    @extend_schema(
+        operation_id="decisions_respond",
+        summary="Record the human response (once; a second gets 409 and the first stands)",
+        request=s.ResponseInSerializer,
+        responses={
+            201: s.EntryOutSerializer,
+            404: s.ErrorSerializer,
+            409: OpenApiResponse(s.ErrorSerializer, description="Already responded."),
+            413: s.ErrorSerializer,
+            **ERRORS,
+        },
+    )
+    def post(self, request: Request, entry_id: str) -> Response:
+        raw = json_body(request, limit=settings.API_MAX_BODY_BYTES)
+        decision = response_record(
+            entry_id=entry_id, raw=raw, responder_id=request.user.get_username(), now=timezone.now()
+        )
+        return Response(entry_render(decision), status=201)

@@ -1,0 +1,86 @@
+"""The decision API's shapes, for the OpenAPI schema.
+
+The bodies themselves are checked by ``auditlog.entry`` (the one parser, shared with imports and the
+simulation), which names the faulty field in camelCase; these serializers only describe the shapes so the
+docs at /api/docs/ show them.
+"""
+
+from rest_framework import serializers
+
+
+class DecisionPartSerializer(serializers.Serializer):
+    action = serializers.CharField(help_text="One of the agent's actions, e.g. auto-resolve, flag, escalate.")
+    confidence = serializers.FloatField(min_value=0, max_value=1, help_text="0-1 score from the model.")
+    thresholdUsed = serializers.FloatField(help_text="The threshold that gated the action.")
+    reasoning = serializers.CharField(max_length=4000, help_text="Short rationale captured at decision time.")
+    thresholdName = serializers.CharField(
+        required=False, help_text="Addition to the seed's schema; derived from the action when absent."
+    )
+
+
+class ContextSerializer(serializers.Serializer):
+    inputHash = serializers.CharField(help_text="Dedup key for the input.")
+    features = serializers.DictField(child=serializers.FloatField(), help_text="At most 200 finite numbers.")
+    matchedRules = serializers.ListField(child=serializers.CharField(), help_text="At most 100 rules.")
+
+
+class HumanResponseSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["approve", "dismiss", "modify", "escalate"])
+    respondedAt = serializers.DateTimeField()
+    responderId = serializers.CharField()
+    modifiedAction = serializers.CharField(required=False, help_text="Required when action is modify.")
+    note = serializers.CharField(required=False, max_length=4000)
+    timeToRespond = serializers.FloatField(help_text="Seconds from the decision's timestamp to the response.")
+
+
+class EntryInSerializer(serializers.Serializer):
+    """The seed's ActionLogEntry."""
+
+    id = serializers.CharField(required=False, max_length=128, help_text="Unique; a UUID is made when absent.")
+    timestamp = serializers.DateTimeField(help_text="ISO 8601 with an offset; at most 5 minutes in the future.")
+    agentId = serializers.CharField(help_text="Must be the key's agent.")
+    sessionId = serializers.CharField()
+    decision = DecisionPartSerializer()
+    context = ContextSerializer()
+    humanResponse = HumanResponseSerializer(required=False, help_text="For imports of already-reviewed decisions.")
+
+
+class EntryOutSerializer(EntryInSerializer):
+    configVersion = serializers.IntegerField(help_text="The config version live when the entry was logged.")
+    queuedForReview = serializers.BooleanField()
+
+
+class BatchInSerializer(serializers.Serializer):
+    entries = EntryInSerializer(many=True, help_text="At most 1000 entries; body at most 10 MiB.")
+
+
+class BatchResultSerializer(serializers.Serializer):
+    id = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=["created", "duplicate", "conflict", "invalid"])
+    errors = serializers.DictField(child=serializers.CharField(), required=False, help_text="{field: message}")
+
+
+class BatchOutSerializer(serializers.Serializer):
+    results = BatchResultSerializer(many=True, help_text="One per entry, in order.")
+
+
+class DecisionPageSerializer(serializers.Serializer):
+    results = EntryOutSerializer(many=True)
+    next = serializers.CharField(allow_null=True, help_text="Opaque cursor for the next page; null on the last.")
+
+
+class ResponseInSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["approve", "dismiss", "modify", "escalate"])
+    modifiedAction = serializers.CharField(required=False, help_text="Required when action is modify.")
+    note = serializers.CharField(required=False, max_length=4000)
+    respondedAt = serializers.DateTimeField(required=False, help_text="Defaults to now.")
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    field = serializers.CharField(allow_null=True, help_text="The input at fault (dotted camelCase path).")
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorBodySerializer()
