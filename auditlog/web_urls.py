@@ -1,3 +1,9 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from auditlog import views_queue
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("queue/", views_queue.queue_view, name="queue"),
+    path("queue/respond/", views_queue.queue_respond, name="queue-respond"),
+    path("queue/claim/", views_queue.queue_claim, name="queue-claim"),
+]

@@ -1,0 +1,268 @@
+"""Reads of the review queue: pending decisions, oldest first, with keyset pagination, and the reviewer header.
+
+The queue is ``queued AND response_action IS NULL``, exactly the condition of the partial indexes
+``decision_queue_pending`` (timestamp, seq) and ``decision_queue_agent_pending`` (agent, timestamp, seq), so a
+page at any depth is one short index range scan: the cursor is the last row's (timestamp, seq), never an OFFSET.
+"""
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import Q, QuerySet
+
+from auditlog.models import Decision
+from loopsite.rules import rule
+from thresholds.models import Agent
+
+PAGE_SIZE = 25
+WEEK_RATE_CACHE_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    agent_id: str | None = None
+    action: str | None = None
+    confidence_min: float | None = None
+    confidence_max: float | None = None
+    rule: str | None = None
+
+    def as_query(self) -> dict[str, str]:
+        """The filters as query-string values, for links that keep them."""
+        out = {
+            "agent": self.agent_id or "",
+            "action": self.action or "",
+            "min": "" if self.confidence_min is None else f"{self.confidence_min:g}",
+            "max": "" if self.confidence_max is None else f"{self.confidence_max:g}",
+            "rule": self.rule or "",
+        }
+        return {k: v for k, v in out.items() if v}
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A position in the queue: the (timestamp, seq) of the last row seen."""
+
+    timestamp: datetime
+    seq: int
+
+    def encode(self) -> str:
+        return f"{self.timestamp.isoformat()}~{self.seq}"
+
+    @classmethod
+    def decode(cls, raw: str | None) -> "Cursor | None":
+        if not raw or "~" not in raw:
+            return None
+        stamp, _, seq = raw.rpartition("~")
+        try:
+            parsed = datetime.fromisoformat(stamp)
+            number = int(seq)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            return None
+        return cls(parsed, number)
+
+
+@dataclass(frozen=True)
+class FeatureValue:
+    name: str
+    value: float
+
+
+@dataclass
+class QueueItem:
+    decision: Decision
+    agent_id: str
+    actions: list[str]
+    binary_mode: bool
+    age: timedelta
+    features: list[FeatureValue]
+    claimed_by_me: bool
+
+    @property
+    def entry_id(self) -> str:
+        return self.decision.entry_id
+
+    @property
+    def other_actions(self) -> list[str]:
+        """What a reviewer may change the action to: every action of the agent but the one taken."""
+        return [a for a in self.actions if a != self.decision.action]
+
+    @property
+    def action_rank(self) -> int:
+        """0 for the weakest action, 2 or more for the strongest ones (capped, for the colour)."""
+        rank = self.actions.index(self.decision.action) if self.decision.action in self.actions else 0
+        return min(rank, 2)
+
+    @property
+    def above_threshold(self) -> bool:
+        return self.decision.confidence >= self.decision.threshold_used
+
+
+@dataclass
+class QueuePage:
+    items: list[QueueItem]
+    next_cursor: Cursor | None
+    filters: QueueFilters
+    cursor: Cursor | None = None
+    agents: list[Agent] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    pending: int
+    done_today: int
+    week_queued: int
+    week_responded: int
+    warn_below: float
+
+    @property
+    def week_rate(self) -> float | None:
+        return self.week_responded / self.week_queued if self.week_queued else None
+
+    @property
+    def low(self) -> bool:
+        rate = self.week_rate
+        return rate is not None and rate < self.warn_below
+
+
+def _pending() -> QuerySet[Decision]:
+    # Written exactly as the partial indexes' condition so the planner can use them.
+    return Decision.objects.filter(queued=True, response_action__isnull=True)
+
+
+def _rule_filter(name: str) -> Q:
+    if connection.vendor == "postgresql":
+        return Q(matched_rules__contains=[name])
+    # SQLite's JSON has no containment; the rule as a quoted JSON string matches one whole element.
+    return Q(matched_rules__icontains=json.dumps(name))
+
+
+def queue_filtered(*, filters: QueueFilters, reviewer: str, now: datetime) -> QuerySet[Decision]:
+    """Pending decisions a reviewer may take: not claimed by someone else (or the claim has run out)."""
+    qs = _pending().filter(Q(claimed_by__isnull=True) | Q(claimed_by=reviewer) | Q(claimed_until__lte=now))
+    if filters.agent_id:
+        agent_pk = Agent.objects.filter(agent_id=filters.agent_id).values_list("pk", flat=True).first()
+        qs = qs.filter(agent_id=agent_pk if agent_pk is not None else -1)
+    if filters.action:
+        qs = qs.filter(action=filters.action)
+    if filters.confidence_min is not None:
+        qs = qs.filter(confidence__gte=filters.confidence_min)
+    if filters.confidence_max is not None:
+        qs = qs.filter(confidence__lte=filters.confidence_max)
+    if filters.rule:
+        qs = qs.filter(_rule_filter(filters.rule))
+    return qs
+
+
+def _after(qs: QuerySet[Decision], cursor: Cursor | None) -> QuerySet[Decision]:
+    if cursor is None:
+        return qs
+    # The redundant ``timestamp >= t`` gives the index scan its start; the OR settles ties on seq.
+    return qs.filter(timestamp__gte=cursor.timestamp).filter(
+        Q(timestamp__gt=cursor.timestamp) | Q(seq__gt=cursor.seq)
+    )
+
+
+def features_ranked(features: dict[str, Any]) -> list[FeatureValue]:
+    """Features largest first by absolute value (ties by name), as the queue shows them."""
+    pairs = [(str(k), float(v)) for k, v in features.items() if isinstance(v, int | float)]
+    return [FeatureValue(k, v) for k, v in sorted(pairs, key=lambda kv: (-abs(kv[1]), kv[0]))]
+
+
+def queue_page(
+    *,
+    filters: QueueFilters,
+    reviewer: str,
+    now: datetime,
+    cursor: Cursor | None = None,
+    limit: int = PAGE_SIZE,
+) -> QueuePage:
+    """One page of the queue, oldest first, starting after ``cursor``."""
+    qs = _after(queue_filtered(filters=filters, reviewer=reviewer, now=now), cursor)
+    rows = list(qs.order_by("timestamp", "seq")[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    agents = {a.pk: a for a in Agent.objects.all()}
+    items = []
+    for d in rows:
+        agent = agents[d.agent_id]
+        items.append(
+            QueueItem(
+                decision=d,
+                agent_id=agent.agent_id,
+                actions=[str(a) for a in agent.actions],
+                binary_mode=agent.binary_mode,
+                age=max(now - d.timestamp, timedelta(0)),
+                features=features_ranked(d.features or {}),
+                claimed_by_me=d.claimed_by == reviewer and d.claimed_until is not None and d.claimed_until > now,
+            )
+        )
+    next_cursor = Cursor(rows[-1].timestamp, rows[-1].seq) if more and rows else None
+    return QueuePage(
+        items=items,
+        next_cursor=next_cursor,
+        filters=filters,
+        cursor=cursor,
+        agents=sorted(agents.values(), key=lambda a: a.agent_id),
+    )
+
+
+def iso_week_start(now: datetime) -> datetime:
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - timedelta(days=day.weekday())
+
+
+def _week_counts(*, now: datetime) -> tuple[int, int]:
+    """(queued, responded) for decisions of this ISO week; cached briefly as it reads a whole week's rows."""
+    start = iso_week_start(now)
+    key = f"queue-week-rate:{start.date().isoformat()}"
+    cached = cache.get(key)
+    if cached is not None:
+        return tuple(cached)  # type: ignore[return-value]
+    week = Decision.objects.filter(queued=True, timestamp__gte=start, timestamp__lt=start + timedelta(days=7))
+    queued = week.count()
+    responded = week.filter(response_action__isnull=False).count() if queued else 0
+    cache.set(key, (queued, responded), timeout=WEEK_RATE_CACHE_SECONDS)
+    return queued, responded
+
+
+def week_rate_forget(*, now: datetime) -> None:
+    """Drop the cached week figures so the reviewer's own responses show at once."""
+    cache.delete(f"queue-week-rate:{iso_week_start(now).date().isoformat()}")
+
+
+def queue_stats(*, reviewer: str, now: datetime) -> QueueStats:
+    """The header: pending now, what this reviewer did today (UTC day), and this ISO week's response rate."""
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    done_today = Decision.objects.filter(
+        responder_id=reviewer, responded_at__gte=today, response_action__isnull=False
+    ).count()
+    week_queued, week_responded = _week_counts(now=now)
+    return QueueStats(
+        pending=_pending().count(),
+        done_today=done_today,
+        week_queued=week_queued,
+        week_responded=week_responded,
+        warn_below=float(rule("LOW_RESPONSE_WARNING")),
+    )
+
+
+def queue_item(*, entry_id: str, reviewer: str, now: datetime) -> QueueItem | None:
+    """One pending decision as a queue item, or None when it is answered or gone."""
+    d = _pending().filter(entry_id=entry_id).select_related("agent").first()
+    if d is None:
+        return None
+    return QueueItem(
+        decision=d,
+        agent_id=d.agent.agent_id,
+        actions=[str(a) for a in d.agent.actions],
+        binary_mode=d.agent.binary_mode,
+        age=max(now - d.timestamp, timedelta(0)),
+        features=features_ranked(d.features or {}),
+        claimed_by_me=d.claimed_by == reviewer,
+    )

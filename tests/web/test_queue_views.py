@@ -1,0 +1,210 @@
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from auditlog.claims import claim_acquire
+from auditlog.models import Decision
+from tests.factories import make_agent, user_with_role
+from tests.web.conftest import log_pending, stored
+
+pytestmark = pytest.mark.django_db
+
+
+def signed_in(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_queue__anonymous__redirected_to_sign_in(pending: list[str]) -> None:
+    response = Client().get("/queue/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=/queue/")
+
+
+def test_home__signed_in__redirects_to_queue(reviewer: Any) -> None:
+    response = signed_in(reviewer).get("/")
+    assert response.status_code == 302 and response["Location"] == "/queue/"
+
+
+def test_home__anonymous__redirects_to_sign_in(db: None) -> None:
+    response = Client().get("/")
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/"
+
+
+def test_queue__user_without_role__refused(pending: list[str]) -> None:
+    nobody = user_with_role("reviewer", username="nobody")
+    nobody.groups.clear()
+    assert signed_in(nobody).get("/queue/").status_code == 403
+
+
+def test_queue__reviewer__sees_pending_oldest_first_with_details(reviewer: Any, pending: list[str]) -> None:
+    response = signed_in(reviewer).get("/queue/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    positions = [html.index(f'data-entry-id="{i}"') for i in pending]
+    assert positions == sorted(positions)
+    assert "amount far above the customer&#x27;s average" in html
+    assert "flag_threshold" in html and "0.72" in html and "high_amount" in html
+    # features largest first by absolute value
+    assert html.index("amount_z") < html.index("night")
+
+
+def test_queue__features__largest_absolute_value_first(reviewer: Any, agent: Any) -> None:
+    log_pending(agent.agent_id, 1, context={"features": {"small": 0.1, "neg_big": -5.0, "mid": 2.0}})
+    html = signed_in(reviewer).get("/queue/").content.decode()
+    assert html.index("neg_big") < html.index(">mid<") < html.index("small")
+
+
+def test_queue__filters__agent_action_confidence_rule(reviewer: Any, agent: Any) -> None:
+    make_agent("fraud")
+    triage = log_pending("triage", 1)
+    fraud_low = log_pending("fraud", 1, decision={"confidence": 0.65}, context={"matchedRules": ["velocity"]})
+    fraud_high = log_pending(
+        "fraud", 1, decision={"action": "escalate", "confidence": 0.9, "thresholdUsed": 0.85}
+    )
+    client = signed_in(reviewer)
+
+    def shown(query: str) -> set[str]:
+        html = client.get("/queue/" + query).content.decode()
+        return {i for i in triage + fraud_low + fraud_high if f'data-entry-id="{i}"' in html}
+
+    assert shown("?agent=fraud") == set(fraud_low + fraud_high)
+    assert shown("?action=escalate") == set(fraud_high)
+    assert shown("?min=0.8&max=1") == set(fraud_high)
+    assert shown("?max=0.7") == set(fraud_low)
+    assert shown("?rule=velocity") == set(fraud_low)
+    assert shown("?rule=high_amount") == set(triage + fraud_high)
+
+
+def test_queue__keyset_pages__cover_every_item_once(reviewer: Any, agent: Any) -> None:
+    ids = log_pending(agent.agent_id, 60)
+    client = signed_in(reviewer)
+    seen: list[str] = []
+    url = "/queue/"
+    while url:
+        response = client.get(url)
+        html = response.content.decode()
+        seen += [i for i in ids if f'data-entry-id="{i}"' in html]
+        url = response.context["next_url"]
+    assert seen == ids
+
+
+def test_respond__approve__stored_with_responder_and_time(reviewer: Any, pending: list[str]) -> None:
+    response = signed_in(reviewer).post(
+        "/queue/respond/", {"entry_id": pending[0], "action": "approve"}, HTTP_HX_REQUEST="true"
+    )
+    assert response.status_code == 200
+    d = stored(pending[0])
+    assert (d.response_action, d.responder_id, d.response_source) == ("approve", "rita", "web")
+    assert d.time_to_respond is not None and d.time_to_respond > 3600
+    html = response.content.decode()
+    assert f'data-entry-id="{pending[0]}"' not in html
+    assert f'data-entry-id="{pending[1]}"' in html
+
+
+def test_respond__modify_with_note__stored(reviewer: Any, pending: list[str]) -> None:
+    signed_in(reviewer).post("/queue/respond/", {"entry_id": pending[0], "modify_to": "escalate", "note": " big one "})
+    d = stored(pending[0])
+    assert (d.response_action, d.modified_action, d.response_note) == ("modify", "escalate", "big one")
+
+
+def test_respond__modify_to_unknown_action__refused_with_message(reviewer: Any, pending: list[str]) -> None:
+    response = signed_in(reviewer).post("/queue/respond/", {"entry_id": pending[0], "modify_to": "explode"})
+    assert "modifiedAction must be one of" in response.content.decode()
+    assert stored(pending[0]).response_action is None
+
+
+def test_respond__bulk__every_selected_item_answered(reviewer: Any, pending: list[str]) -> None:
+    signed_in(reviewer).post("/queue/respond/", {"entry_id": pending[:2], "action": "dismiss"})
+    assert [stored(i).response_action for i in pending] == ["dismiss", "dismiss", None]
+
+
+def test_respond__second_response__refused_first_stands(reviewer: Any, approver: Any, pending: list[str]) -> None:
+    signed_in(approver).post("/queue/respond/", {"entry_id": pending[0], "action": "approve"})
+    response = signed_in(reviewer).post("/queue/respond/", {"entry_id": pending[0], "action": "dismiss"})
+    assert "alice already answered" in response.content.decode()
+    d = stored(pending[0])
+    assert (d.response_action, d.responder_id) == ("approve", "alice")
+
+
+def test_respond__item_claimed_by_other__refused(reviewer: Any, approver: Any, pending: list[str]) -> None:
+    assert claim_acquire(entry_id=pending[0], reviewer="alice", now=timezone.now()).won
+    response = signed_in(reviewer).post("/queue/respond/", {"entry_id": pending[0], "action": "dismiss"})
+    assert "alice is reviewing" in response.content.decode()
+    assert stored(pending[0]).response_action is None
+
+
+def test_queue__item_claimed_by_other__not_listed_until_claim_runs_out(
+    reviewer: Any, approver: Any, pending: list[str]
+) -> None:
+    now = timezone.now()
+    assert claim_acquire(entry_id=pending[0], reviewer="alice", now=now).won
+    client = signed_in(reviewer)
+    assert f'data-entry-id="{pending[0]}"' not in client.get("/queue/").content.decode()
+    Decision.objects.filter(entry_id=pending[0]).update(claimed_until=now - timedelta(seconds=1))
+    assert f'data-entry-id="{pending[0]}"' in client.get("/queue/").content.decode()
+
+
+def test_claim__two_reviewers__only_first_wins(reviewer: Any, approver: Any, pending: list[str]) -> None:
+    first = signed_in(approver).post("/queue/claim/", {"entry_id": pending[0]}).json()
+    second = signed_in(reviewer).post("/queue/claim/", {"entry_id": pending[0]}).json()
+    assert first["won"] is True
+    assert second == {**second, "won": False, "holder": "alice"}
+    assert stored(pending[0]).claimed_by == "alice"
+
+
+def test_claim__moving_on__releases_the_previous_item(reviewer: Any, pending: list[str]) -> None:
+    client = signed_in(reviewer)
+    client.post("/queue/claim/", {"entry_id": pending[0]})
+    client.post("/queue/claim/", {"entry_id": pending[1], "release": pending[0]})
+    assert stored(pending[0]).claimed_by is None
+    assert stored(pending[1]).claimed_by == "rita"
+
+
+def test_header__pending_done_today_and_week_rate(reviewer: Any, pending: list[str]) -> None:
+    client = signed_in(reviewer)
+    client.post("/queue/respond/", {"entry_id": pending[0], "action": "approve"})
+    response = client.get("/queue/")
+    stats = response.context["stats"]
+    assert (stats.pending, stats.done_today) == (2, 1)
+    html = response.content.decode()
+    assert 'data-stat="pending">2<' in html and 'data-stat="today">1<' in html
+
+
+def test_header__week_rate_below_60_percent__warning_shown(reviewer: Any, agent: Any) -> None:
+    # decisions of this ISO week: keep them inside it whatever the weekday
+    now = timezone.now()
+    ids = log_pending(agent.agent_id, 5, now=now, minutes_apart=0)
+    Decision.objects.filter(entry_id__in=ids).update(timestamp=now - timedelta(seconds=5))
+    client = signed_in(reviewer)
+    client.post("/queue/respond/", {"entry_id": ids[0], "action": "approve"})
+    html = client.get("/queue/").content.decode()
+    assert 'data-stat="week-rate">20 %<' in html
+    assert "below 60 %" in html
+    client.post("/queue/respond/", {"entry_id": ids[1:4], "action": "approve"})
+    html = client.get("/queue/").content.decode()
+    assert 'data-stat="week-rate">80 %<' in html
+    assert "below 60 %" not in html
+
+
+def test_nav__shows_only_routes_that_exist(reviewer: Any, admin_user: Any) -> None:
+    html = signed_in(reviewer).get("/queue/").content.decode()
+    assert 'href="/queue/"' in html
+    assert ">Admin<" not in html
+    assert ">Admin<" in signed_in(admin_user).get("/queue/").content.decode()
+
+
+def test_sign_in__good_password__lands_on_queue(reviewer: Any) -> None:
+    client = Client()
+    response = client.post("/accounts/login/", {"username": "rita", "password": "correct-horse-battery"})
+    assert response.status_code == 302
+    assert client.get(response["Location"], follow=True).request["PATH_INFO"] == "/queue/"
+
+
+def test_sign_in__wrong_password__message(reviewer: Any) -> None:
+    response = Client().post("/accounts/login/", {"username": "rita", "password": "nope"})
+    assert "did not match" in response.content.decode()
