@@ -1,0 +1,348 @@
+"""Phase 3: two proposal generators behind one interface.
+
+The statistical generator replays the window under candidate values (offline, deterministic). The Claude generator
+asks the model for the seed's output format and trusts none of it: every proposal is validated against the window
+and replayed before it becomes a candidate; on an API error, a timeout or output that is not the format, the
+statistical candidates are used and the run says so.
+"""
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from django.conf import settings
+
+from thresholds.models import Agent, ThresholdDefinition
+from tuner.analysis import Candidate, Choice, Objective, ReplayData, choose_value, impact_score, impact_text, risk_text
+from tuner.selectors import Window, entries_in_window, evidence_entries
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_IDS = 10
+PROMPT_PATH = Path(__file__).with_name("prompts") / "tuner-system.txt"
+
+
+@dataclass
+class GenerationContext:
+    agent: Agent
+    window: Window
+    definitions: dict[str, ThresholdDefinition]
+    live: dict[str, float]
+    replay: dict[str, ReplayData]
+    objective: Objective
+    max_move: float
+    min_evidence: int
+    clusters: list[dict[str, Any]] = field(default_factory=list)
+    weekly_trends: list[dict[str, Any]] = field(default_factory=list)
+    constraints: list[dict[str, Any]] = field(default_factory=list)
+    excluded: dict[str, str] = field(default_factory=dict)  # threshold -> why no proposal this cycle
+
+
+@dataclass
+class Generated:
+    candidates: list[Candidate]
+    generator: str
+    notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    prompt_hash: str = ""
+
+
+class Generator(Protocol):
+    name: str
+
+    def generate(self, ctx: GenerationContext) -> Generated: ...
+
+
+def _candidate(ctx: GenerationContext, name: str, choice: Choice, *, cited: list[str] | None = None) -> Candidate:
+    """A replayed candidate with its evidence counted in the database: the decisions the move affects."""
+    definition = ctx.definitions[name]
+    current = ctx.live[name]
+    kind = "dismiss" if choice.direction == "increase" else "escalate"
+    low, high = sorted((current, choice.value))
+    count, ids = evidence_entries(
+        agent=ctx.agent, window=ctx.window, definition=definition, kind=kind, low=low, high=high, limit=SAMPLE_IDS
+    )
+    impact = {
+        "falseAlarms": {"current": choice.current.false_alarms, "proposed": choice.proposed.false_alarms},
+        "misses": {"current": choice.current.misses, "proposed": choice.proposed.misses},
+        "falseAlarmChange": choice.false_alarm_change,
+        "falseAlarmInterval": list(choice.false_alarm_interval),
+        "missChange": choice.miss_change,
+        "missInterval": list(choice.miss_interval),
+        "beatsCurrentShare": choice.beats_share,
+        "replayConfidence": choice.confidence,
+    }
+    return Candidate(
+        threshold_name=name,
+        current_value=current,
+        proposed_value=choice.value,
+        direction=choice.direction,
+        confidence=choice.confidence,
+        expected_impact=impact_text(choice),
+        evidence_count=count,
+        sample_entry_ids=cited if cited is not None else ids,
+        risk_assessment=risk_text(choice),
+        risk_flagged=choice.risk_flagged,
+        score=impact_score(choice, ctx.objective.miss_cost),
+        min_value=definition.min_value,
+        max_value=definition.max_value,
+        evidence_kind=kind,
+        impact=impact,
+    )
+
+
+class StatisticalGenerator:
+    name = "statistical"
+
+    def generate(self, ctx: GenerationContext) -> Generated:
+        out: list[Candidate] = []
+        for name in sorted(ctx.definitions):
+            if name in ctx.excluded or name not in ctx.replay or name not in ctx.live:
+                continue
+            definition = ctx.definitions[name]
+            choice = choose_value(
+                ctx.replay[name],
+                current=ctx.live[name],
+                lo=definition.min_value,
+                hi=definition.max_value,
+                objective=ctx.objective,
+                max_move=ctx.max_move,
+            )
+            if choice is not None:
+                out.append(_candidate(ctx, name, choice))
+        return Generated(out, self.name)
+
+
+# ------------------------------------------------------------------------------------------------ Claude
+
+PROPOSAL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "proposals": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "thresholdName": {"type": "string"},
+                    "currentValue": {"type": "number"},
+                    "proposedValue": {"type": "number"},
+                    "direction": {"type": "string", "enum": ["increase", "decrease"]},
+                    "confidence": {"type": "string", "enum": ["low", "medium", "high"]},
+                    "expectedImpact": {"type": "string"},
+                    "evidenceCount": {"type": "integer"},
+                    "sampleEntryIds": {"type": "array", "items": {"type": "string"}},
+                    "riskAssessment": {"type": "string"},
+                },
+                "required": [
+                    "thresholdName",
+                    "currentValue",
+                    "proposedValue",
+                    "direction",
+                    "confidence",
+                    "expectedImpact",
+                    "evidenceCount",
+                    "sampleEntryIds",
+                    "riskAssessment",
+                ],
+            },
+        },
+        "summary": {"type": "string"},
+        "systemHealth": {"type": "string", "enum": ["healthy", "needs-attention", "degraded"]},
+    },
+    "required": ["proposals", "summary", "systemHealth"],
+}
+TOOL_NAME = "emit_tuner_output"
+
+
+class GeneratorOutputError(Exception):
+    """The model's answer is not the output format at all."""
+
+
+def system_prompt() -> str:
+    return PROMPT_PATH.read_text(encoding="utf-8")
+
+
+def prompt_payload(ctx: GenerationContext) -> dict[str, Any]:
+    """What the model sees: numbers, clusters (with sample ids to cite) and constraints; no free text written
+    by agents, so a decision's reasoning cannot speak to the tuner."""
+    return {
+        "agentId": ctx.agent.agent_id,
+        "actionsWeakestFirst": list(ctx.agent.actions),
+        "window": {"from": ctx.window.start.isoformat(), "to": ctx.window.end.isoformat()},
+        "currentThresholds": [
+            {
+                "name": name,
+                "action": d.action,
+                "value": ctx.live.get(name),
+                "min": d.min_value,
+                "max": d.max_value,
+                "allowedRange": [
+                    round(max(d.min_value, ctx.live.get(name, 0.0) * (1 - ctx.max_move)), 6),
+                    round(min(d.max_value, ctx.live.get(name, 0.0) * (1 + ctx.max_move)), 6),
+                ],
+                **({"noProposalThisCycle": ctx.excluded[name]} if name in ctx.excluded else {}),
+            }
+            for name, d in sorted(ctx.definitions.items())
+        ],
+        "dismissalClusters": [c for c in ctx.clusters if c["kind"] == "dismiss"],
+        "escalationClusters": [c for c in ctx.clusters if c["kind"] == "escalate"],
+        "weeklyTrends": ctx.weekly_trends,
+        "approverConstraints": ctx.constraints,
+    }
+
+
+def _parse_answer(message: Any) -> dict[str, Any]:
+    for block in getattr(message, "content", []) or []:
+        if getattr(block, "type", None) == "tool_use" and isinstance(getattr(block, "input", None), dict):
+            return dict(block.input)
+    text = "".join(getattr(b, "text", "") for b in getattr(message, "content", []) or [])
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        raise GeneratorOutputError("the model answered in prose, not the output format")
+    try:
+        data = json.loads(text[start : end + 1])
+    except json.JSONDecodeError as exc:
+        raise GeneratorOutputError(f"the model's JSON does not parse: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise GeneratorOutputError("the model's answer is not an object")
+    return data
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def validate_model_proposal(ctx: GenerationContext, raw: Any) -> tuple[Candidate | None, str]:
+    """One proposal of the model checked against the window; returns (candidate, '') or (None, why)."""
+    if not isinstance(raw, dict):
+        return None, "not an object"
+    name = raw.get("thresholdName")
+    if not isinstance(name, str) or name not in ctx.definitions:
+        return None, f"unknown threshold {name!r}"
+    if name in ctx.excluded:
+        return None, f"{name}: {ctx.excluded[name]}"
+    proposed = _number(raw.get("proposedValue"))
+    if proposed is None:
+        return None, f"{name}: proposedValue is not a finite number"
+    definition, current = ctx.definitions[name], ctx.live[name]
+    direction = raw.get("direction")
+    if direction not in ("increase", "decrease") or (proposed > current) != (direction == "increase"):
+        return None, f"{name}: direction {direction!r} does not match {current} -> {proposed}"
+    if raw.get("confidence") not in ("low", "medium", "high"):
+        return None, f"{name}: confidence {raw.get('confidence')!r} is not low/medium/high"
+    if not definition.min_value <= proposed <= definition.max_value:
+        return None, f"{name}: {proposed} is outside the bounds [{definition.min_value}, {definition.max_value}]"
+    if abs(proposed - current) > ctx.max_move * abs(current) + 1e-9:
+        return None, f"{name}: {current} -> {proposed} moves more than {ctx.max_move:.0%} of the current value"
+    ids = raw.get("sampleEntryIds")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        return None, f"{name}: sampleEntryIds is not a list of ids"
+    ids = list(dict.fromkeys(ids))
+    kind = "dismiss" if direction == "increase" else "escalate"
+    actions = list(ctx.agent.actions)
+    rank = actions.index(definition.action)
+    expected_action = definition.action if kind == "dismiss" else actions[max(0, rank - 1)]
+    found = entries_in_window(agent=ctx.agent, window=ctx.window, entry_ids=ids)
+    bad = [i for i in ids if i not in found or found[i]["label"] != kind or found[i]["action"] != expected_action]
+    if bad:
+        return None, (
+            f"{name}: {len(bad)} cited id(s) are not {kind}s at {expected_action} in the window (e.g. {bad[0]!r})"
+        )
+    if len(ids) < ctx.min_evidence:
+        return None, f"{name}: cites {len(ids)} entries, fewer than {ctx.min_evidence}"
+    choice = choose_value(
+        ctx.replay[name],
+        current=current,
+        lo=definition.min_value,
+        hi=definition.max_value,
+        objective=ctx.objective,
+        max_move=ctx.max_move,
+        fixed_value=proposed,
+    )
+    if choice is None:
+        return None, f"{name}: {proposed} replays the same as the current value"
+    candidate = _candidate(ctx, name, choice, cited=ids)
+    if candidate.evidence_count < ctx.min_evidence:
+        return None, (
+            f"{name}: the database holds {candidate.evidence_count} {kind}(s) between {current} and {proposed}, "
+            f"fewer than {ctx.min_evidence} (the model claimed {raw.get('evidenceCount')!r})"
+        )
+    # The model's confidence can only be lowered by the replay, never raised.
+    claimed = str(raw["confidence"])
+    order = {"low": 0, "medium": 1, "high": 2}
+    candidate.confidence = min(claimed, choice.confidence, key=lambda c: order[c])
+    model_risk = raw.get("riskAssessment")
+    if isinstance(model_risk, str) and model_risk.strip():
+        candidate.risk_assessment = f"{candidate.risk_assessment} Analyst: {model_risk.strip()[:500]}"
+    return candidate, ""
+
+
+class ClaudeGenerator:
+    name = "claude"
+
+    def __init__(self, client: Any = None, fallback: Generator | None = None) -> None:
+        self._client = client
+        self.fallback = fallback or StatisticalGenerator()
+
+    def client(self) -> Any:
+        if self._client is None:
+            import anthropic
+
+            self._client = anthropic.Anthropic(
+                api_key=settings.ANTHROPIC_API_KEY, timeout=settings.TUNER_LLM_TIMEOUT, max_retries=1
+            )
+        return self._client
+
+    def generate(self, ctx: GenerationContext) -> Generated:
+        import anthropic
+
+        system = system_prompt()
+        payload = json.dumps(prompt_payload(ctx), sort_keys=True, default=str)
+        prompt_hash = hashlib.sha256(f"{system}\n{payload}".encode()).hexdigest()
+        try:
+            message = self.client().messages.create(
+                model=settings.TUNER_MODEL,
+                max_tokens=4096,
+                system=system,
+                messages=[{"role": "user", "content": payload}],
+                tools=[
+                    {
+                        "name": TOOL_NAME,
+                        "description": "Emit this cycle's proposals in the tuner output format.",
+                        "input_schema": PROPOSAL_SCHEMA,
+                    }
+                ],
+                tool_choice={"type": "tool", "name": TOOL_NAME},
+                timeout=settings.TUNER_LLM_TIMEOUT,
+            )
+            answer = _parse_answer(message)
+            raw_proposals = answer.get("proposals")
+            if not isinstance(raw_proposals, list):
+                raise GeneratorOutputError("the answer has no proposals list")
+        except (anthropic.APIError, GeneratorOutputError) as exc:
+            kind = "timed out" if isinstance(exc, anthropic.APITimeoutError) else "failed"
+            logger.warning("tuner.llm_failed", extra={"agent_id": ctx.agent.agent_id, "error": str(exc)})
+            fallback = self.fallback.generate(ctx)
+            fallback.notes.insert(0, f"Claude {kind} ({exc}); the statistical proposals are used instead.")
+            fallback.errors.append(f"claude: {type(exc).__name__}: {exc}")
+            fallback.prompt_hash = prompt_hash
+            return fallback
+        out: list[Candidate] = []
+        notes: list[str] = []
+        for raw in raw_proposals[:10]:
+            candidate, why = validate_model_proposal(ctx, raw)
+            if candidate is None:
+                notes.append(f"dropped a model proposal: {why}")
+            else:
+                out.append(candidate)
+        return Generated(out, self.name, notes=notes, prompt_hash=prompt_hash)
+
+
+def default_generator() -> Generator:
+    return ClaudeGenerator() if settings.ANTHROPIC_API_KEY else StatisticalGenerator()

@@ -1,0 +1,254 @@
+"""Reads for the tuner: the window's counts, histograms and trends computed in the database (aggregate queries,
+so memory does not grow with the window), bounded samples for clustering, and evidence look-ups."""
+
+import zoneinfo
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from django.db.models import Case, CharField, Count, F, Max, Min, Q, QuerySet, Value, When
+from django.db.models.functions import Floor, Mod, TruncWeek
+
+from auditlog.models import Decision, ReviewReason
+from thresholds.models import Agent, ThresholdDefinition
+from tuner.analysis import BINS, ReplayData, WeekStats
+from tuner.models import Proposal, TunerRun
+
+
+@dataclass(frozen=True)
+class Window:
+    cycle: date
+    start: datetime
+    end: datetime
+
+
+def cycle_window(*, agent: Agent, now: datetime) -> Window:
+    """The cycle is the Monday of ``now``'s ISO week in the agent's timezone; the window is the
+    ``agent.window_weeks`` weeks before ``now``."""
+    local = now.astimezone(zoneinfo.ZoneInfo(agent.timezone or "UTC"))
+    cycle = local.date() - timedelta(days=local.weekday())
+    return Window(cycle=cycle, start=now - timedelta(weeks=agent.window_weeks or 4), end=now)
+
+
+def label_expression(actions: list[str]) -> Case:
+    """``auditlog.labels.effective_label`` in SQL: modify counts as escalate when stronger, dismiss when weaker."""
+    whens = [When(response_action__in=["approve", "dismiss", "escalate"], then=F("response_action"))]
+    for i, taken in enumerate(actions):
+        for j, modified in enumerate(actions):
+            label = "escalate" if j > i else "dismiss" if j < i else "approve"
+            whens.append(
+                When(response_action="modify", action=taken, modified_action=modified, then=Value(label)),
+            )
+    return Case(*whens, default=Value("dismiss"), output_field=CharField())
+
+
+def window_decisions(*, agent: Agent, window: Window) -> QuerySet[Decision]:
+    return Decision.objects.filter(agent=agent, timestamp__gte=window.start, timestamp__lt=window.end)
+
+
+@dataclass(frozen=True)
+class WindowCounts:
+    decisions: int
+    queued: int
+    responded: int
+    queued_responded: int
+    by_response: dict[str, int]
+    first_response_at: datetime | None
+    last_response_at: datetime | None
+    by_threshold: dict[str, dict[str, int]]
+    weeks: list[WeekStats]
+
+    @property
+    def response_rate(self) -> float | None:
+        return self.queued_responded / self.queued if self.queued else None
+
+    @property
+    def response_days(self) -> float:
+        if self.first_response_at is None or self.last_response_at is None:
+            return 0.0
+        return (self.last_response_at - self.first_response_at).total_seconds() / 86400.0
+
+
+def window_counts(*, agent: Agent, window: Window) -> WindowCounts:
+    """Phase 1: counts per response, per threshold and per week, in three aggregate queries."""
+    qs = window_decisions(agent=agent, window=window)
+    totals = qs.aggregate(
+        n_decisions=Count("seq"),
+        n_queued=Count("seq", filter=Q(queued=True)),
+        n_responded=Count("seq", filter=Q(response_action__isnull=False)),
+        n_queued_responded=Count("seq", filter=Q(queued=True, response_action__isnull=False)),
+        first=Min("timestamp", filter=Q(response_action__isnull=False)),
+        last=Max("timestamp", filter=Q(response_action__isnull=False)),
+    )
+    by_response: dict[str, int] = {"approve": 0, "dismiss": 0, "escalate": 0, "modify": 0}
+    by_threshold: dict[str, dict[str, int]] = {}
+    rows = (
+        qs.filter(response_action__isnull=False)
+        .values("threshold_name", "response_action")
+        .annotate(n=Count("seq"))
+        .order_by()
+    )
+    for row in rows:
+        by_response[row["response_action"]] = by_response.get(row["response_action"], 0) + row["n"]
+        by_threshold.setdefault(row["threshold_name"], {})[row["response_action"]] = row["n"]
+    tz = zoneinfo.ZoneInfo(agent.timezone or "UTC")
+    weekly: dict[str, dict[str, int]] = {}
+    week_rows = (
+        qs.annotate(week=TruncWeek("timestamp", tzinfo=tz))
+        .values("week")
+        .annotate(
+            n_decisions=Count("seq"),
+            n_queued=Count("seq", filter=Q(queued=True)),
+            n_responses=Count("seq", filter=Q(response_action__isnull=False)),
+            n_queued_responses=Count("seq", filter=Q(queued=True, response_action__isnull=False)),
+            n_approve=Count("seq", filter=Q(response_action="approve")),
+            n_dismiss=Count("seq", filter=Q(response_action="dismiss")),
+            n_escalate=Count("seq", filter=Q(response_action="escalate")),
+            n_modify=Count("seq", filter=Q(response_action="modify")),
+        )
+        .order_by("week")
+    )
+    for row in week_rows:
+        week = row.pop("week")
+        weekly[week.date().isoformat() if hasattr(week, "date") else str(week)] = {k[2:]: v for k, v in row.items()}
+    weeks = [WeekStats(week_start=k, **v) for k, v in sorted(weekly.items())]
+    return WindowCounts(
+        decisions=totals["n_decisions"],
+        queued=totals["n_queued"],
+        responded=totals["n_responded"],
+        queued_responded=totals["n_queued_responded"],
+        by_response=by_response,
+        first_response_at=totals["first"],
+        last_response_at=totals["last"],
+        by_threshold=by_threshold,
+        weeks=weeks,
+    )
+
+
+def window_histograms(*, agent: Agent, window: Window) -> dict[tuple[str, str, bool], np.ndarray]:
+    """Counts of responded decisions per (action, effective label, sampled) and confidence bin: one aggregate
+    query whose result has at most actions x 3 x 2 x (BINS + 1) rows whatever the window's size."""
+    rows = (
+        window_decisions(agent=agent, window=window)
+        .filter(response_action__isnull=False)
+        .annotate(label=label_expression(list(agent.actions)), bin=Floor(F("confidence") * BINS))
+        .values("action", "label", "review_reason", "bin")
+        .annotate(n=Count("seq"))
+        .order_by()
+    )
+    out: dict[tuple[str, str, bool], np.ndarray] = {}
+    for row in rows:
+        key = (row["action"], row["label"], row["review_reason"] == ReviewReason.SAMPLED)
+        hist = out.setdefault(key, np.zeros(BINS + 1))
+        hist[min(BINS, max(0, int(row["bin"])))] += row["n"]
+    return out
+
+
+def replay_data(
+    *, agent: Agent, definition: ThresholdDefinition, histograms: dict[tuple[str, str, bool], np.ndarray]
+) -> ReplayData | None:
+    """The threshold's two populations: decisions at the action it gates, and those one action below."""
+    actions = list(agent.actions)
+    if definition.action not in actions or actions.index(definition.action) == 0:
+        return None
+    below = actions[actions.index(definition.action) - 1]
+    rate = agent.review_sample_rate if agent.review_sample_rate > 0 else 1.0
+    data = ReplayData.empty((1.0, 1.0 / rate))
+    for (action, label, sampled), hist in histograms.items():
+        row = 1 if sampled else 0
+        if action == definition.action:
+            target = data.negatives if label == "dismiss" else data.positives
+        elif action == below:
+            target = data.positives if label == "escalate" else data.negatives
+        else:
+            continue
+        target[row] += hist
+    return data
+
+
+def evidence_queryset(
+    *, agent: Agent, window: Window, definition: ThresholdDefinition, kind: str, low: float, high: float
+) -> QuerySet[Decision]:
+    """Decisions that support moving ``definition`` across [low, high): dismissals at its action (for an
+    increase) or escalations one action below (for a decrease), with confidence in the band."""
+    actions = list(agent.actions)
+    rank = actions.index(definition.action)
+    action = definition.action if kind == "dismiss" else actions[max(0, rank - 1)]
+    return (
+        window_decisions(agent=agent, window=window)
+        .filter(response_action__isnull=False, action=action, confidence__gte=low, confidence__lt=high)
+        .annotate(label=label_expression(actions))
+        .filter(label=kind)
+    )
+
+
+def evidence_entries(
+    *, agent: Agent, window: Window, definition: ThresholdDefinition, kind: str, low: float, high: float, limit: int
+) -> tuple[int, list[str]]:
+    qs = evidence_queryset(agent=agent, window=window, definition=definition, kind=kind, low=low, high=high)
+    count = qs.count()
+    ids = list(qs.order_by("-timestamp", "-seq").values_list("entry_id", flat=True)[:limit])
+    return count, ids
+
+
+def entries_in_window(*, agent: Agent, window: Window, entry_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The cited entries that exist in the window, with their action, effective label and confidence."""
+    rows = (
+        window_decisions(agent=agent, window=window)
+        .filter(entry_id__in=entry_ids[:200])
+        .annotate(label=label_expression(list(agent.actions)))
+        .values("entry_id", "action", "label", "confidence", "response_action")
+    )
+    return {r["entry_id"]: r for r in rows if r["response_action"] is not None}
+
+
+@dataclass(frozen=True)
+class ClusterRows:
+    entry_ids: list[str]
+    confidences: list[float]
+    thresholds: list[str]
+    features: list[dict[str, Any]]
+    rules: list[list[str]]
+    total: int  # rows of this kind in the window (the sample's scale)
+
+
+def cluster_rows(*, agent: Agent, window: Window, label: str, limit: int) -> ClusterRows:
+    """Up to ``limit`` responded decisions with this effective label, a deterministic every-k-th sample when
+    there are more (so memory stays bounded)."""
+    qs = (
+        window_decisions(agent=agent, window=window)
+        .filter(response_action__isnull=False)
+        .annotate(label=label_expression(list(agent.actions)))
+        .filter(label=label)
+    )
+    total = qs.count()
+    if total > limit:
+        step = -(-total // limit)
+        qs = qs.annotate(pick=Mod(F("seq"), step)).filter(pick=0)
+    columns = ("entry_id", "confidence", "threshold_name", "features", "matched_rules")
+    rows = list(qs.order_by("timestamp", "seq").values_list(*columns)[:limit])
+    return ClusterRows(
+        entry_ids=[r[0] for r in rows],
+        confidences=[float(r[1]) for r in rows],
+        thresholds=[r[2] for r in rows],
+        features=[r[3] or {} for r in rows],
+        rules=[list(r[4] or []) for r in rows],
+        total=total,
+    )
+
+
+def rolled_back_thresholds(*, agent: Agent, since: datetime | None, now: datetime) -> set[str]:
+    """Thresholds whose proposal was rolled back since the previous cycle."""
+    qs = Proposal.objects.filter(agent=agent, status=Proposal.Status.ROLLED_BACK)
+    if since is not None:
+        qs = qs.filter(Q(rolled_back_at__gte=since) | Q(rolled_back_at__isnull=True, decided_at__gte=since))
+    return set(qs.values_list("threshold_name", flat=True))
+
+
+def previous_run(*, agent: Agent, cycle: date) -> TunerRun | None:
+    return TunerRun.objects.filter(agent=agent, cycle__lt=cycle).order_by("-cycle").first()
+
+
+def tuner_runs_list(*, agent: Agent) -> QuerySet[TunerRun]:
+    return TunerRun.objects.filter(agent=agent).select_related("requested_by").order_by("-cycle", "-created_at")

@@ -1,0 +1,477 @@
+"""Running and storing a tuner cycle.
+
+``tuner_cycle_run`` claims the (agent, cycle) run under its unique constraint with a conditional status update,
+computes outside any transaction, then stores everything a cycle produces in one transaction: its output, clusters,
+proposals with their evidence, audit rows, rejection memories, superseded proposals. A worker killed mid-run leaves
+a 'running' row and nothing else; a retry after ``RUN_STALE_AFTER`` takes it over and completes it.
+"""
+
+import logging
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from approvals import notifications
+from approvals.audit import audit_record
+from loopsite.rules import rule, rules
+from thresholds.models import Agent
+from thresholds.selectors import config_get_live, threshold_definitions
+from tuner import selectors
+from tuner.analysis import (
+    Candidate,
+    CycleFacts,
+    Objective,
+    RulesOutcome,
+    cluster_by_features,
+    cluster_by_rules,
+    distinguishing_features,
+    rules_apply,
+    standardise,
+    threshold_creep,
+)
+from tuner.generators import Generated, GenerationContext, Generator, default_generator
+from tuner.models import Cluster, Proposal, ProposalEvidence, RejectionMemory, TunerRun
+
+logger = logging.getLogger(__name__)
+
+RUN_STALE_AFTER = timedelta(minutes=30)
+CLUSTER_SAMPLE = 2000
+MAX_FEATURES = 30
+EVIDENCE_GROWTH_TO_LIFT = 1.5
+
+
+# ------------------------------------------------------------------------------------------------ claiming
+
+
+def _claim(*, agent: Agent, window: selectors.Window, now: datetime, requested_by: Any) -> tuple[TunerRun, bool]:
+    """The run for this cycle, and whether this caller won the right to compute it."""
+    run = TunerRun.objects.filter(agent=agent, cycle=window.cycle).first()
+    if run is None:
+        try:
+            with transaction.atomic():
+                run = TunerRun.objects.create(
+                    agent=agent,
+                    cycle=window.cycle,
+                    status=TunerRun.Status.PENDING,
+                    window_start=window.start,
+                    window_end=window.end,
+                    requested_by=requested_by if getattr(requested_by, "pk", None) else None,
+                    created_at=now,
+                )
+        except IntegrityError:
+            run = TunerRun.objects.get(agent=agent, cycle=window.cycle)
+    if run.status == TunerRun.Status.DONE:
+        return run, False
+    wall = timezone.now()
+    claimable = Q(status__in=[TunerRun.Status.PENDING, TunerRun.Status.FAILED]) | Q(
+        status=TunerRun.Status.RUNNING, started_at__lt=wall - RUN_STALE_AFTER
+    )
+    won = TunerRun.objects.filter(claimable, pk=run.pk).update(
+        status=TunerRun.Status.RUNNING, started_at=wall, window_start=window.start, window_end=window.end
+    )
+    run.refresh_from_db()
+    return run, bool(won)
+
+
+# ------------------------------------------------------------------------------------------------ phase 2
+
+
+def clusters_find(*, agent: Agent, window: selectors.Window) -> list[dict[str, Any]]:
+    """Dismissals and escalations clustered by feature similarity (by matched-rule combination for a
+    rule-based agent), each described against the approved decisions."""
+    approvals = selectors.cluster_rows(agent=agent, window=window, label="approve", limit=CLUSTER_SAMPLE)
+    out: list[dict[str, Any]] = []
+    for kind, min_size, similarity in (
+        ("dismiss", rule("DISMISS_CLUSTER_MIN_SIZE"), rule("DISMISS_CLUSTER_SIMILARITY")),
+        ("escalate", rule("ESCALATE_CLUSTER_MIN_SIZE"), rule("ESCALATE_CLUSTER_SIMILARITY")),
+    ):
+        rows = selectors.cluster_rows(agent=agent, window=window, label=kind, limit=CLUSTER_SAMPLE)
+        if not rows.entry_ids:
+            continue
+        counter: Counter[str] = Counter()
+        for feats in rows.features:
+            counter.update(k for k, v in feats.items() if isinstance(v, int | float))
+        names = [n for n, _ in counter.most_common(MAX_FEATURES)]
+        with_conf = [{**f, "confidence": c} for f, c in zip(rows.features, rows.confidences, strict=True)]
+        ref = [{**f, "confidence": c} for f, c in zip(approvals.features, approvals.confidences, strict=True)]
+        matrix, _, _ = standardise(with_conf, ref, [*names, "confidence"])
+        groups: list[tuple[list[str], list[int]]]
+        if agent.rule_based:
+            groups = [(list(combo), members) for combo, members in cluster_by_rules(rows.rules, min_size=min_size)]
+        else:
+            groups = [([], c.members) for c in cluster_by_features(matrix, min_size=min_size, similarity=similarity)]
+        scale = rows.total / len(rows.entry_ids)
+        for combo, members in groups:
+            confs = [rows.confidences[i] for i in members]
+            features = distinguishing_features(matrix[members], [*names, "confidence"])
+            label = (
+                " + ".join(combo)
+                if combo
+                else ", ".join(f"{f['feature']} {'high' if f['effect'] > 0 else 'low'}" for f in features)
+            )
+            out.append(
+                {
+                    "kind": kind,
+                    "label": (label or f"{kind} cluster")[:300],
+                    "size": int(round(len(members) * scale)),
+                    "share": round(len(members) / len(rows.entry_ids), 4),
+                    "thresholds": sorted({rows.thresholds[i] for i in members}),
+                    "confidenceRange": [round(min(confs), 4), round(max(confs), 4)],
+                    "distinguishingFeatures": features,
+                    "rules": combo,
+                    "sampleEntryIds": [rows.entry_ids[i] for i in members[:10]],
+                }
+            )
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ memory
+
+
+@dataclass
+class MemoryPlan:
+    active: list[RejectionMemory]
+    new: list[RejectionMemory]
+    lifted: list[RejectionMemory]
+
+
+def rejection_memories(*, agent: Agent, now: datetime) -> MemoryPlan:
+    """Active constraints, plus new ones for each (threshold, direction) whose last N decided proposals were
+    all rejected after any earlier constraint for that kind was lifted."""
+    n = rule("REJECTIONS_BEFORE_MEMORY")
+    active = list(RejectionMemory.objects.filter(agent=agent, lifted_at__isnull=True))
+    have = {(m.threshold_name, m.direction) for m in active}
+    decided = Proposal.objects.filter(agent=agent, decided_at__isnull=False).exclude(
+        status__in=[Proposal.Status.SUPERSEDED, Proposal.Status.EXPIRED, Proposal.Status.PENDING]
+    )
+    new: list[RejectionMemory] = []
+    for name, direction in decided.values_list("threshold_name", "direction").distinct():
+        if (name, direction) in have:
+            continue
+        last = list(decided.filter(threshold_name=name, direction=direction).order_by("-decided_at", "-pk")[:n])
+        if len(last) < n or any(p.status != Proposal.Status.REJECTED for p in last):
+            continue
+        lifted = (
+            RejectionMemory.objects.filter(agent=agent, threshold_name=name, direction=direction)
+            .exclude(lifted_at__isnull=True)
+            .order_by("-lifted_at")
+            .first()
+        )
+        if lifted is not None and lifted.lifted_at is not None and last[-1].decided_at <= lifted.lifted_at:
+            continue  # these rejections already made a constraint that has been lifted
+        new.append(
+            RejectionMemory(
+                agent=agent,
+                threshold_name=name,
+                direction=direction,
+                rationales=[p.rationale for p in reversed(last)],
+                evidence_at_rejection=max(p.evidence_count for p in last),
+                created_at=now,
+            )
+        )
+    return MemoryPlan(active=active + new, new=new, lifted=[])
+
+
+def _apply_memories(
+    candidates: list[Candidate], plan: MemoryPlan, *, now: datetime, notes: list[str]
+) -> list[Candidate]:
+    """A remembered kind of proposal stays suppressed until its evidence has grown."""
+    by_kind = {(m.threshold_name, m.direction): m for m in plan.active}
+    kept = []
+    for c in candidates:
+        memory = by_kind.get((c.threshold_name, c.direction))
+        if memory is None:
+            kept.append(c)
+            continue
+        needed = math.ceil(memory.evidence_at_rejection * EVIDENCE_GROWTH_TO_LIFT)
+        if c.evidence_count >= needed:
+            memory.lifted_at = now
+            plan.lifted.append(memory)
+            notes.append(
+                f"rejection memory for {c.threshold_name} {c.direction} lifted: evidence grew from "
+                f"{memory.evidence_at_rejection} to {c.evidence_count}"
+            )
+            kept.append(c)
+        else:
+            notes.append(
+                f"suppressed {c.threshold_name} {c.direction}: rejected {len(memory.rationales)} times in a row "
+                f"({'; '.join(memory.rationales)[:300]}); evidence {c.evidence_count} has not grown to {needed}"
+            )
+    return kept
+
+
+# ------------------------------------------------------------------------------------------------ the cycle
+
+
+@dataclass
+class CycleResult:
+    outcome: RulesOutcome
+    generated: Generated
+    clusters: list[dict[str, Any]]
+    stats: dict[str, Any]
+    notes: list[str]
+    plan: MemoryPlan
+
+
+def cycle_compute(
+    *, agent: Agent, window: selectors.Window, now: datetime, since: datetime, generator: Generator
+) -> CycleResult:
+    """Phases 1-3 and the rules; reads only."""
+    the_rules = rules()
+    counts = selectors.window_counts(agent=agent, window=window)
+    definitions = threshold_definitions(agent=agent)
+    live = config_get_live(agent=agent).thresholds
+    histograms = selectors.window_histograms(agent=agent, window=window)
+    replay = {}
+    for name, definition in definitions.items():
+        data = selectors.replay_data(agent=agent, definition=definition, histograms=histograms)
+        if data is not None:
+            replay[name] = data
+    notes: list[str] = []
+    excluded: dict[str, str] = {}
+    for name in sorted(selectors.rolled_back_thresholds(agent=agent, since=since, now=now)):
+        excluded[name] = "its last change was rolled back since the previous cycle; no proposal this cycle"
+        notes.append(f"no proposal for {name}: its last change was rolled back since the previous cycle")
+    clusters = clusters_find(agent=agent, window=window)
+    plan = rejection_memories(agent=agent, now=now)
+    constraints = [
+        {
+            "thresholdName": m.threshold_name,
+            "direction": m.direction,
+            "rejections": len(m.rationales),
+            "approverRationales": m.rationales,
+            "evidenceAtRejection": m.evidence_at_rejection,
+        }
+        for m in plan.active
+    ]
+    for m in plan.new:
+        notes.append(
+            f"rejection memory: {m.threshold_name} {m.direction} rejected {len(m.rationales)} times in a row; "
+            "the approvers' rationales are now a constraint"
+        )
+    creep = threshold_creep(counts.weeks)
+    ctx = GenerationContext(
+        agent=agent,
+        window=window,
+        definitions=definitions,
+        live=live,
+        replay=replay,
+        objective=Objective(
+            kind=agent.objective, miss_tolerance=the_rules["MISS_TOLERANCE"], miss_cost=agent.miss_cost
+        ),
+        max_move=the_rules["MAX_MOVE_FRACTION"],
+        min_evidence=the_rules["MIN_EVIDENCE_ENTRIES"],
+        clusters=clusters,
+        weekly_trends=[w.as_dict() for w in counts.weeks],
+        constraints=constraints,
+        excluded=excluded,
+    )
+    generated = generator.generate(ctx)
+    notes.extend(generated.notes)
+    candidates = _apply_memories(generated.candidates, plan, now=now, notes=notes)
+    facts = CycleFacts(
+        responded=counts.responded,
+        dismissals=counts.by_response.get("dismiss", 0),
+        response_rate=counts.response_rate,
+        response_days=counts.response_days,
+        creep=creep,
+    )
+    outcome = rules_apply(candidates=candidates, facts=facts, rules=the_rules)
+    notes.extend(outcome.notes)
+    if excluded and outcome.proposals is not None:
+        outcome.summary += " " + " ".join(
+            f"No proposal for {name}: its last change was rolled back since the previous cycle." for name in excluded
+        )
+    if any(n.startswith("Claude") for n in generated.notes):
+        outcome.summary += " The model was unavailable; the statistical proposals are used."
+    if generated.generator == "claude" and any(n.startswith("dropped a model proposal") for n in generated.notes):
+        dropped = sum(n.startswith("dropped a model proposal") for n in generated.notes)
+        outcome.summary += f" {dropped} model proposal(s) failed validation and were dropped (see the run's notes)."
+    stats = {
+        "decisions": counts.decisions,
+        "queued": counts.queued,
+        "responded": counts.responded,
+        "responseRate": counts.response_rate,
+        "dismissalRate": facts.dismissal_rate,
+        "responses": counts.by_response,
+        "responseDays": round(counts.response_days, 2),
+        "byThreshold": counts.by_threshold,
+        "weeklyTrends": [w.as_dict() for w in counts.weeks],
+        "thresholdCreep": creep,
+        "replayTotals": {
+            name: {
+                "falseAlarmPopulation": data.negatives_total,
+                "positivePopulation": data.positives_total,
+                "rows": int(np.sum(data.negatives) + np.sum(data.positives)),
+            }
+            for name, data in replay.items()
+        },
+        "constraints": constraints,
+    }
+    return CycleResult(outcome, generated, clusters, stats, notes, plan)
+
+
+def _store(*, run: TunerRun, agent: Agent, result: CycleResult, now: datetime, started: float) -> TunerRun:
+    """Everything the cycle produced, in one transaction, if this worker still holds the run."""
+    outcome = result.outcome
+    output = {
+        "proposals": [c.as_output() for c in outcome.proposals],
+        "summary": outcome.summary,
+        "systemHealth": outcome.system_health,
+    }
+    with transaction.atomic():
+        locked = TunerRun.objects.select_for_update().get(pk=run.pk)
+        if locked.status != TunerRun.Status.RUNNING or locked.started_at != run.started_at:
+            return locked  # another worker took the run over; its answer stands
+        for memory in result.plan.new:
+            memory.save()
+        for memory in result.plan.lifted:
+            if memory.pk is None:
+                memory.save()
+            else:
+                RejectionMemory.objects.filter(pk=memory.pk).update(lifted_at=memory.lifted_at)
+        Cluster.objects.filter(run=locked).delete()
+        Cluster.objects.bulk_create(
+            [
+                Cluster(
+                    run=locked,
+                    kind=c["kind"],
+                    label=c["label"],
+                    size=c["size"],
+                    share=c["share"],
+                    thresholds=c["thresholds"],
+                    confidence_min=c["confidenceRange"][0],
+                    confidence_max=c["confidenceRange"][1],
+                    distinguishing_features=c["distinguishingFeatures"],
+                    rules=c["rules"],
+                    sample_entry_ids=c["sampleEntryIds"],
+                )
+                for c in result.clusters
+            ]
+        )
+        if outcome.proposals:
+            older = list(Proposal.objects.select_for_update().filter(agent=agent, status=Proposal.Status.PENDING))
+            for old in older:
+                old.status = Proposal.Status.SUPERSEDED
+                old.save(update_fields=["status"])
+                audit_record(
+                    kind="proposal.superseded",
+                    agent=agent,
+                    at=now,
+                    actor_label="tuner",
+                    threshold_name=old.threshold_name,
+                    proposal=old,
+                    run=locked,
+                    message=f"superseded by cycle {locked.cycle}",
+                )
+        for rank, c in enumerate(outcome.proposals, start=1):
+            proposal = Proposal.objects.create(
+                agent=agent,
+                run=locked,
+                rank=rank,
+                threshold_name=c.threshold_name,
+                current_value=c.current_value,
+                proposed_value=c.proposed_value,
+                direction=c.direction,
+                confidence=c.confidence,
+                expected_impact=c.expected_impact,
+                impact=c.impact,
+                evidence_count=c.evidence_count,
+                sample_entry_ids=c.sample_entry_ids,
+                risk_assessment=c.risk_assessment,
+                risk_flagged=c.risk_flagged,
+                created_at=now,
+            )
+            ProposalEvidence.objects.bulk_create(
+                [
+                    ProposalEvidence(proposal=proposal, entry_id=entry_id, kind=c.evidence_kind, is_sample=True)
+                    for entry_id in dict.fromkeys(c.sample_entry_ids)
+                ]
+            )
+            audit_record(
+                kind="proposal.created",
+                agent=agent,
+                at=now,
+                actor_label="tuner",
+                threshold_name=c.threshold_name,
+                before=c.current_value,
+                after=c.proposed_value,
+                proposal=proposal,
+                run=locked,
+                evidence_entry_ids=list(c.sample_entry_ids),
+                detail={"confidence": c.confidence, "riskFlagged": c.risk_flagged, "impact": c.impact},
+                message=c.expected_impact,
+            )
+        locked.status = TunerRun.Status.DONE
+        locked.output = output
+        locked.generator = result.generated.generator
+        locked.prompt_hash = result.generated.prompt_hash
+        locked.notes = result.notes
+        locked.errors = result.generated.errors
+        locked.stats = result.stats
+        locked.finished_at = timezone.now()
+        locked.duration_seconds = round(time.monotonic() - started, 3)
+        locked.save()
+        audit_record(
+            kind="tuner.run",
+            agent=agent,
+            at=now,
+            actor_label="tuner",
+            run=locked,
+            detail={
+                "cycle": locked.cycle.isoformat(),
+                "generator": locked.generator,
+                "proposals": len(outcome.proposals),
+                "systemHealth": outcome.system_health,
+            },
+            message=outcome.summary,
+        )
+        if outcome.proposals:
+            run_id = locked.pk
+            transaction.on_commit(lambda: notifications.proposals_notify(run_id=run_id))
+    logger.info(
+        "tuner.run",
+        extra={"agent_id": agent.agent_id, "run_id": locked.pk, "proposals": len(outcome.proposals)},
+    )
+    return locked
+
+
+def tuner_cycle_run(
+    *, agent: Agent, now: datetime, requested_by: Any = None, generator: Generator | None = None
+) -> TunerRun:
+    """One synchronous cycle for (agent, the Monday of ``now``'s ISO week in the agent's timezone). Idempotent:
+    a cycle already done is returned as it is."""
+    window = selectors.cycle_window(agent=agent, now=now)
+    run, won = _claim(agent=agent, window=window, now=now, requested_by=requested_by)
+    if not won:
+        return run
+    started = time.monotonic()
+    previous = selectors.previous_run(agent=agent, cycle=window.cycle)
+    since = previous.created_at if previous is not None else window.start
+    try:
+        result = cycle_compute(
+            agent=agent, window=window, now=now, since=since, generator=generator or default_generator()
+        )
+        return _store(run=run, agent=agent, result=result, now=now, started=started)
+    except Exception as exc:
+        TunerRun.objects.filter(pk=run.pk, status=TunerRun.Status.RUNNING, started_at=run.started_at).update(
+            status=TunerRun.Status.FAILED,
+            errors=[*run.errors, f"{type(exc).__name__}: {exc}"],
+            finished_at=timezone.now(),
+            duration_seconds=round(time.monotonic() - started, 3),
+        )
+        logger.exception("tuner.run_failed", extra={"agent_id": agent.agent_id, "run_id": run.pk})
+        raise
+
+
+def tuner_runs_due(*, now: datetime) -> list[int]:
+    """Agents the weekly fan-out should run for."""
+    return list(Agent.objects.order_by("pk").values_list("pk", flat=True))
