@@ -106,7 +106,7 @@ def _query_time(request: Request, name: str, now: datetime) -> datetime | None:
     if value is None or value == "":
         return None
     # A "+" in a query string arrives as a space when the client did not escape it.
-    return parse_time(value.replace(" ", "+"), name, now=datetime.max.replace(tzinfo=now.tzinfo))
+    return parse_time(value.replace(" ", "+"), name, now=now, max_future=None)
 
 
 def _query_bool(request: Request, name: str) -> bool | None:

@@ -87,7 +87,8 @@ def finite_number(value: Any, name: str) -> float:
     return number
 
 
-def parse_time(value: Any, name: str, *, now: datetime) -> datetime:
+def parse_time(value: Any, name: str, *, now: datetime, max_future: timedelta | None = MAX_FUTURE) -> datetime:
+    """An aware datetime; refused when more than ``max_future`` after ``now`` (None: no bound, for filters)."""
     if not isinstance(value, str):
         raise InvalidEntry(f"{name} must be an ISO 8601 string with an offset", field=name)
     try:
@@ -96,7 +97,7 @@ def parse_time(value: Any, name: str, *, now: datetime) -> datetime:
         raise InvalidEntry(f"{name} is not an ISO 8601 time: {value[:40]!r}", field=name) from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise InvalidEntry(f"{name} must carry a UTC offset (e.g. 'Z' or '+02:00')", field=name)
-    if parsed > now + MAX_FUTURE:
+    if max_future is not None and parsed > now + max_future:
         raise InvalidEntry(f"{name} is more than 5 minutes in the future", field=name)
     return parsed
 
@@ -120,9 +121,7 @@ def response_parse(raw: Any, *, now: datetime, name: str = "humanResponse") -> R
             f"{_at(name, 'modifiedAction')} is required when action is modify", field=_at(name, "modifiedAction")
         )
     note = _str(obj, "note", _at(name, "note"), required=False, limit=MAX_TEXT)
-    responded_at = (
-        parse_time(obj["respondedAt"], _at(name, "respondedAt"), now=now) if "respondedAt" in obj else now
-    )
+    responded_at = parse_time(obj["respondedAt"], _at(name, "respondedAt"), now=now) if "respondedAt" in obj else now
     responder = _str(obj, "responderId", _at(name, "responderId"), required=False) or ""
     ttr = obj.get("timeToRespond")
     return ResponseInput(

@@ -41,7 +41,8 @@ class EntryInSerializer(serializers.Serializer):
     agentId = serializers.CharField(help_text="Must be the key's agent.")
     sessionId = serializers.CharField()
     decision = DecisionPartSerializer()
-    context = ContextSerializer()
+    # DRF's metaclass moves declared fields off the class, so these names do not shadow Serializer attributes.
+    context = ContextSerializer()  # type: ignore[assignment]
     humanResponse = HumanResponseSerializer(required=False, help_text="For imports of already-reviewed decisions.")
 
 
@@ -57,7 +58,7 @@ class BatchInSerializer(serializers.Serializer):
 class BatchResultSerializer(serializers.Serializer):
     id = serializers.CharField(allow_null=True)
     status = serializers.ChoiceField(choices=["created", "duplicate", "conflict", "invalid"])
-    errors = serializers.DictField(child=serializers.CharField(), required=False, help_text="{field: message}")
+    errors = serializers.DictField(  # type: ignore[assignment]child=serializers.CharField(), required=False, help_text="{field: message}")
 
 
 class BatchOutSerializer(serializers.Serializer):

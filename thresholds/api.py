@@ -27,7 +27,7 @@ class LiveConfigSerializer(serializers.Serializer):
 class ConfigVersionSerializer(serializers.Serializer):
     version = serializers.IntegerField()
     values = serializers.DictField(child=serializers.FloatField())
-    source = serializers.ChoiceField(choices=ConfigVersion.Source.choices)
+    source = serializers.ChoiceField(choices=ConfigVersion.Source.choices)  # type: ignore[assignment]
     proposalId = serializers.IntegerField(allow_null=True)
     approvedBy = serializers.CharField(allow_null=True, help_text="The approver's username.")
     reason = serializers.CharField()

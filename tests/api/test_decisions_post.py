@@ -5,7 +5,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from auditlog.models import Decision
-from tests.api.conftest import bearer, rows
+from tests.api.conftest import rows
 from tests.conftest import client_for
 from tests.factories import entry, make_agent
 

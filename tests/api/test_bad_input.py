@@ -1,0 +1,207 @@
+"""Every case of the contract's "Bad input" list: a 4xx naming the field, and nothing written."""
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from auditlog.models import Decision
+from tests.api.conftest import rows
+from tests.conftest import client_for
+from tests.factories import entry, make_agent
+
+URL = "/api/v1/decisions"
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(body: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        target = body
+        for part in parents:
+            target = target[part]
+        target[last] = value
+
+    return change
+
+
+ENTRY_CASES = [
+    # (case, change to a valid entry, status, field)
+    ("unknown agent", _set("agentId", "nobody"), 400, "agentId"),
+    ("unknown action", _set("decision.action", "block"), 400, "decision.action"),
+    ("confidence above 1", _set("decision.confidence", 1.01), 400, "decision.confidence"),
+    ("confidence below 0", _set("decision.confidence", -0.1), 400, "decision.confidence"),
+    ("confidence NaN", _set("decision.confidence", float("nan")), 400, "decision.confidence"),
+    ("threshold infinite", _set("decision.thresholdUsed", float("inf")), 400, "decision.thresholdUsed"),
+    ("feature infinite", _set("context.features.amount_z", float("-inf")), 400, "context.features.amount_z"),
+    ("feature NaN", _set("context.features.night", float("nan")), 400, "context.features.night"),
+    ("feature a string", _set("context.features.amount_z", "high"), 400, "context.features.amount_z"),
+    ("feature a boolean", _set("context.features.night", True), 400, "context.features.night"),
+    ("features not an object", _set("context.features", [1, 2]), 400, "context.features"),
+    ("timestamp without offset", _set("timestamp", "2026-03-02T08:00:00"), 400, "timestamp"),
+    ("timestamp 6 minutes ahead", _set("timestamp", "2026-03-02T09:06:00Z"), 400, "timestamp"),
+    ("timestamp not a time", _set("timestamp", "yesterday"), 400, "timestamp"),
+    ("201 features", _set("context.features", {f"f{i}": 1.0 for i in range(201)}), 400, "context.features"),
+    ("101 matched rules", _set("context.matchedRules", [f"r{i}" for i in range(101)]), 400, "context.matchedRules"),
+    ("matched rule not a string", _set("context.matchedRules", ["ok", 3]), 400, "context.matchedRules"),
+    ("4001 characters of reasoning", _set("decision.reasoning", "x" * 4001), 400, "decision.reasoning"),
+    ("unknown thresholdName", _set("decision.thresholdName", "nope"), 400, "decision.thresholdName"),
+    ("missing sessionId", _set("sessionId", None), 400, "sessionId"),
+    ("empty id", _set("id", ""), 400, "id"),
+    (
+        "4001 characters of note",
+        _set("humanResponse", {"action": "approve", "responderId": "rita", "note": "n" * 4001}),
+        400,
+        "humanResponse.note",
+    ),
+    (
+        "modify without modifiedAction",
+        _set("humanResponse", {"action": "modify", "responderId": "rita"}),
+        400,
+        "humanResponse.modifiedAction",
+    ),
+    (
+        "unknown response action",
+        _set("humanResponse", {"action": "ignore", "responderId": "rita"}),
+        400,
+        "humanResponse.action",
+    ),
+]
+
+
+def _send(client: APIClient, body: Any, url: str = URL) -> Any:
+    # allow_nan: NaN and Infinity go out as the bare words many JSON encoders write.
+    return client.post(url, data=json.dumps(body, allow_nan=True), content_type="application/json")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("case", "change", "status", "field"), ENTRY_CASES, ids=[c[0] for c in ENTRY_CASES])
+def test_post_decision__bad_input__4xx_naming_field_nothing_written(agent_client, case, change, status, field):
+    body = entry()
+    change(body)
+    response = _send(agent_client, body)
+    assert response.status_code == status, response.content
+    error = response.json()["error"]
+    assert error["field"] == field
+    assert field in error["message"]
+    assert rows() == (0, 0)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("case", "change", "status", "field"), ENTRY_CASES, ids=[c[0] for c in ENTRY_CASES])
+def test_batch__bad_entry__invalid_naming_field_nothing_written(agent_client, case, change, status, field):
+    body = entry(id="bad-one")
+    change(body)
+    response = _send(agent_client, {"entries": [body]}, URL + "/batch")
+    assert response.status_code == 200
+    (result,) = response.json()["results"]
+    assert result["status"] == "invalid"
+    assert field in result["errors"]
+    assert rows() == (0, 0)
+
+
+@pytest.mark.django_db
+def test_post_decision__agent_id_of_another_agent__403_nothing_written(agent_client):
+    make_agent("fraud")
+    response = _send(agent_client, entry("fraud"))
+    assert response.status_code == 403
+    assert response.json()["error"]["field"] == "agentId"
+    assert rows() == (0, 0)
+
+
+@pytest.mark.django_db
+def test_post_decision__body_over_1_mib__413_nothing_written(agent_client):
+    body = entry(decision={"reasoning": "short"}, pad="p" * (1024 * 1024))
+    response = _send(agent_client, body)
+    assert response.status_code == 413
+    assert response.json()["error"]["field"] == "body"
+    assert rows() == (0, 0)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", [URL, URL + "/batch"])
+@pytest.mark.parametrize("raw", ['{"id": "x", ', "not json", "\xff\xfe"])
+def test_post__malformed_json__400_naming_body(agent_client, url, raw):
+    response = agent_client.post(url, data=raw.encode("latin-1"), content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "body"
+    assert "JSON" in response.json()["error"]["message"]
+    assert rows() == (0, 0)
+
+
+@pytest.mark.django_db
+def test_post_decision__body_not_an_object__400(agent_client):
+    response = _send(agent_client, [entry()])
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "entry"
+    assert rows() == (0, 0)
+
+
+# --- Responses ----------------------------------------------------------------------------------------------
+
+RESPONSE_CASES = [
+    ("modify without modifiedAction", {"action": "modify"}, 400, "modifiedAction"),
+    ("modifiedAction not an action", {"action": "modify", "modifiedAction": "block"}, 400, "modifiedAction"),
+    ("unknown response action", {"action": "ignore"}, 400, "action"),
+    ("missing action", {"note": "hm"}, 400, "action"),
+    ("4001 characters of note", {"action": "dismiss", "note": "n" * 4001}, 400, "note"),
+    ("respondedAt without offset", {"action": "dismiss", "respondedAt": "2026-03-02T08:30:00"}, 400, "respondedAt"),
+    (
+        "respondedAt before the decision",
+        {"action": "dismiss", "respondedAt": "2026-03-02T07:00:00Z"},
+        400,
+        "respondedAt",
+    ),
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("case", "body", "status", "field"), RESPONSE_CASES, ids=[c[0] for c in RESPONSE_CASES])
+def test_response__bad_input__400_naming_field_nothing_written(agent_client, reviewer, case, body, status, field):
+    _send(agent_client, entry(id="d-1"))
+    response = _send(client_for(reviewer), body, f"{URL}/d-1/response")
+    assert response.status_code == status, response.content
+    assert response.json()["error"]["field"] == field
+    assert field in response.json()["error"]["message"]
+    assert Decision.objects.get(entry_id="d-1").response_action is None
+
+
+@pytest.mark.django_db
+def test_response__unknown_decision__404_naming_id(agent, reviewer):
+    response = _send(client_for(reviewer), {"action": "dismiss"}, f"{URL}/nope/response")
+    assert response.status_code == 404
+    assert response.json()["error"]["field"] == "id"
+    assert rows() == (0, 0)
+
+
+@pytest.mark.django_db
+def test_response__malformed_json__400(agent_client, reviewer):
+    _send(agent_client, entry(id="d-1"))
+    response = client_for(reviewer).post(f"{URL}/d-1/response", data="{", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "body"
+    assert Decision.objects.get(entry_id="d-1").response_action is None
+
+
+@pytest.mark.django_db
+def test_response__body_over_1_mib__413(agent_client, reviewer):
+    _send(agent_client, entry(id="d-1"))
+    response = _send(client_for(reviewer), {"action": "dismiss", "pad": "p" * (1024 * 1024)}, f"{URL}/d-1/response")
+    assert response.status_code == 413
+    assert Decision.objects.get(entry_id="d-1").response_action is None
+
+
+@pytest.mark.django_db
+def test_reads__bad_filters__400_naming_the_parameter(agent_client):
+    for query, field in [
+        ("from=yesterday", "from"),
+        ("to=2026-03-02T08:00:00", "to"),
+        ("hasHumanResponse=maybe", "hasHumanResponse"),
+        ("limit=0", "limit"),
+        ("limit=5000", "limit"),
+        ("cursor=bm9wZQ", "cursor"),
+    ]:
+        response = agent_client.get(f"{URL}?{query}")
+        assert response.status_code == 400, query
+        assert response.json()["error"]["field"] == field

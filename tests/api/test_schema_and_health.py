@@ -1,0 +1,68 @@
+import re
+
+import pytest
+from django.test import Client
+
+
+@pytest.mark.django_db
+def test_schema__openapi_3_with_every_decision_and_config_operation():
+    response = Client().get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    schema = response.json()
+    assert schema["openapi"].startswith("3.")
+    paths = schema["paths"]
+    for path, method in [
+        ("/api/v1/agents/{agent_id}/config", "get"),
+        ("/api/v1/agents/{agent_id}/config/versions", "get"),
+        ("/api/v1/decisions", "post"),
+        ("/api/v1/decisions", "get"),
+        ("/api/v1/decisions/batch", "post"),
+        ("/api/v1/decisions/{entry_id}", "get"),
+        ("/api/v1/decisions/{entry_id}/response", "post"),
+    ]:
+        assert method in paths[path], (path, method)
+    # The request shape is the seed's ActionLogEntry, nested parts included.
+    entry = schema["components"]["schemas"]["EntryInRequest"]
+    assert {"timestamp", "agentId", "sessionId", "decision", "context"} <= set(entry["required"])
+    assert "bearerKey" in schema["components"]["securitySchemes"]
+
+
+@pytest.mark.django_db
+def test_docs__page_served_from_this_site__no_external_host():
+    response = Client().get("/api/docs/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "swagger-ui" in page
+    external = [u for u in re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)""", page) if "//" in u]
+    assert external == []
+    assert not re.search(r"https?://(?!localhost|127\.0\.0\.1|testserver)", page)
+
+
+@pytest.mark.django_db
+def test_healthz__everything_up__200_ok_each():
+    response = Client().get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"database": "ok", "cache": "ok", "broker": "ok"}
+
+
+@pytest.mark.django_db
+def test_healthz__broker_folder_missing__503_naming_the_broker(settings, tmp_path):
+    settings.REDIS_URL = ""
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(tmp_path / "gone"),
+        "data_folder_out": str(tmp_path / "gone"),
+        "processed_folder": str(tmp_path),
+    }
+    response = Client().get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["database"] == "ok" and body["cache"] == "ok"
+    assert body["broker"].startswith("error") and "gone" in body["broker"]
+
+
+@pytest.mark.django_db
+def test_healthz__redis_unreachable__503(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    response = Client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["broker"].startswith("error")
