@@ -1,3 +1,7 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from tuner import api
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("agents/<str:agent_id>/tuner-runs", api.TunerRunsApi.as_view(), name="api-tuner-runs"),
+]

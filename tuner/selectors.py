@@ -90,8 +90,9 @@ def window_counts(*, agent: Agent, window: Window) -> WindowCounts:
         .order_by()
     )
     for row in rows:
-        by_response[row["response_action"]] = by_response.get(row["response_action"], 0) + row["n"]
-        by_threshold.setdefault(row["threshold_name"], {})[row["response_action"]] = row["n"]
+        response = str(row["response_action"])
+        by_response[response] = by_response.get(response, 0) + row["n"]
+        by_threshold.setdefault(row["threshold_name"], {})[response] = row["n"]
     tz = zoneinfo.ZoneInfo(agent.timezone or "UTC")
     weekly: dict[str, dict[str, int]] = {}
     week_rows = (
@@ -109,9 +110,11 @@ def window_counts(*, agent: Agent, window: Window) -> WindowCounts:
         )
         .order_by("week")
     )
-    for row in week_rows:
-        week = row.pop("week")
-        weekly[week.date().isoformat() if hasattr(week, "date") else str(week)] = {k[2:]: v for k, v in row.items()}
+    for week_row in week_rows:
+        values: dict[str, Any] = dict(week_row)
+        week = values.pop("week")
+        key = week.date().isoformat() if hasattr(week, "date") else str(week)
+        weekly[key] = {k[2:]: int(v) for k, v in values.items()}
     weeks = [WeekStats(week_start=k, **v) for k, v in sorted(weekly.items())]
     return WindowCounts(
         decisions=totals["n_decisions"],
@@ -200,7 +203,7 @@ def entries_in_window(*, agent: Agent, window: Window, entry_ids: list[str]) -> 
         .annotate(label=label_expression(list(agent.actions)))
         .values("entry_id", "action", "label", "confidence", "response_action")
     )
-    return {r["entry_id"]: r for r in rows if r["response_action"] is not None}
+    return {r["entry_id"]: dict(r) for r in rows if r["response_action"] is not None}
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,8 @@ def rejection_memories(*, agent: Agent, now: datetime) -> MemoryPlan:
             .order_by("-lifted_at")
             .first()
         )
-        if lifted is not None and lifted.lifted_at is not None and last[-1].decided_at <= lifted.lifted_at:
+        oldest = last[-1].decided_at
+        if lifted is not None and lifted.lifted_at is not None and oldest is not None and oldest <= lifted.lifted_at:
             continue  # these rejections already made a constraint that has been lifted
         new.append(
             RejectionMemory(
@@ -475,3 +476,27 @@ def tuner_cycle_run(
 def tuner_runs_due(*, now: datetime) -> list[int]:
     """Agents the weekly fan-out should run for."""
     return list(Agent.objects.order_by("pk").values_list("pk", flat=True))
+
+
+def tuner_run_request(*, agent: Agent, now: datetime, requested_by: Any = None) -> TunerRun:
+    """Ask for a cycle now: the run row for this cycle (made if missing), its task sent after commit. A cycle
+    already done or running is returned as it is and nothing is sent."""
+    window = selectors.cycle_window(agent=agent, now=now)
+    with transaction.atomic():
+        run, created = TunerRun.objects.get_or_create(
+            agent=agent,
+            cycle=window.cycle,
+            defaults={
+                "status": TunerRun.Status.PENDING,
+                "window_start": window.start,
+                "window_end": window.end,
+                "requested_by": requested_by if getattr(requested_by, "pk", None) else None,
+                "created_at": now,
+            },
+        )
+        if run.status in (TunerRun.Status.PENDING, TunerRun.Status.FAILED):
+            from tuner.tasks import tuner_cycle_task
+
+            agent_pk = agent.pk
+            transaction.on_commit(lambda: tuner_cycle_task.delay(agent_pk))
+    return run

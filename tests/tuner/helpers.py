@@ -24,7 +24,7 @@ def action_for(agent: Agent, confidence: float) -> str:
 def log_rows(agent: Agent, rows: list[dict[str, Any]], *, now: datetime = NOW) -> list[str]:
     """Each row: confidence, at (datetime), response (or None), and optional id, features, rules, reasoning,
     modified, action. Returns the ids in order."""
-    entries = []
+    entries: list[object] = []
     for i, row in enumerate(rows):
         at: datetime = row["at"]
         entry_id = row.get("id", f"{agent.agent_id}-{i}")
