@@ -58,7 +58,9 @@ class BatchInSerializer(serializers.Serializer):
 class BatchResultSerializer(serializers.Serializer):
     id = serializers.CharField(allow_null=True)
     status = serializers.ChoiceField(choices=["created", "duplicate", "conflict", "invalid"])
-    errors = serializers.DictField(  # type: ignore[assignment]child=serializers.CharField(), required=False, help_text="{field: message}")
+    errors = serializers.DictField(  # type: ignore[assignment]
+        child=serializers.CharField(), required=False, help_text="{field: message}"
+    )
 
 
 class BatchOutSerializer(serializers.Serializer):
