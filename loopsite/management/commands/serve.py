@@ -58,6 +58,13 @@ class Child:
             self.process.wait()
 
 
+def _gunicorn_extra_args() -> list[str]:
+    """Newer gunicorn opens a control socket in the home folder; two servers on one machine would share it."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    return ["--no-control-socket"] if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS) else []
+
+
 def _split_bind(bind: str) -> tuple[str, int]:
     host, sep, port = bind.rpartition(":")
     if not sep or not port.isdigit():
@@ -95,6 +102,7 @@ class Command(BaseCommand):
                     "--workers", str(options["web_workers"]),
                     "--graceful-timeout", str(int(options["stop_timeout"])),
                     "--access-logfile", "-",
+                    *_gunicorn_extra_args(),
                 ],
             ),
             Child(

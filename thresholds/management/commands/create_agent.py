@@ -22,9 +22,9 @@ def threshold_parse(text: str) -> dict[str, Any]:
     name, sep, rest = text.partition("=")
     if not sep or not name.strip() or not rest.strip():
         raise CommandError(f"--threshold {text!r}: expected {THRESHOLD_FORMAT}")
-    value_text, _, action_part = rest.partition("@")
+    value_text, at, action_part = rest.partition("@")
     spec: dict[str, Any] = {"name": name.strip(), "value": _number(value_text, text, "VALUE")}
-    if action_part:
+    if at:
         action, *bounds = action_part.split(":")
         if not action.strip():
             raise CommandError(f"--threshold {text!r}: the action after @ is empty; expected {THRESHOLD_FORMAT}")
