@@ -1,3 +1,11 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from approvals import views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("proposals/", views.proposal_list, name="proposal-list"),
+    path("proposals/new/", views.proposal_new, name="proposal-new"),
+    path("proposals/<int:pk>/", views.proposal_detail, name="proposal-detail"),
+    path("audit/", views.audit_trail, name="audit-trail"),
+    path("rollback/<str:agent_id>/", views.config_rollback_page, name="config-rollback"),
+]

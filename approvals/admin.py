@@ -1,0 +1,125 @@
+"""The approval view in the admin (as the design calls for) and the read-only audit trail.
+
+A proposal's change page shows the same approval panel and chart as the approvers' page, with a decision form
+that goes through ``proposal_decide``: the admin edits no proposal field directly.
+"""
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from approvals.models import AuditEvent
+from approvals.selectors import proposal_view, threshold_chart
+from approvals.services import proposal_decide
+from loopsite.exceptions import DomainError
+from people.roles import is_approver
+from tuner.models import Proposal, ProposalEvidence
+
+
+class _ReadOnly:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[misc]
+    list_display = ["at", "kind", "agent", "threshold_name", "actor_label", "before", "after", "proposal", "message"]
+    list_filter = ["kind", "agent"]
+    search_fields = ["threshold_name", "actor_label", "message"]
+    date_hierarchy = "at"
+    ordering = ["-at", "-id"]
+
+
+class ProposalEvidenceInline(_ReadOnly, admin.TabularInline):  # type: ignore[misc]
+    model = ProposalEvidence
+    fields = readonly_fields = ["entry_id", "kind", "is_sample"]
+    extra = 0
+
+
+@admin.register(Proposal)
+class ProposalAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "agent",
+        "threshold_name",
+        "current_value",
+        "proposed_value",
+        "confidence",
+        "evidence_count",
+        "risk_flagged",
+        "status",
+        "created_at",
+        "decided_by",
+    ]
+    list_filter = ["status", "agent", "confidence", "risk_flagged"]
+    search_fields = ["threshold_name", "rationale"]
+    readonly_fields = [f.name for f in Proposal._meta.fields]
+    inlines = [ProposalEvidenceInline]
+    change_form_template = "approvals/admin/proposal_change_form.html"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # manual proposals go through the approvers' page, which checks the rules
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # decided through the form above the fields, never by editing them
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        decide = path("<int:pk>/decide/", self.admin_site.admin_view(self.decide_view), name="tuner_proposal_decide")
+        return [decide, *super().get_urls()]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        proposal = get_object_or_404(Proposal.objects.select_related("agent", "run"), pk=object_id)
+        chart = threshold_chart(agent=proposal.agent, threshold_name=proposal.threshold_name, now=timezone.now())
+        view = proposal_view(proposal=proposal)
+        chart.update(
+            {"threshold": proposal.threshold_name, "current": view.live_value, "proposed": proposal.proposed_value}
+        )
+        context = {
+            **(extra_context or {}),
+            "view": view,
+            "chart": chart,
+            "can_decide": is_approver(request.user)
+            and proposal.status == Proposal.Status.PENDING
+            and proposal.created_by_id != request.user.pk,
+            "decide_url": reverse("admin:tuner_proposal_decide", args=[proposal.pk]),
+        }
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+    @staticmethod
+    @require_POST
+    def decide_view(request: HttpRequest, pk: int) -> HttpResponse:
+        proposal = get_object_or_404(Proposal, pk=pk)
+        raw_value = request.POST.get("value", "").strip()
+        try:
+            value = float(raw_value) if request.POST.get("decision") == "modify" and raw_value else None
+            decided = proposal_decide(
+                proposal=proposal,
+                actor=request.user,
+                decision=request.POST.get("decision", ""),
+                rationale=request.POST.get("rationale", ""),
+                value=value,
+                now=timezone.now(),
+            )
+        except ValueError:
+            messages.error(request, "value must be a number")
+        except DomainError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"Proposal #{decided.pk} {decided.status}.")
+        return HttpResponseRedirect(reverse("admin:tuner_proposal_change", args=[pk]))

@@ -1,0 +1,167 @@
+"""API of the approval gate and the audit trail. Thin: parse, call one service or selector, render."""
+
+import csv
+from typing import Any
+
+from django.http import HttpResponse
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from approvals.selectors import (
+    AUDIT_CSV_COLUMNS,
+    audit_event_render,
+    audit_events,
+    entries_render,
+    proposal_get,
+    proposal_sample_ids,
+    proposals_list,
+)
+from approvals.services import proposal_decide
+from loopsite.exceptions import Forbidden, ValidationFailed
+from people.roles import is_approver, is_staff
+from thresholds.selectors import agent_get, config_get_live
+from tuner.models import Proposal
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def require_approver_or_staff(request: Request) -> None:
+    if not (is_staff(request.user) or is_approver(request.user)):
+        raise Forbidden("only staff and approvers may read proposals and the audit trail")
+
+
+def proposal_render(proposal: Proposal, *, live_value: float | None = None) -> dict[str, Any]:
+    """The seed's proposal fields (camelCase) plus the gate's state. ``currentValue`` is the value at the
+    cycle's start, as the tuner emitted it; ``liveValue`` is the live config's value now."""
+    return {
+        "id": proposal.pk,
+        "agentId": proposal.agent.agent_id,
+        "runId": proposal.run_id,
+        "rank": proposal.rank,
+        "thresholdName": proposal.threshold_name,
+        "currentValue": proposal.current_value,
+        "liveValue": live_value,
+        "proposedValue": proposal.proposed_value,
+        "direction": proposal.direction,
+        "confidence": proposal.confidence,
+        "expectedImpact": proposal.expected_impact,
+        "impact": proposal.impact or {},
+        "evidenceCount": proposal.evidence_count,
+        "sampleEntryIds": list(proposal.sample_entry_ids or []),
+        "riskAssessment": proposal.risk_assessment,
+        "riskFlagged": proposal.risk_flagged,
+        "status": proposal.status,
+        "createdAt": _iso(proposal.created_at),
+        "createdBy": proposal.created_by.username if proposal.created_by_id else None,
+        "decidedBy": proposal.decided_by.username if proposal.decided_by_id else None,
+        "decidedAt": _iso(proposal.decided_at),
+        "decidedValue": proposal.decided_value,
+        "rationale": proposal.rationale,
+        "rolledBackAt": _iso(proposal.rolled_back_at),
+    }
+
+
+class ProposalListApi(APIView):
+    @extend_schema(
+        summary="An agent's proposals, newest first",
+        parameters=[OpenApiParameter("status", str, enum=[s.value for s in Proposal.Status])],
+    )
+    def get(self, request: Request, agent_id: str) -> Response:
+        require_approver_or_staff(request)
+        agent = agent_get(agent_id=agent_id)
+        status = request.query_params.get("status") or None
+        if status is not None and status not in Proposal.Status.values:
+            raise ValidationFailed(f"status must be one of {', '.join(Proposal.Status.values)}", field="status")
+        live = config_get_live(agent=agent)
+        proposals = proposals_list(agent=agent, status=status)
+        return Response(
+            {"results": [proposal_render(p, live_value=live.thresholds.get(p.threshold_name)) for p in proposals]}
+        )
+
+
+class ProposalDetailApi(APIView):
+    @extend_schema(summary="One proposal with its evidence (the cited entries in the ActionLogEntry shape)")
+    def get(self, request: Request, proposal_id: int) -> Response:
+        require_approver_or_staff(request)
+        proposal = proposal_get(proposal_id=proposal_id)
+        live = config_get_live(agent=proposal.agent)
+        body = proposal_render(proposal, live_value=live.thresholds.get(proposal.threshold_name))
+        evidence = list(proposal.evidence.order_by("id").values_list("entry_id", "kind"))
+        rendered = {e["id"]: e for e in entries_render([entry_id for entry_id, _ in evidence])}
+        body["evidence"] = [
+            {"entryId": entry_id, "kind": kind, "entry": rendered.get(entry_id)} for entry_id, kind in evidence
+        ]
+        body["sampleEntries"] = entries_render(proposal_sample_ids(proposal=proposal))
+        return Response(body)
+
+
+class DecisionInput(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=["accept", "reject", "modify"])
+    value = serializers.FloatField(required=False, allow_null=True)
+    rationale = serializers.CharField(max_length=4000, allow_blank=True, required=False, default="")
+
+
+class ProposalDecisionApi(APIView):
+    @extend_schema(summary="Accept, reject or modify a proposal", request=DecisionInput)
+    def post(self, request: Request, proposal_id: int) -> Response:
+        data = DecisionInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        proposal = proposal_get(proposal_id=proposal_id)
+        decided = proposal_decide(
+            proposal=proposal,
+            actor=request.user,
+            decision=data.validated_data["decision"],
+            rationale=data.validated_data.get("rationale", ""),
+            value=data.validated_data.get("value"),
+            now=timezone.now(),
+        )
+        live = config_get_live(agent=decided.agent)
+        body = proposal_render(decided, live_value=live.thresholds.get(decided.threshold_name))
+        body["configVersion"] = live.version
+        return Response(body)
+
+
+def audit_csv(events: Any, filename: str) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    writer.writerow(AUDIT_CSV_COLUMNS)
+    for event in events.iterator():
+        row = audit_event_render(event)
+        writer.writerow([_csv_cell(row[c]) for c in AUDIT_CSV_COLUMNS])
+    return response
+
+
+def _csv_cell(value: Any) -> Any:
+    import json
+
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+class AuditTrailApi(APIView):
+    @extend_schema(
+        summary="The audit trail, oldest first; ?export=csv for a CSV file",
+        parameters=[
+            OpenApiParameter("agentId", str),
+            OpenApiParameter("threshold", str),
+            OpenApiParameter("export", str, enum=["csv"]),
+        ],
+    )
+    def get(self, request: Request) -> Response | HttpResponse:
+        require_approver_or_staff(request)
+        agent_id = request.query_params.get("agentId")
+        agent = agent_get(agent_id=agent_id) if agent_id else None
+        events = audit_events(agent=agent, threshold=request.query_params.get("threshold") or None)
+        if request.query_params.get("export") == "csv":
+            return audit_csv(events, f"audit-{agent_id or 'all'}.csv")
+        return Response({"results": [audit_event_render(e) for e in events]})

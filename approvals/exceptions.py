@@ -1,0 +1,31 @@
+"""Errors of the approval gate, the watchdog and the audit trail. Mapped to HTTP once, in loopsite."""
+
+from loopsite.exceptions import Conflict, Forbidden, NotFound, ValidationFailed
+
+
+class ProposalNotFound(NotFound):
+    pass
+
+
+class NotAnApprover(Forbidden):
+    """Only approvers (and admins) decide proposals and roll back configs."""
+
+
+class SelfApprovalError(Forbidden):
+    """Nobody approves a change they made (contract rule 6)."""
+
+    code = "self_approval"
+
+
+class GuardrailViolation(ValidationFailed):
+    """A value outside the 20 % move or the threshold's bounds (contract rule 3)."""
+
+    code = "guardrail"
+
+
+class AlreadyDecided(Conflict):
+    """The proposal is no longer pending: someone decided it, or it expired or was superseded."""
+
+
+class RollbackRefused(ValidationFailed):
+    pass

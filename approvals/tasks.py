@@ -1,0 +1,28 @@
+"""Celery tasks: one-line adapters over the services."""
+
+from celery import shared_task
+from django.utils import timezone
+
+from approvals import notifications, services, watchdog
+from thresholds.models import Agent
+
+
+@shared_task(name="approvals.watchdog", soft_time_limit=600, time_limit=900)
+def watchdog_task() -> list[int]:
+    """Hourly: roll back live proposal changes that made the error rate significantly worse."""
+    return [v.pk for v in watchdog.watchdog_run(now=timezone.now())]
+
+
+@shared_task(name="approvals.expire_proposals", soft_time_limit=300, time_limit=600)
+def proposals_expire_task() -> int:
+    return len(services.proposals_expire(now=timezone.now()))
+
+
+@shared_task(name="approvals.weekly_digest", soft_time_limit=600, time_limit=900)
+def digest_task() -> int:
+    return sum(notifications.digest_send(agent=agent, now=timezone.now()) for agent in Agent.objects.all())
+
+
+@shared_task(name="approvals.notify_proposals", autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def proposals_notify_task(run_id: int) -> int:
+    return notifications.proposals_notify(run_id=run_id)

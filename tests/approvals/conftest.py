@@ -1,0 +1,129 @@
+"""Helpers for the approval gate's tests: proposals made by a small factory, decisions logged through the
+real decision-log service (with their responses imported), so the gate and the watchdog see real rows."""
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from auditlog.services import decision_log_batch
+from tests.factories import NOW, entry, user_with_role
+from thresholds.models import Agent
+from thresholds.selectors import config_get_live
+from tuner.models import Proposal, ProposalEvidence, TunerRun
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def log_responded(
+    agent: Agent,
+    *,
+    prefix: str,
+    n: int,
+    errors: int,
+    start: datetime,
+    step: timedelta = timedelta(minutes=7),
+    threshold: str = "flag_threshold",
+    confidence: float = 0.7,
+    error_action: str = "dismiss",
+) -> list[str]:
+    """``n`` decisions under the live version from ``start``, each with a response; ``errors`` of them errors,
+    spread evenly. Returns their ids."""
+    bodies, ids = [], []
+    last = start
+    for i in range(n):
+        stamp = start + i * step
+        last = stamp
+        # Spread the errors through the run, so no time slice is all errors.
+        is_err = errors and (i * errors) // n != ((i + 1) * errors) // n
+        body = entry(
+            agent.agent_id,
+            id=f"{prefix}-{i:04d}",
+            timestamp=iso(stamp),
+            decision={"confidence": confidence, "thresholdName": threshold, "reasoning": f"case {prefix} {i}"},
+            humanResponse={
+                "action": error_action if is_err else "approve",
+                "respondedAt": iso(stamp + timedelta(minutes=30)),
+                "responderId": "rita",
+                "note": f"note on {prefix}-{i}",
+            },
+        )
+        bodies.append(body)
+        ids.append(body["id"])
+    results = decision_log_batch(entries=bodies, now=last + timedelta(hours=1))
+    assert all(r.status == "created" for r in results), [r for r in results if r.status != "created"][:3]
+    return ids
+
+
+def make_run(agent: Agent, *, now: datetime = NOW) -> TunerRun:
+    return TunerRun.objects.create(
+        agent=agent,
+        cycle=now.date() - timedelta(days=now.weekday()),
+        status=TunerRun.Status.DONE,
+        window_start=now - timedelta(weeks=4),
+        window_end=now,
+        output={"proposals": [], "summary": "dismissals cluster above 0.6", "systemHealth": "needs-attention"},
+        created_at=now,
+        finished_at=now,
+    )
+
+
+def make_proposal(
+    agent: Agent,
+    *,
+    threshold: str = "flag_threshold",
+    proposed: float = 0.66,
+    current: float | None = None,
+    created_by: Any = None,
+    run: TunerRun | None = None,
+    evidence_ids: list[str] | None = None,
+    risk_flagged: bool = False,
+    now: datetime = NOW,
+    rank: int = 1,
+) -> Proposal:
+    """A pending proposal as the tuner would store it; ``current`` defaults to the live value."""
+    current = config_get_live(agent=agent).thresholds[threshold] if current is None else current
+    evidence_ids = evidence_ids or []
+    proposal = Proposal.objects.create(
+        agent=agent,
+        run=run,
+        rank=rank,
+        threshold_name=threshold,
+        current_value=current,
+        proposed_value=proposed,
+        direction="increase" if proposed > current else "decrease",
+        confidence="high",
+        expected_impact="Replayed over the window: false alarms -12 (40% of today's), missed signals +0",
+        impact={"falseAlarmChange": -12, "falseAlarmInterval": [-16, -8], "missChange": 0, "missInterval": [0, 1]},
+        evidence_count=len(evidence_ids),
+        sample_entry_ids=evidence_ids[:5],
+        risk_assessment=(
+            "RISK: may raise missed signals: the replay loses 1 case reviewers escalated"
+            if risk_flagged
+            else "No replayed rise in missed signals."
+        ),
+        risk_flagged=risk_flagged,
+        created_by=created_by,
+        created_at=now,
+    )
+    ProposalEvidence.objects.bulk_create(
+        [
+            ProposalEvidence(proposal=proposal, entry_id=i, kind="dismiss", is_sample=n < 5)
+            for n, i in enumerate(evidence_ids)
+        ]
+    )
+    return proposal
+
+
+@pytest.fixture
+def approver2(db: None) -> Any:
+    return user_with_role("approver", username="bob")
+
+
+@pytest.fixture
+def designated(agent: Agent, approver: Any, approver2: Any) -> list[Any]:
+    """alice and bob are the agent's designated approvers (emails alice@/bob@example.com)."""
+    agent.approvers.add(approver, approver2)
+    return [approver, approver2]
