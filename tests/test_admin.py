@@ -2,7 +2,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from django.utils import timezone
+from rest_framework.test import APIClient
 
 from auditlog.models import Decision, DecisionKey
 from auditlog.services import decision_log, response_record
@@ -157,8 +157,10 @@ def test_agent_key_admin__revoke_action__key_revoked_and_refused_by_the_api(
     assert agent_client.get("/api/v1/agents/triage/config").status_code == 401
 
 
-def test_personal_token_admin__revoke_action__token_revoked(admin_client_: Client, rows: dict[str, Any]) -> None:
-    token = rows["personaltoken"]
+def test_personal_token_admin__revoke_action__token_revoked_and_refused_by_the_api(
+    admin_client_: Client, reviewer: Any
+) -> None:
+    token, key = token_create(user=reviewer, name="review-script")
 
     response = admin_client_.post(
         "/admin/people/personaltoken/", {"action": "revoke", "_selected_action": [token.pk]}, follow=True
@@ -166,4 +168,6 @@ def test_personal_token_admin__revoke_action__token_revoked(admin_client_: Clien
 
     assert "Revoked 1 token(s)." in response.content.decode()
     assert PersonalToken.objects.get(pk=token.pk).revoked_at is not None
-    assert PersonalToken.objects.get(pk=token.pk).revoked_at <= timezone.now()
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert api.get("/api/v1/decisions").status_code == 401
