@@ -163,9 +163,7 @@ def _after(qs: QuerySet[Decision], cursor: Cursor | None) -> QuerySet[Decision]:
     if cursor is None:
         return qs
     # The redundant ``timestamp >= t`` gives the index scan its start; the OR settles ties on seq.
-    return qs.filter(timestamp__gte=cursor.timestamp).filter(
-        Q(timestamp__gt=cursor.timestamp) | Q(seq__gt=cursor.seq)
-    )
+    return qs.filter(timestamp__gte=cursor.timestamp).filter(Q(timestamp__gt=cursor.timestamp) | Q(seq__gt=cursor.seq))
 
 
 def features_ranked(features: dict[str, Any]) -> list[FeatureValue]:

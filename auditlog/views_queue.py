@@ -94,7 +94,7 @@ def _body_context(request: HttpRequest, data: Any, notices: list[RespondResult] 
 def queue_view(request: HttpRequest) -> HttpResponse:
     """The queue, oldest first; ``?after=`` is the keyset cursor of the page before."""
     context = _body_context(request, request.GET)
-    template = "queue/_body.html" if request.htmx else "queue/queue.html"
+    template = "queue/_body.html" if getattr(request, "htmx", False) else "queue/queue.html"
     return render(request, template, context)
 
 
@@ -104,7 +104,7 @@ def queue_respond(request: HttpRequest) -> HttpResponse:
     """One or several responses (``entry_id`` repeated); answers with the re-rendered queue body."""
     entry_ids = [e for e in dict.fromkeys(request.POST.getlist("entry_id")) if e][:MAX_BULK]
     modify_to = (request.POST.get("modify_to") or "").strip()
-    action = "modify" if modify_to else (request.POST.get("action") or "").strip()
+    action = "modify" if modify_to else (request.POST.get("response") or "").strip()
     now = timezone.now()
     notices: list[RespondResult] = []
     if not entry_ids:

@@ -17,13 +17,14 @@ def log_pending(
     *,
     now: datetime | None = None,
     minutes_apart: int = 1,
+    ago: timedelta = timedelta(hours=1),
     **overrides: Any,
 ) -> list[str]:
-    """Log ``count`` queued decisions, oldest first, ``minutes_apart`` apart, ending an hour before now."""
+    """Log ``count`` queued decisions, oldest first, ``minutes_apart`` apart, the newest ``ago`` before now."""
     now = now or timezone.now()
     ids = []
     for i in range(count):
-        stamp = now - timedelta(hours=1) - timedelta(minutes=minutes_apart * (count - i))
+        stamp = now - ago - timedelta(minutes=minutes_apart * (count - 1 - i))
         body = entry(agent_id, timestamp=stamp.isoformat(), **overrides)
         body["id"] = f"{agent_id}-{i:03d}-{body['id'][:8]}"
         _status, decision = decision_log(raw=body, now=now)

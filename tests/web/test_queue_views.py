@@ -63,9 +63,7 @@ def test_queue__filters__agent_action_confidence_rule(reviewer: Any, agent: Any)
     make_agent("fraud")
     triage = log_pending("triage", 1)
     fraud_low = log_pending("fraud", 1, decision={"confidence": 0.65}, context={"matchedRules": ["velocity"]})
-    fraud_high = log_pending(
-        "fraud", 1, decision={"action": "escalate", "confidence": 0.9, "thresholdUsed": 0.85}
-    )
+    fraud_high = log_pending("fraud", 1, decision={"action": "escalate", "confidence": 0.9, "thresholdUsed": 0.85})
     client = signed_in(reviewer)
 
     def shown(query: str) -> set[str]:
@@ -95,7 +93,7 @@ def test_queue__keyset_pages__cover_every_item_once(reviewer: Any, agent: Any) -
 
 def test_respond__approve__stored_with_responder_and_time(reviewer: Any, pending: list[str]) -> None:
     response = signed_in(reviewer).post(
-        "/queue/respond/", {"entry_id": pending[0], "action": "approve"}, HTTP_HX_REQUEST="true"
+        "/queue/respond/", {"entry_id": pending[0], "response": "approve"}, HTTP_HX_REQUEST="true"
     )
     assert response.status_code == 200
     d = stored(pending[0])
@@ -119,13 +117,13 @@ def test_respond__modify_to_unknown_action__refused_with_message(reviewer: Any, 
 
 
 def test_respond__bulk__every_selected_item_answered(reviewer: Any, pending: list[str]) -> None:
-    signed_in(reviewer).post("/queue/respond/", {"entry_id": pending[:2], "action": "dismiss"})
+    signed_in(reviewer).post("/queue/respond/", {"entry_id": pending[:2], "response": "dismiss"})
     assert [stored(i).response_action for i in pending] == ["dismiss", "dismiss", None]
 
 
 def test_respond__second_response__refused_first_stands(reviewer: Any, approver: Any, pending: list[str]) -> None:
-    signed_in(approver).post("/queue/respond/", {"entry_id": pending[0], "action": "approve"})
-    response = signed_in(reviewer).post("/queue/respond/", {"entry_id": pending[0], "action": "dismiss"})
+    signed_in(approver).post("/queue/respond/", {"entry_id": pending[0], "response": "approve"})
+    response = signed_in(reviewer).post("/queue/respond/", {"entry_id": pending[0], "response": "dismiss"})
     assert "alice already answered" in response.content.decode()
     d = stored(pending[0])
     assert (d.response_action, d.responder_id) == ("approve", "alice")
@@ -133,7 +131,7 @@ def test_respond__second_response__refused_first_stands(reviewer: Any, approver:
 
 def test_respond__item_claimed_by_other__refused(reviewer: Any, approver: Any, pending: list[str]) -> None:
     assert claim_acquire(entry_id=pending[0], reviewer="alice", now=timezone.now()).won
-    response = signed_in(reviewer).post("/queue/respond/", {"entry_id": pending[0], "action": "dismiss"})
+    response = signed_in(reviewer).post("/queue/respond/", {"entry_id": pending[0], "response": "dismiss"})
     assert "alice is reviewing" in response.content.decode()
     assert stored(pending[0]).response_action is None
 
@@ -167,7 +165,7 @@ def test_claim__moving_on__releases_the_previous_item(reviewer: Any, pending: li
 
 def test_header__pending_done_today_and_week_rate(reviewer: Any, pending: list[str]) -> None:
     client = signed_in(reviewer)
-    client.post("/queue/respond/", {"entry_id": pending[0], "action": "approve"})
+    client.post("/queue/respond/", {"entry_id": pending[0], "response": "approve"})
     response = client.get("/queue/")
     stats = response.context["stats"]
     assert (stats.pending, stats.done_today) == (2, 1)
@@ -178,14 +176,13 @@ def test_header__pending_done_today_and_week_rate(reviewer: Any, pending: list[s
 def test_header__week_rate_below_60_percent__warning_shown(reviewer: Any, agent: Any) -> None:
     # decisions of this ISO week: keep them inside it whatever the weekday
     now = timezone.now()
-    ids = log_pending(agent.agent_id, 5, now=now, minutes_apart=0)
-    Decision.objects.filter(entry_id__in=ids).update(timestamp=now - timedelta(seconds=5))
+    ids = log_pending(agent.agent_id, 5, now=now, minutes_apart=0, ago=timedelta(seconds=5))
     client = signed_in(reviewer)
-    client.post("/queue/respond/", {"entry_id": ids[0], "action": "approve"})
+    client.post("/queue/respond/", {"entry_id": ids[0], "response": "approve"})
     html = client.get("/queue/").content.decode()
     assert 'data-stat="week-rate">20 %<' in html
     assert "below 60 %" in html
-    client.post("/queue/respond/", {"entry_id": ids[1:4], "action": "approve"})
+    client.post("/queue/respond/", {"entry_id": ids[1:4], "response": "approve"})
     html = client.get("/queue/").content.decode()
     assert 'data-stat="week-rate">80 %<' in html
     assert "below 60 %" not in html

@@ -1,0 +1,104 @@
+import json
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from auditlog.models import Decision
+from tests.web.conftest import log_pending
+
+pytestmark = pytest.mark.django_db
+
+# A response time after the decisions (logged an hour before now) and not in the future.
+AT = (timezone.now() - timedelta(minutes=5)).isoformat()
+
+
+def run(path: Path, *args: str) -> str:
+    out = StringIO()
+    call_command("import_responses", str(path), *args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+def responses() -> dict[str, tuple[Any, ...]]:
+    return {
+        d.entry_id: (d.response_action, d.responder_id, d.modified_action, d.response_note, d.response_source)
+        for d in Decision.objects.exclude(response_action=None)
+    }
+
+
+@pytest.fixture
+def ids(agent: Any) -> list[str]:
+    return log_pending(agent.agent_id, 4)
+
+
+def test_import__good_file__every_row_taken(tmp_path: Path, ids: list[str]) -> None:
+    path = tmp_path / "good.csv"
+    path.write_text(
+        "decisionId,action,responderId,respondedAt,modifiedAction,note\n"
+        f"{ids[0]},approve,sam@team,{AT},,\n"
+        f'{ids[1]},modify,sam@team,{AT},escalate,"looks like fraud, really"\n'
+        f"{ids[2]},Dismiss,kim,{AT},,noise\n"
+    )
+    out = run(path)
+    assert "3 row(s) taken, 0 refused, of 3." in out
+    assert responses() == {
+        ids[0]: ("approve", "sam@team", None, None, "import"),
+        ids[1]: ("modify", "sam@team", "escalate", "looks like fraud, really", "import"),
+        ids[2]: ("dismiss", "kim", None, "noise", "import"),
+    }
+    first = Decision.objects.get(entry_id=ids[0])
+    assert first.responded_at is not None
+    assert first.time_to_respond == (first.responded_at - first.timestamp).total_seconds()
+
+
+def test_import__bad_rows__reported_with_row_and_reason_good_rows_taken(tmp_path: Path, ids: list[str]) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_text(
+        "id,action,responder,respondedAt,modifiedAction,note\n"
+        f"{ids[0]},approve,sam,{AT},,\n"  # row 2: fine
+        f"no-such-decision,approve,sam,{AT},,\n"  # row 3: unknown
+        f"{ids[0]},dismiss,kim,{AT},,\n"  # row 4: already answered (row 2)
+        f"{ids[1]},shrug,sam,{AT},,\n"  # row 5: unknown action
+        f"{ids[2]},modify,sam,{AT},,\n"  # row 6: modify without the action
+        f"{ids[3]},approve,,{AT},,\n"  # row 7: no responder
+        f"{ids[3]},approve,sam,yesterday,,\n"  # row 8: bad time
+    )
+    out = run(path)
+    assert "1 row(s) taken, 6 refused, of 7." in out
+    assert "row 3: refused: no decision with id 'no-such-decision'" in out
+    assert "row 4: refused:" in out and "has a response already" in out
+    assert "row 5: refused:" in out and "must be one of approve, dismiss, modify, escalate" in out
+    assert "row 6: refused:" in out and "modifiedAction is required" in out
+    assert "row 7: refused: responder is empty" in out
+    assert "row 8: refused: response.respondedAt is not an ISO 8601 time" in out
+    assert responses() == {ids[0]: ("approve", "sam", None, None, "import")}
+
+
+def test_import__not_csv__command_error_nothing_written(tmp_path: Path, ids: list[str]) -> None:
+    path = tmp_path / "export.xlsx"
+    path.write_bytes(b"PK\x03\x04\x14\x00\x00\x00\x08\x00binary spreadsheet")
+    with pytest.raises(CommandError, match="not a CSV file"):
+        run(path)
+    assert responses() == {}
+
+
+def test_import__json_file__missing_columns_command_error(tmp_path: Path, ids: list[str]) -> None:
+    path = tmp_path / "responses.csv"
+    path.write_text(json.dumps([{"id": ids[0], "action": "approve"}]))
+    with pytest.raises(CommandError, match="missing column"):
+        run(path)
+    assert responses() == {}
+
+
+def test_import__dry_run__reports_but_writes_nothing(tmp_path: Path, ids: list[str]) -> None:
+    path = tmp_path / "good.csv"
+    path.write_text(f"decision id,action,responder,respondedAt\n{ids[0]},approve,sam,{AT}\n{ids[0]},dismiss,sam,{AT}\n")
+    out = run(path, "--dry-run")
+    assert "1 row(s) would be taken, 1 refused, of 2." in out
+    assert "row 3: refused:" in out
+    assert "nothing was written" in out
+    assert responses() == {}
