@@ -250,6 +250,10 @@ class DecisionResponseApi(APIView):
     def post(self, request: Request, entry_id: str) -> Response:
         raw = json_body(request, limit=settings.API_MAX_BODY_BYTES)
         decision = response_record(
-            entry_id=entry_id, raw=raw, responder_id=request.user.get_username(), now=timezone.now()
+            entry_id=entry_id,
+            raw=raw,
+            responder_id=request.user.get_username(),
+            now=timezone.now(),
+            field_prefix="",
         )
         return Response(entry_render(decision), status=201)

@@ -258,13 +258,15 @@ def response_record(
     responder_id: str,
     now: datetime,
     source: str = "api",
+    field_prefix: str = "response",
 ) -> Decision:
     """Record the one human response to a decision. A second one raises ``AlreadyResponded``; the first stands.
 
     ``raw`` is ``{"action", "modifiedAction"?, "note"?, "respondedAt"?}``; ``timeToRespond`` is computed here.
+    Errors name fields as ``<field_prefix>.action``; "" names them as the keys of ``raw`` (the API's body).
     """
     decision = decision_get(entry_id=entry_id)
-    response = response_parse(raw, now=now, name="")
+    response = response_parse(raw, now=now, name=field_prefix)
     if response.action == "modify" and response.modified_action not in decision.agent.actions:
         raise InvalidEntry(f"modifiedAction must be one of {', '.join(decision.agent.actions)}", field="modifiedAction")
     if response.responded_at < decision.timestamp:
