@@ -140,6 +140,18 @@ def candidate_range(current: float, lo: float, hi: float, max_move: float) -> tu
     return math.ceil(low * BINS - 1e-9) / BINS, math.floor(high * BINS + 1e-9) / BINS
 
 
+def _tidy(ks: NDArray[np.int64], k0: int, *, largest: bool = False) -> int:
+    """Among equally good grid indexes: the roundest value (0.01, then 0.005), then the smallest move (or the
+    largest value when ``largest``)."""
+
+    def roundness(k: int) -> int:
+        return 0 if k % 10 == 0 else 1 if k % 5 == 0 else 2
+
+    if largest:
+        return int(min(ks, key=lambda k: (roundness(int(k)), -int(k))))
+    return int(min(ks, key=lambda k: (roundness(int(k)), abs(int(k) - k0), int(k))))
+
+
 def _pick(
     fa: NDArray[np.float64],
     miss: NDArray[np.float64],
@@ -155,8 +167,9 @@ def _pick(
     if objective.kind == "cost":
         cost = fa[ks] + objective.miss_cost * miss[ks]
         cost0 = fa0 + objective.miss_cost * miss0
-        best = int(np.argmin(cost + 1e-9 * np.abs(ks - k0)))  # ties: the smaller move
-        return int(ks[best]) if cost[best] < cost0 - 1e-9 else None
+        if cost.min() >= cost0 - 1e-9:
+            return None
+        return _tidy(ks[cost <= cost.min() + 1e-9], k0)
     allowed = objective.miss_tolerance * positives
     if miss0 > allowed:
         # Today's misses are already beyond the tolerance: lower the threshold to catch them, by the smallest
@@ -166,9 +179,11 @@ def _pick(
             return None
         within = down[miss[down] <= allowed + 1e-9]
         if len(within):
-            return int(within.max())
+            # The smallest move that brings misses within tolerance (a round value within 0.01 of it if any).
+            top = int(within.max())
+            return _tidy(within[within >= top - 10], k0, largest=True)
         lowest = miss[down].min()
-        return int(down[miss[down] <= lowest + 1e-9].max())
+        return _tidy(down[miss[down] <= lowest + 1e-9], k0)
     up = ks[ks > k0]
     if len(up) == 0:
         return None
@@ -178,7 +193,7 @@ def _pick(
     cut = fa0 - fa[ok]
     if cut.max() <= 1e-9:
         return None
-    return int(ok[cut >= cut.max() - 1e-9].min())
+    return _tidy(ok[cut >= cut.max() - 1e-9], k0)
 
 
 def _beats(

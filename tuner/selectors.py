@@ -54,6 +54,7 @@ class WindowCounts:
     responded: int
     queued_responded: int
     by_response: dict[str, int]
+    by_label: dict[str, int]
     first_response_at: datetime | None
     last_response_at: datetime | None
     by_threshold: dict[str, dict[str, int]]
@@ -93,6 +94,16 @@ def window_counts(*, agent: Agent, window: Window) -> WindowCounts:
         response = str(row["response_action"])
         by_response[response] = by_response.get(response, 0) + row["n"]
         by_threshold.setdefault(row["threshold_name"], {})[response] = row["n"]
+    by_label = {"approve": 0, "dismiss": 0, "escalate": 0}
+    label_rows = (
+        qs.filter(response_action__isnull=False)
+        .annotate(label=label_expression(list(agent.actions)))
+        .values("label")
+        .annotate(n=Count("seq"))
+        .order_by()
+    )
+    for label_row in label_rows:
+        by_label[str(label_row["label"])] = label_row["n"]
     tz = zoneinfo.ZoneInfo(agent.timezone or "UTC")
     weekly: dict[str, dict[str, int]] = {}
     week_rows = (
@@ -122,6 +133,7 @@ def window_counts(*, agent: Agent, window: Window) -> WindowCounts:
         responded=totals["n_responded"],
         queued_responded=totals["n_queued_responded"],
         by_response=by_response,
+        by_label=by_label,
         first_response_at=totals["first"],
         last_response_at=totals["last"],
         by_threshold=by_threshold,

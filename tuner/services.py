@@ -153,7 +153,7 @@ def rejection_memories(*, agent: Agent, now: datetime) -> MemoryPlan:
         status__in=[Proposal.Status.SUPERSEDED, Proposal.Status.EXPIRED, Proposal.Status.PENDING]
     )
     new: list[RejectionMemory] = []
-    for name, direction in decided.values_list("threshold_name", "direction").distinct():
+    for name, direction in decided.order_by().values_list("threshold_name", "direction").distinct():
         if (name, direction) in have:
             continue
         last = list(decided.filter(threshold_name=name, direction=direction).order_by("-decided_at", "-pk")[:n])
@@ -280,7 +280,8 @@ def cycle_compute(
     candidates = _apply_memories(generated.candidates, plan, now=now, notes=notes)
     facts = CycleFacts(
         responded=counts.responded,
-        dismissals=counts.by_response.get("dismiss", 0),
+        # A modify to a weaker action counts as a dismissal for tuning (contract, "Human response").
+        dismissals=counts.by_label.get("dismiss", 0),
         response_rate=counts.response_rate,
         response_days=counts.response_days,
         creep=creep,
@@ -303,6 +304,7 @@ def cycle_compute(
         "responseRate": counts.response_rate,
         "dismissalRate": facts.dismissal_rate,
         "responses": counts.by_response,
+        "labels": counts.by_label,
         "responseDays": round(counts.response_days, 2),
         "byThreshold": counts.by_threshold,
         "weeklyTrends": [w.as_dict() for w in counts.weeks],

@@ -1,0 +1,327 @@
+"""A whole cycle through ``tuner_cycle_run`` on small synthetic windows: what is stored and what is said."""
+
+import random
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from approvals.models import AuditEvent
+from auditlog.models import Decision
+from tests.factories import NOW, make_agent
+from tests.tuner.helpers import log_rows, spread
+from thresholds.models import Agent
+from tuner.generators import GenerationContext, Generated, StatisticalGenerator
+from tuner.models import Cluster, Proposal, ProposalEvidence, RejectionMemory, TunerRun
+from tuner.services import tuner_cycle_run
+
+pytestmark = pytest.mark.django_db
+SEED_KEYS = {
+    "thresholdName",
+    "currentValue",
+    "proposedValue",
+    "direction",
+    "confidence",
+    "expectedImpact",
+    "evidenceCount",
+    "sampleEntryIds",
+    "riskAssessment",
+}
+
+
+def flag_too_low_rows(n: int = 400, *, weeks: int = 4, seed: int = 1) -> list[dict[str, Any]]:
+    """flag_threshold is 0.6 but reviewers dismiss every flag under 0.7 (those fire at night)."""
+    rnd = random.Random(seed)
+    rows = []
+    for at in spread(n, weeks=weeks):
+        c = round(rnd.uniform(0.4, 0.95), 4)
+        false_alarm = 0.6 <= c < 0.7
+        rows.append(
+            {
+                "confidence": c,
+                "at": at,
+                "response": "dismiss" if false_alarm else "approve",
+                "features": {"night": 1.0 if false_alarm else 0.0, "amount": round(rnd.uniform(10, 500), 2)},
+            }
+        )
+    return rows
+
+
+def stat_run(agent: Agent, **kw: Any) -> TunerRun:
+    return tuner_cycle_run(agent=agent, now=kw.pop("now", NOW), generator=StatisticalGenerator(), **kw)
+
+
+def test_cycle__flag_threshold_too_low__increase_stored_with_evidence_audit_and_seed_output() -> None:
+    agent, _ = make_agent()
+    log_rows(agent, flag_too_low_rows())
+    run = stat_run(agent)
+
+    assert run.status == "done" and run.generator == "statistical"
+    assert set(run.output) == {"proposals", "summary", "systemHealth"}
+    (out,) = run.output["proposals"]
+    assert set(out) == SEED_KEYS
+    assert out["thresholdName"] == "flag_threshold" and out["direction"] == "increase"
+    assert (out["currentValue"], out["proposedValue"], out["confidence"]) == (0.6, 0.7, "high")
+    assert run.output["systemHealth"] == "needs-attention"
+
+    proposal = Proposal.objects.get(run=run)
+    assert proposal.status == "pending" and proposal.evidence_count == out["evidenceCount"] >= 5
+    cited = list(ProposalEvidence.objects.filter(proposal=proposal).values_list("entry_id", flat=True))
+    assert sorted(cited) == sorted(out["sampleEntryIds"]) and len(cited) >= 5
+    rows = Decision.objects.filter(entry_id__in=cited)
+    assert rows.count() == len(cited)
+    assert all(d.response_action == "dismiss" and d.action == "flag" and 0.6 <= d.confidence < 0.7 for d in rows)
+    assert all(run.window_start <= d.timestamp < run.window_end for d in rows)
+    kinds = list(AuditEvent.objects.filter(agent=agent).values_list("kind", flat=True))
+    assert kinds == ["proposal.created", "tuner.run"]
+    created = AuditEvent.objects.get(kind="proposal.created")
+    assert created.proposal == proposal and created.evidence_entry_ids == out["sampleEntryIds"]
+    assert (created.before, created.after) == (0.6, 0.7)
+
+
+def test_cycle__dismissal_cluster__stored_with_features_that_set_it_apart() -> None:
+    agent, _ = make_agent()
+    log_rows(agent, flag_too_low_rows())
+    run = stat_run(agent)
+    dismiss = Cluster.objects.filter(run=run, kind="dismiss").order_by("-size").first()
+    assert dismiss is not None and dismiss.size >= 5
+    assert "flag_threshold" in dismiss.thresholds
+    assert 0.6 <= dismiss.confidence_min and dismiss.confidence_max < 0.7
+    assert dismiss.distinguishing_features[0]["feature"] in {"night", "confidence"}
+    assert {f["feature"] for f in dismiss.distinguishing_features} >= {"night"}
+    assert len(dismiss.sample_entry_ids) >= 5
+
+
+def test_cycle__same_cycle_twice__one_run_and_no_second_set_of_proposals() -> None:
+    agent, _ = make_agent()
+    log_rows(agent, flag_too_low_rows())
+    first = stat_run(agent)
+    second = stat_run(agent, now=NOW + timedelta(days=2))  # still the same ISO week
+    assert second.pk == first.pk and second.output == first.output
+    assert TunerRun.objects.count() == 1 and Proposal.objects.count() == 1
+    assert AuditEvent.objects.filter(kind="tuner.run").count() == 1
+
+
+def test_cycle__with_proposals__approvers_notified_after_commit(
+    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    agent, _ = make_agent()
+    log_rows(agent, flag_too_low_rows())
+    calls: list[int] = []
+    monkeypatch.setattr("approvals.notifications.proposals_notify", lambda *, run_id: calls.append(run_id))
+    with django_capture_on_commit_callbacks(execute=True):
+        run = stat_run(agent)
+    assert calls == [run.pk]
+
+
+def test_cycle__older_pending_proposal__superseded_with_an_audit_row() -> None:
+    agent, _ = make_agent()
+    old = Proposal.objects.create(
+        agent=agent,
+        threshold_name="escalate_threshold",
+        current_value=0.85,
+        proposed_value=0.9,
+        direction="increase",
+        confidence="low",
+        expected_impact="x",
+        evidence_count=5,
+        risk_assessment="x",
+        created_at=NOW - timedelta(days=7),
+    )
+    log_rows(agent, flag_too_low_rows())
+    stat_run(agent)
+    old.refresh_from_db()
+    assert old.status == "superseded"
+    event = AuditEvent.objects.get(kind="proposal.superseded")
+    assert event.proposal == old and event.threshold_name == "escalate_threshold"
+
+
+def test_cycle__threshold_rolled_back_since_last_cycle__no_proposal_for_it_and_summary_says_so() -> None:
+    agent, _ = make_agent()
+    Proposal.objects.create(
+        agent=agent,
+        threshold_name="flag_threshold",
+        current_value=0.55,
+        proposed_value=0.6,
+        direction="increase",
+        confidence="high",
+        expected_impact="x",
+        evidence_count=5,
+        risk_assessment="x",
+        status="rolled_back",
+        created_at=NOW - timedelta(days=9),
+        decided_at=NOW - timedelta(days=8),
+        rolled_back_at=NOW - timedelta(days=3),
+    )
+    log_rows(agent, flag_too_low_rows())
+    run = stat_run(agent)
+    assert run.output["proposals"] == []
+    assert "flag_threshold" in run.output["summary"] and "rolled back" in run.output["summary"]
+    assert any("rolled back" in n for n in run.notes)
+
+
+def rejected(agent: Agent, n: int, *, evidence: int, rationale: str = "night shift volumes are seasonal") -> None:
+    for i in range(n):
+        Proposal.objects.create(
+            agent=agent,
+            threshold_name="flag_threshold",
+            current_value=0.6,
+            proposed_value=0.66,
+            direction="increase",
+            confidence="medium",
+            expected_impact="x",
+            evidence_count=evidence,
+            risk_assessment="x",
+            status="rejected",
+            rationale=f"{rationale} ({i})",
+            created_at=NOW - timedelta(days=30 - i),
+            decided_at=NOW - timedelta(days=29 - i),
+        )
+
+
+def test_cycle__three_rejections_in_a_row__kind_suppressed_and_memory_recorded() -> None:
+    agent, _ = make_agent()
+    rejected(agent, 3, evidence=500)
+    log_rows(agent, flag_too_low_rows())
+    run = stat_run(agent)
+    assert run.output["proposals"] == []
+    memory = RejectionMemory.objects.get(agent=agent)
+    assert (memory.threshold_name, memory.direction, memory.lifted_at) == ("flag_threshold", "increase", None)
+    assert memory.rationales[0].startswith("night shift volumes are seasonal")
+    assert any(n.startswith("suppressed flag_threshold increase") for n in run.notes)
+    assert run.stats["constraints"][0]["rejections"] == 3
+
+
+def test_cycle__two_rejections__no_memory_and_proposal_made() -> None:
+    agent, _ = make_agent()
+    rejected(agent, 2, evidence=500)
+    log_rows(agent, flag_too_low_rows())
+    run = stat_run(agent)
+    assert len(run.output["proposals"]) == 1 and not RejectionMemory.objects.exists()
+
+
+def test_cycle__remembered_kind_whose_evidence_has_grown__memory_lifted_and_proposal_made() -> None:
+    agent, _ = make_agent()
+    rejected(agent, 3, evidence=10)
+    log_rows(agent, flag_too_low_rows())
+    run = stat_run(agent)
+    assert len(run.output["proposals"]) == 1
+    assert RejectionMemory.objects.get(agent=agent).lifted_at == NOW
+    assert any("lifted" in n for n in run.notes)
+
+
+def test_cycle__run_left_running_by_a_killed_worker__taken_over_after_the_stale_timeout() -> None:
+    agent, _ = make_agent()
+    log_rows(agent, flag_too_low_rows())
+    window_kw = {"window_start": NOW - timedelta(weeks=4), "window_end": NOW, "created_at": NOW}
+    cycle = NOW.date()
+    TunerRun.objects.create(
+        agent=agent, cycle=cycle, status="running", started_at=timezone.now() - timedelta(hours=2), **window_kw
+    )
+    run = stat_run(agent)
+    assert run.status == "done" and len(run.output["proposals"]) == 1 and TunerRun.objects.count() == 1
+
+
+def test_cycle__run_running_in_another_worker__left_alone() -> None:
+    agent, _ = make_agent()
+    log_rows(agent, flag_too_low_rows())
+    TunerRun.objects.create(
+        agent=agent,
+        cycle=NOW.date(),
+        status="running",
+        started_at=timezone.now(),
+        window_start=NOW - timedelta(weeks=4),
+        window_end=NOW,
+        created_at=NOW,
+    )
+    run = stat_run(agent)
+    assert run.status == "running" and not Proposal.objects.exists()
+
+
+def test_cycle__failure_while_storing__nothing_half_stored_and_the_retry_completes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    agent, _ = make_agent()
+    log_rows(agent, flag_too_low_rows())
+    import tuner.services as services
+
+    real = services.audit_record
+
+    def dies_at_the_end(**kw: Any) -> Any:
+        if kw["kind"] == "tuner.run":
+            raise RuntimeError("worker killed")
+        return real(**kw)
+
+    monkeypatch.setattr(services, "audit_record", dies_at_the_end)
+    with pytest.raises(RuntimeError):
+        stat_run(agent)
+    run = TunerRun.objects.get()
+    assert run.status == "failed" and "worker killed" in run.errors[0]
+    assert not Proposal.objects.exists() and not Cluster.objects.exists() and not AuditEvent.objects.exists()
+
+    monkeypatch.setattr(services, "audit_record", real)
+    again = stat_run(agent)
+    assert again.pk == run.pk and again.status == "done" and Proposal.objects.count() == 1
+
+
+def test_cycle__ten_days_of_responses__baseline_period_nothing_proposed() -> None:
+    agent, _ = make_agent()
+    rows = [r for r in flag_too_low_rows() if r["at"] >= NOW - timedelta(days=10)]
+    log_rows(agent, rows)
+    run = stat_run(agent)
+    assert run.output["proposals"] == [] and run.output["summary"].startswith("Baseline period")
+
+
+def test_cycle__few_dismissals__healthy_and_nothing_proposed() -> None:
+    agent, _ = make_agent()
+    rows = flag_too_low_rows()
+    for i, row in enumerate(rows):
+        if row["response"] == "dismiss" and i % 4:
+            row["response"] = "approve"
+    log_rows(agent, rows)
+    run = stat_run(agent)
+    assert run.output == {"proposals": [], "summary": run.output["summary"], "systemHealth": "healthy"}
+    assert "below 15%" in run.output["summary"]
+
+
+def test_cycle__modify_to_a_weaker_action__counts_as_a_dismissal() -> None:
+    agent, _ = make_agent()
+    rows = flag_too_low_rows()
+    for row in rows:
+        if row["response"] == "dismiss":
+            row.update(response="modify", modified="auto-resolve")
+    log_rows(agent, rows)
+    run = stat_run(agent)
+    (out,) = run.output["proposals"]
+    assert out["direction"] == "increase" and out["proposedValue"] == 0.7
+    assert set(
+        Decision.objects.filter(entry_id__in=out["sampleEntryIds"]).values_list("response_action", flat=True)
+    ) == {"modify"}
+
+
+def test_cycle__rule_based_agent__clusters_by_matched_rule_combination() -> None:
+    agent, _ = make_agent(rule_based=True)
+    rows = flag_too_low_rows()
+    for row in rows:
+        row["rules"] = ["night_owl", "new_device"] if row["response"] == "dismiss" else ["velocity"]
+    log_rows(agent, rows)
+    run = stat_run(agent)
+    dismiss = Cluster.objects.get(run=run, kind="dismiss")
+    assert dismiss.rules == ["new_device", "night_owl"] and dismiss.label == "new_device + night_owl"
+
+
+class ExplodingGenerator:
+    name = "statistical"
+
+    def generate(self, ctx: GenerationContext) -> Generated:
+        raise RuntimeError("boom")
+
+
+def test_cycle__generator_crashes__run_failed_with_the_error() -> None:
+    agent, _ = make_agent()
+    log_rows(agent, flag_too_low_rows(60))
+    with pytest.raises(RuntimeError):
+        tuner_cycle_run(agent=agent, now=NOW, generator=ExplodingGenerator())
+    run = TunerRun.objects.get()
+    assert run.status == "failed" and run.errors == ["RuntimeError: boom"]
