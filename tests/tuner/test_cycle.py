@@ -12,7 +12,7 @@ from auditlog.models import Decision
 from tests.factories import NOW, make_agent
 from tests.tuner.helpers import log_rows, spread
 from thresholds.models import Agent
-from tuner.generators import GenerationContext, Generated, StatisticalGenerator
+from tuner.generators import Generated, GenerationContext, StatisticalGenerator
 from tuner.models import Cluster, Proposal, ProposalEvidence, RejectionMemory, TunerRun
 from tuner.services import tuner_cycle_run
 
@@ -87,7 +87,7 @@ def test_cycle__dismissal_cluster__stored_with_features_that_set_it_apart() -> N
     dismiss = Cluster.objects.filter(run=run, kind="dismiss").order_by("-size").first()
     assert dismiss is not None and dismiss.size >= 5
     assert "flag_threshold" in dismiss.thresholds
-    assert 0.6 <= dismiss.confidence_min and dismiss.confidence_max < 0.7
+    assert dismiss.confidence_min >= 0.6 and dismiss.confidence_max < 0.7
     assert dismiss.distinguishing_features[0]["feature"] in {"night", "confidence"}
     assert {f["feature"] for f in dismiss.distinguishing_features} >= {"night"}
     assert len(dismiss.sample_entry_ids) >= 5
