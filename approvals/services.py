@@ -116,7 +116,7 @@ def proposal_decide(
 
     with transaction.atomic():
         try:
-            locked = Proposal.objects.select_for_update().select_related("agent", "run").get(pk=proposal.pk)
+            locked = Proposal.objects.select_for_update(of=("self",)).select_related("agent", "run").get(pk=proposal.pk)
         except Proposal.DoesNotExist:
             raise ProposalNotFound(f"no proposal {proposal.pk}") from None
         if locked.status != Proposal.Status.PENDING:
@@ -312,7 +312,11 @@ def config_rollback(
         raise NotAnApprover(f"{_who(actor)} is not an approver; only approvers roll back configs")
     text = _rationale(reason)
     with transaction.atomic():
-        live = ConfigVersion.objects.select_for_update().select_related("proposal").get(agent=agent, is_live=True)
+        live = (
+            ConfigVersion.objects.select_for_update(of=("self",))
+            .select_related("proposal")
+            .get(agent=agent, is_live=True)
+        )
         number = to_version if isinstance(to_version, int) else to_version.number
         try:
             target = ConfigVersion.objects.get(agent=agent, number=number)
