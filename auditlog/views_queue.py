@@ -137,7 +137,7 @@ def queue_claim(request: HttpRequest) -> JsonResponse:
     if released and released != entry_id:
         claim_release(entry_id=released, reviewer=reviewer)
     if not entry_id:
-        return JsonResponse({"won": False, "message": "No item given."}, status=400)
+        return JsonResponse({"won": False, "released": bool(released), "message": ""})
     result = claim_acquire(entry_id=entry_id, reviewer=reviewer, now=timezone.now())
     if result.won:
         message = ""

@@ -284,10 +284,20 @@
     busy = false;
   });
 
-  document.body.addEventListener("htmx:afterSwap", (e) => {
-    if (e.detail.target !== body) return;
+  // After settling: htmx restores the attributes of the new content while it settles.
+  document.body.addEventListener("htmx:afterSettle", (e) => {
+    if (e.detail.target !== body || e.target !== body) return;
     busy = false;
     afterRender();
+  });
+
+  // Leaving the page gives the claimed item back at once instead of after the claim runs out.
+  window.addEventListener("pagehide", () => {
+    if (!claimedId || !navigator.sendBeacon) return;
+    const data = new FormData();
+    data.append("release", claimedId);
+    data.append("csrfmiddlewaretoken", csrf());
+    navigator.sendBeacon(claimUrl, data);
   });
 
   afterRender();

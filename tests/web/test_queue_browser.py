@@ -1,0 +1,259 @@
+"""The review queue in real Chromium: keys, clicks, claims. Every test checks the stored rows, not only the page."""
+
+import os
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from auditlog.models import Decision
+from tests.factories import make_agent
+from tests.web.conftest import log_pending, stored
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    # Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test are still sync.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def open_page(browser: Browser, live_server: Any) -> Iterator[Any]:
+    contexts = []
+    errors: list[str] = []
+
+    def make(username: str) -> Page:
+        context = browser.new_context(base_url=live_server.url)
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto("/queue/")
+        page.fill("#id_username", username)
+        page.fill("#id_password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/queue/")
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+    assert errors == [], f"script errors on the page: {errors}"
+
+
+def item(page: Page, entry_id: str) -> Any:
+    return page.locator(f'#queue-list > .item[data-entry-id="{entry_id}"]')
+
+
+def wait_focused(page: Page, entry_id: str) -> None:
+    expect(page.locator("#queue-list > .item.focused")).to_have_attribute("data-entry-id", entry_id)
+
+
+def answered(entry_id: str, timeout: float = 10.0) -> Decision:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        d = stored(entry_id)
+        if d.response_action is not None:
+            return d
+        time.sleep(0.05)
+    raise AssertionError(f"{entry_id} has no response after {timeout}s")
+
+
+def claimed_by(entry_id: str, who: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if stored(entry_id).claimed_by == who:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{entry_id} is not claimed by {who}")
+
+
+def respond_and_wait(page: Page, key: str, entry_id: str, next_id: str | None) -> None:
+    page.keyboard.press(key)
+    expect(item(page, entry_id)).to_have_count(0)
+    if next_id is not None:
+        wait_focused(page, next_id)
+
+
+def assert_web_response(d: Decision, action: str, responder: str = "rita") -> None:
+    assert (d.response_action, d.responder_id, d.response_source) == (action, responder, "web")
+    assert d.responded_at is not None and d.time_to_respond is not None
+    assert d.time_to_respond == pytest.approx((d.responded_at - d.timestamp).total_seconds())
+    assert d.time_to_respond >= 3600  # logged an hour before
+
+
+def test_browser__sign_in_and_respond_with_each_key__rows_stored(open_page: Any, reviewer: Any, agent: Any) -> None:
+    ids = log_pending(agent.agent_id, 5)
+    page = open_page("rita")
+    wait_focused(page, ids[0])
+    claimed_by(ids[0], "rita")
+    expect(page.locator('[data-stat="pending"]')).to_have_text("5")
+
+    respond_and_wait(page, "a", ids[0], ids[1])
+    respond_and_wait(page, "d", ids[1], ids[2])
+    respond_and_wait(page, "e", ids[2], ids[3])
+    # m opens the picker of the agent's other actions; 1 picks the first (auto-resolve)
+    page.keyboard.press("m")
+    picker = item(page, ids[3]).locator(".picker")
+    expect(picker).to_be_visible()
+    expect(picker.locator("button")).to_have_text(["auto-resolve 1", "escalate 2"])
+    respond_and_wait(page, "1", ids[3], ids[4])
+
+    assert_web_response(answered(ids[0]), "approve")
+    assert_web_response(answered(ids[1]), "dismiss")
+    assert_web_response(answered(ids[2]), "escalate")
+    modified = answered(ids[3])
+    assert_web_response(modified, "modify")
+    assert modified.modified_action == "auto-resolve"
+    expect(page.locator('[data-stat="pending"]')).to_have_text("1")
+    expect(page.locator('[data-stat="today"]')).to_have_text("4")
+    assert stored(ids[4]).response_action is None
+
+
+def test_browser__modify_by_clicking_the_action_picker__stored(open_page: Any, reviewer: Any, agent: Any) -> None:
+    ids = log_pending(agent.agent_id, 2)
+    page = open_page("rita")
+    wait_focused(page, ids[0])
+    first = item(page, ids[0])
+    first.get_by_role("button", name="Modify…").click()
+    first.get_by_role("button", name="escalate 2").click()
+    expect(first).to_have_count(0)
+    d = answered(ids[0])
+    assert_web_response(d, "modify")
+    assert d.modified_action == "escalate"
+
+
+def test_browser__note_typed_then_key__note_stored_and_keys_inert_while_typing(
+    open_page: Any, reviewer: Any, agent: Any
+) -> None:
+    ids = log_pending(agent.agent_id, 2)
+    page = open_page("rita")
+    wait_focused(page, ids[0])
+    page.keyboard.press("n")
+    note = item(page, ids[0]).locator("textarea[name=note]")
+    expect(note).to_be_focused()
+    # "a", "d", "e", "j" typed into the note must not respond or move
+    page.keyboard.type("a dead end, judge")
+    page.keyboard.press("Escape")
+    assert stored(ids[0]).response_action is None
+    wait_focused(page, ids[0])
+    respond_and_wait(page, "d", ids[0], ids[1])
+    d = answered(ids[0])
+    assert_web_response(d, "dismiss")
+    assert d.response_note == "a dead end, judge"
+
+
+def test_browser__bulk_select_with_x__all_answered_at_once(open_page: Any, reviewer: Any, agent: Any) -> None:
+    ids = log_pending(agent.agent_id, 4)
+    page = open_page("rita")
+    wait_focused(page, ids[0])
+    page.keyboard.press("x")
+    page.keyboard.press("j")
+    wait_focused(page, ids[1])
+    page.keyboard.press("j")
+    wait_focused(page, ids[2])
+    page.keyboard.press("x")
+    expect(page.locator("[data-selected-count]")).to_have_text("2")
+    page.keyboard.press("d")
+    expect(item(page, ids[0])).to_have_count(0)
+    expect(item(page, ids[2])).to_have_count(0)
+    wait_focused(page, ids[3])
+    assert_web_response(answered(ids[0]), "dismiss")
+    assert_web_response(answered(ids[2]), "dismiss")
+    assert stored(ids[1]).response_action is None
+
+
+def test_browser__bulk_with_mouse__checkboxes_and_button(open_page: Any, reviewer: Any, agent: Any) -> None:
+    ids = log_pending(agent.agent_id, 3)
+    page = open_page("rita")
+    wait_focused(page, ids[0])
+    item(page, ids[1]).locator("input.select").check()
+    item(page, ids[2]).locator("input.select").check()
+    page.get_by_role("button", name="Approve selected").click()
+    expect(page.locator("#queue-list > .item")).to_have_count(1)
+    assert [answered(i).response_action for i in ids[1:]] == ["approve", "approve"]
+    assert stored(ids[0]).response_action is None
+
+
+def test_browser__binary_mode__thumbs_stored_as_approve_and_dismiss(open_page: Any, reviewer: Any) -> None:
+    make_agent("thumbs", binary_mode=True)
+    ids = log_pending("thumbs", 3)
+    page = open_page("rita")
+    wait_focused(page, ids[0])
+    first = item(page, ids[0])
+    expect(first.get_by_role("button", name="👍 Right a")).to_be_visible()
+    expect(first.locator("button", has_text="Escalate")).to_have_count(0)
+    page.keyboard.press("e")  # no escalate in binary mode: nothing happens
+    page.keyboard.press("m")
+    assert stored(ids[0]).response_action is None
+    respond_and_wait(page, "a", ids[0], ids[1])
+    item(page, ids[1]).get_by_role("button", name="👎 Wrong d").click()
+    expect(item(page, ids[1])).to_have_count(0)
+    assert_web_response(answered(ids[0]), "approve")
+    assert_web_response(answered(ids[1]), "dismiss")
+
+
+def test_browser__two_reviewers_same_item__claim_keeps_them_apart_and_second_response_refused(
+    open_page: Any, reviewer: Any, approver: Any, agent: Any
+) -> None:
+    ids = log_pending(agent.agent_id, 4)
+    rita = open_page("rita")
+    wait_focused(rita, ids[0])
+    claimed_by(ids[0], "rita")
+
+    # Alice does not get the item Rita holds.
+    alice = open_page("alice")
+    wait_focused(alice, ids[1])
+    expect(item(alice, ids[0])).to_have_count(0)
+    claimed_by(ids[1], "alice")
+
+    # Rita walks away for longer than the claim; Alice's page now offers it and she answers first.
+    Decision.objects.filter(entry_id=ids[0]).update(claimed_until=timezone.now() - timedelta(seconds=1))
+    alice.reload()
+    wait_focused(alice, ids[0])
+    respond_and_wait(alice, "a", ids[0], None)
+
+    # Rita comes back and answers the same item: refused with a clear message, and she moves on.
+    rita.keyboard.press("d")
+    expect(rita.locator(".notice.already_responded")).to_contain_text("alice already answered")
+    expect(item(rita, ids[0])).to_have_count(0)
+    expect(rita.locator("#queue-list > .item.focused")).to_have_count(1)
+    d = stored(ids[0])
+    assert (d.response_action, d.responder_id) == ("approve", "alice")
+
+
+def test_browser__twenty_items_cleared_by_keyboard_alone__every_response_logged(
+    open_page: Any, reviewer: Any, agent: Any
+) -> None:
+    ids = log_pending(agent.agent_id, 20)
+    page = open_page("rita")
+    wait_focused(page, ids[0])
+    keys = "adea" * 5
+    for index, (key, entry_id) in enumerate(zip(keys, ids, strict=True)):
+        respond_and_wait(page, key, entry_id, ids[index + 1] if index + 1 < len(ids) else None)
+    expect(page.locator(".empty")).to_contain_text("All clear")
+    expected = {"a": "approve", "d": "dismiss", "e": "escalate"}
+    for key, entry_id in zip(keys, ids, strict=True):
+        assert_web_response(answered(entry_id), expected[key])
+    assert Decision.objects.filter(queued=True, response_action=None).count() == 0
