@@ -258,18 +258,18 @@ def week_numbers(*, agent: Agent, week_start: datetime) -> WeekNumbers:
     end = week_start + timedelta(days=7)
     decisions = Decision.objects.filter(agent=agent, timestamp__gte=week_start, timestamp__lt=end)
     agg = decisions.aggregate(
-        queued=Count("seq", filter=Q(queued=True)),
-        responses=Count("seq", filter=Q(queued=True, response_action__isnull=False)),
-        dismiss=Count("seq", filter=Q(queued=True, response_action="dismiss")),
-        escalate=Count("seq", filter=Q(queued=True, response_action="escalate")),
+        n_queued=Count("seq", filter=Q(queued=True)),
+        n_responses=Count("seq", filter=Q(queued=True, response_action__isnull=False)),
+        n_dismiss=Count("seq", filter=Q(queued=True, response_action="dismiss")),
+        n_escalate=Count("seq", filter=Q(queued=True, response_action="escalate")),
     )
     decided = Proposal.objects.filter(agent=agent, decided_at__gte=week_start, decided_at__lt=end)
     return WeekNumbers(
         week_start=week_start,
-        decisions_queued=agg["queued"] or 0,
-        responses=agg["responses"] or 0,
-        dismissals=agg["dismiss"] or 0,
-        escalations=agg["escalate"] or 0,
+        decisions_queued=agg["n_queued"] or 0,
+        responses=agg["n_responses"] or 0,
+        dismissals=agg["n_dismiss"] or 0,
+        escalations=agg["n_escalate"] or 0,
         proposals_decided=decided.exclude(status=Proposal.Status.PENDING).count(),
         proposals_accepted=decided.filter(
             status__in=[Proposal.Status.ACCEPTED, Proposal.Status.MODIFIED, Proposal.Status.ROLLED_BACK]
