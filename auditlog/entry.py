@@ -7,7 +7,7 @@ import hashlib
 import json
 import math
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -200,13 +200,44 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
     return _with_hash(entry)
 
 
+def _content(entry: EntryInput) -> dict[str, Any]:
+    """The entry as ``dataclasses.asdict`` gives it, less ``content_hash`` and ``id_given``, built by hand:
+    ``asdict`` deep-copies every value and cost most of a batch's parsing time."""
+    response = entry.human_response
+    return {
+        "id": entry.id,
+        "timestamp": entry.timestamp,
+        "agent_id": entry.agent_id,
+        "session_id": entry.session_id,
+        "action": entry.action,
+        "confidence": entry.confidence,
+        "threshold_used": entry.threshold_used,
+        "reasoning": entry.reasoning,
+        "threshold_name": entry.threshold_name,
+        "input_hash": entry.input_hash,
+        "features": entry.features,
+        "matched_rules": entry.matched_rules,
+        "human_response": None
+        if response is None
+        else {
+            "action": response.action,
+            "responded_at": response.responded_at,
+            "responder_id": response.responder_id,
+            "modified_action": response.modified_action,
+            "note": response.note,
+            "time_to_respond": response.time_to_respond,
+        },
+    }
+
+
 def _with_hash(entry: EntryInput) -> EntryInput:
-    content = asdict(entry)
-    content.pop("content_hash")
-    content.pop("id_given")
-    canonical = json.dumps(content, sort_keys=True, default=lambda v: v.isoformat(), separators=(",", ":"))
+    canonical = json.dumps(_content(entry), sort_keys=True, default=_isoformat, separators=(",", ":"))
     object.__setattr__(entry, "content_hash", hashlib.sha256(canonical.encode()).hexdigest())
     return entry
+
+
+def _isoformat(value: datetime) -> str:
+    return value.isoformat()
 
 
 def sample_draw(entry_id: str) -> float:

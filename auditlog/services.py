@@ -6,9 +6,9 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Q
 
 from auditlog.entry import EntryInput, ResponseInput, entry_parse, response_parse, sample_draw
@@ -181,6 +181,48 @@ def _error(exc: DomainError) -> dict[str, str]:
     return {exc.field or "entry": exc.message}
 
 
+def _known_hashes(entry_ids: list[str]) -> dict[str, str]:
+    """{entry id: content hash} of those of ``entry_ids`` already in the registry."""
+    if not entry_ids:
+        return {}
+    return dict(DecisionKey.objects.filter(entry_id__in=entry_ids).values_list("entry_id", "content_hash"))
+
+
+def _copy(model: type[models.Model], objs: list[Any]) -> None:
+    """Insert ``objs`` with PostgreSQL's COPY, the bulk path several times faster than a multi-row INSERT.
+
+    Every concrete column but an auto primary key is written; JSON columns are sent as their JSON text.
+    A unique violation surfaces as Django's ``IntegrityError``, as from ``bulk_create``.
+    """
+    fields = [f for f in model._meta.concrete_fields if not (f.primary_key and isinstance(f, models.AutoField))]
+    attnames = [f.attname for f in fields]
+    json_at = [i for i, f in enumerate(fields) if isinstance(f, models.JSONField)]
+    quote = connection.ops.quote_name
+    sql = f"COPY {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) FROM STDIN"
+    dumps = json.dumps
+    with connection.cursor() as cursor, connection.wrap_database_errors, cursor.cursor.copy(sql) as copy:
+        for obj in objs:
+            row = [getattr(obj, name) for name in attnames]
+            for i in json_at:
+                row[i] = dumps(row[i])
+            copy.write_row(row)
+
+
+def _store(fresh: list[tuple[int, EntryInput, Decision]]) -> None:
+    """Write the registry rows and the decisions of one batch (inside the caller's transaction)."""
+    keys = [
+        DecisionKey(entry_id=e.id, content_hash=e.content_hash, agent_id=d.agent_id, timestamp=e.timestamp)
+        for _, e, d in fresh
+    ]
+    decisions = [d for _, _e, d in fresh]
+    if connection.vendor == "postgresql":
+        _copy(DecisionKey, keys)
+        _copy(Decision, decisions)
+    else:
+        DecisionKey.objects.bulk_create(keys)
+        Decision.objects.bulk_create(decisions)
+
+
 def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Agent | None = None) -> list[BatchResult]:
     """Log many entries: valid ones are stored even when others are invalid; one result per entry, in order."""
     results: list[BatchResult] = []
@@ -211,14 +253,8 @@ def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Ag
         results.append(BatchResult(entry.id, "created"))
         pending.append((len(results) - 1, entry, ctx.build(entry, threshold_name=threshold_name, now=now)))
 
-    if acting_agent is None or any(e.id_given for _, e, _d in pending):
-        known = dict(
-            DecisionKey.objects.filter(entry_id__in=[e.id for _, e, _d in pending if e.id_given]).values_list(
-                "entry_id", "content_hash"
-            )
-        )
-    else:
-        known = {}
+    # Ids the server made are new by construction; only the given ones can be in the registry already.
+    known = _known_hashes([e.id for _, e, _d in pending if e.id_given])
     fresh = []
     for index, entry, decision in pending:
         if entry.id in known:
@@ -232,13 +268,7 @@ def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Ag
             fresh.append((index, entry, decision))
     try:
         with transaction.atomic():
-            DecisionKey.objects.bulk_create(
-                [
-                    DecisionKey(entry_id=e.id, content_hash=e.content_hash, agent_id=d.agent_id, timestamp=e.timestamp)
-                    for _, e, d in fresh
-                ]
-            )
-            Decision.objects.bulk_create([d for _, _e, d in fresh])
+            _store(fresh)
     except IntegrityError:
         # Another request stored some of these ids meanwhile: settle each one on its own.
         for index, entry, _decision in fresh:

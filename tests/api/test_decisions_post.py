@@ -173,3 +173,33 @@ def test_batch__body_over_10_mib__413_nothing_written(agent_client):
     assert response.status_code == 413
     assert response.json()["error"]["field"] == "body"
     assert rows() == (0, 0)
+
+
+@pytest.mark.django_db
+def test_batch__stored_entries__read_back_as_sent(agent_client):
+    response = post(agent_client, {"entries": [SEED_ENTRY, entry(id="plain")]}, URL + "/batch")
+    assert [r["status"] for r in response.json()["results"]] == ["created", "created"]
+    got = agent_client.get(f"{URL}/{SEED_ENTRY['id']}").json()
+    assert got["context"] == SEED_ENTRY["context"]
+    assert got["decision"] == {**SEED_ENTRY["decision"], "thresholdName": "escalate_threshold"}
+    assert got["humanResponse"]["modifiedAction"] == "flag"
+    assert got["humanResponse"]["timeToRespond"] == 1800
+    assert got["timestamp"] == "2026-03-02T06:41:09.250000Z"
+    assert agent_client.get(f"{URL}/plain").json()["context"]["matchedRules"] == ["high_amount"]
+
+
+@pytest.mark.django_db
+def test_batch__id_stored_by_another_request_meanwhile__duplicate_others_created(agent_client, monkeypatch):
+    from auditlog import services
+
+    # Another request stores "b" after this batch looked its ids up in the registry.
+    post(agent_client, entry(id="b"))
+    monkeypatch.setattr(services, "_known_hashes", lambda entry_ids: {})
+    response = post(agent_client, {"entries": [entry(id="a"), entry(id="b"), entry(id="c")]}, URL + "/batch")
+    assert response.status_code == 200
+    assert [(r["id"], r["status"]) for r in response.json()["results"]] == [
+        ("a", "created"),
+        ("b", "duplicate"),
+        ("c", "created"),
+    ]
+    assert rows() == (3, 3)

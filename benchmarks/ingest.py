@@ -1,0 +1,377 @@
+"""Ingest benchmark (not a test): the batch API of a real gunicorn server against PostgreSQL COPY.
+
+    DATABASE_URL=postgres://USER@127.0.0.1:5432/DB .venv/bin/python benchmarks/ingest.py [--n 100000]
+
+1. Registers its own agent, starts gunicorn (``--workers``) on a free localhost port.
+2. Sends N decisions through ``POST /api/v1/decisions/batch`` (``--batch`` entries a request) over
+   ``--connections`` client connections (threads with http.client); every entry must come back "created".
+3. Loads the same N rows with psycopg ``COPY`` into a scratch copy of the decision table (same columns,
+   defaults and indexes), with the rows built before the clock starts so COPY gets its best case.
+4. Prints entries/s for both and their ratio (target: the API reaches >= 20 % of COPY).
+5. Sends ``--latency-requests`` single ``POST /api/v1/decisions`` from ``--latency-clients`` concurrent clients
+   and prints p50/p99 latency (target: p99 < 50 ms).
+
+Everything runs on localhost, every loop is bounded, and the agent, its rows, the scratch table and the server
+are removed at the end, also on failure.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import queue
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loopsite.settings")
+
+ACTIONS = ["auto-resolve", "flag", "escalate"]
+FEATURES = ["amount_z", "velocity_1h", "account_age_days", "night", "country_risk", "device_new", "merchant_risk"]
+RULES = ["high_amount", "new_device", "velocity_spike", "risky_merchant", "foreign_ip"]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=100_000, help="decisions to ingest (default 100000)")
+    parser.add_argument("--batch", type=int, default=1000, help="entries per batch request (at most 1000)")
+    parser.add_argument("--connections", type=int, default=4, help="client connections for the batch phase")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--latency-requests", type=int, default=3200, help="single POSTs in the latency phase")
+    parser.add_argument("--latency-clients", type=int, default=16, help="concurrent clients in the latency phase")
+    args = parser.parse_args()
+    if not 1 <= args.batch <= 1000:
+        parser.error("--batch must be 1..1000")
+    if args.n < 1 or args.connections < 1 or args.workers < 1 or args.latency_clients < 1:
+        parser.error("--n, --connections, --workers and --latency-clients must be positive")
+    return args
+
+
+# --- The data -----------------------------------------------------------------------------------------------
+
+
+def make_entries(n: int, *, agent_id: str, run: str, now: datetime, rng: random.Random) -> list[dict[str, Any]]:
+    entries = []
+    for i in range(n):
+        confidence = round(rng.random(), 4)
+        action = "escalate" if confidence >= 0.85 else "flag" if confidence >= 0.6 else "auto-resolve"
+        entries.append(
+            {
+                "id": f"{run}-{i}",
+                "timestamp": (now - timedelta(seconds=rng.randrange(7 * 86400))).isoformat(),
+                "agentId": agent_id,
+                "sessionId": f"session-{i // 50}",
+                "decision": {
+                    "action": action,
+                    "confidence": confidence,
+                    "thresholdUsed": {"escalate": 0.85, "flag": 0.6, "auto-resolve": 0.6}[action],
+                    "reasoning": f"score {confidence:.2f} from amount and velocity; rule set v3 matched",
+                },
+                "context": {
+                    "inputHash": f"sha256:{uuid.UUID(int=rng.getrandbits(128)).hex}",
+                    "features": {name: round(rng.uniform(-3, 3), 3) for name in FEATURES},
+                    "matchedRules": rng.sample(RULES, k=rng.randrange(0, 3)),
+                },
+            }
+        )
+    return entries
+
+
+# --- The server ---------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def gunicorn(port: int, workers: int) -> Iterator[None]:
+    log = tempfile.NamedTemporaryFile(prefix="bench-gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "loopsite.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--timeout",
+        "120",
+    ]
+    env = {**os.environ, "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING")}
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if server.poll() is not None:
+                raise SystemExit(f"gunicorn exited with {server.returncode}:\n{Path(log.name).read_text()[-3000:]}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("GET", "/healthz")
+                status = conn.getresponse().status
+                conn.close()
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("gunicorn did not answer /healthz within 60 s")
+            time.sleep(0.2)
+        yield
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+        log.close()
+        Path(log.name).unlink(missing_ok=True)
+
+
+# --- The phases ---------------------------------------------------------------------------------------------
+
+
+def send_batches(port: int, key: str, bodies: list[bytes], connections: int) -> tuple[float, int]:
+    """All batch bodies over ``connections`` keep-alive connections. Returns (seconds, entries created)."""
+    work: queue.Queue[bytes] = queue.Queue()
+    for body in bodies:
+        work.put(body)
+    created = [0] * connections
+    failures: list[str] = []
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    def client(slot: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        try:
+            while not failures:
+                try:
+                    body = work.get_nowait()
+                except queue.Empty:
+                    return
+                conn.request("POST", "/api/v1/decisions/batch", body=body, headers=headers)
+                response = conn.getresponse()
+                payload = response.read()
+                if response.status != 200:
+                    failures.append(f"HTTP {response.status}: {payload[:300]!r}")
+                    return
+                results = json.loads(payload)["results"]
+                bad = [r for r in results if r["status"] != "created"]
+                if bad:
+                    failures.append(f"{len(bad)} entries not created, e.g. {bad[0]}")
+                    return
+                created[slot] += len(results)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(repr(exc))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(connections)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=3600)
+    elapsed = time.perf_counter() - start
+    if failures:
+        raise SystemExit(f"batch phase failed: {failures[0]}")
+    return elapsed, sum(created)
+
+
+COPY_COLUMNS = [
+    "entry_id",
+    "agent_id",
+    "session_id",
+    "timestamp",
+    "received_at",
+    "action",
+    "confidence",
+    "threshold_used",
+    "threshold_name",
+    "reasoning",
+    "input_hash",
+    "features",
+    "matched_rules",
+    "config_version_id",
+    "review_reason",
+    "queued",
+    "content_hash",
+]
+
+
+def copy_rows(dsn: str, table: str, entries: list[dict[str, Any]], agent_pk: int, version_pk: int) -> float:
+    """COPY the same decisions into ``table`` (a scratch copy of the decision table). Returns seconds."""
+    import psycopg
+
+    now = datetime.now(UTC)
+    names = {"escalate": "escalate_threshold", "flag": "flag_threshold", "auto-resolve": "flag_threshold"}
+    rows = [
+        (
+            e["id"],
+            agent_pk,
+            e["sessionId"],
+            e["timestamp"],
+            now,
+            e["decision"]["action"],
+            e["decision"]["confidence"],
+            e["decision"]["thresholdUsed"],
+            names[e["decision"]["action"]],
+            e["decision"]["reasoning"],
+            e["context"]["inputHash"],
+            json.dumps(e["context"]["features"]),
+            json.dumps(e["context"]["matchedRules"]),
+            version_pk,
+            "fired" if e["decision"]["action"] != "auto-resolve" else "none",
+            e["decision"]["action"] != "auto-resolve",
+            "0" * 64,
+        )
+        for e in entries
+    ]
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        start = time.perf_counter()
+        with cur.copy(f"COPY {table} ({', '.join(COPY_COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+        return time.perf_counter() - start
+
+
+def single_latency(port: int, key: str, entries: list[dict[str, Any]], clients: int) -> list[float]:
+    """Each client POSTs its share of ``entries`` one at a time on its own connection. Returns seconds each."""
+    shares = [entries[i::clients] for i in range(clients)]
+    timings: list[list[float]] = [[] for _ in range(clients)]
+    failures: list[str] = []
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    start_line = threading.Barrier(clients)
+
+    def client(slot: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        bodies = [json.dumps(e).encode() for e in shares[slot]]
+        try:
+            start_line.wait(timeout=60)
+            for body in bodies:
+                if failures:
+                    return
+                began = time.perf_counter()
+                conn.request("POST", "/api/v1/decisions", body=body, headers=headers)
+                response = conn.getresponse()
+                payload = response.read()
+                timings[slot].append(time.perf_counter() - began)
+                if response.status != 201:
+                    failures.append(f"HTTP {response.status}: {payload[:300]!r}")
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(repr(exc))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=3600)
+    if failures:
+        raise SystemExit(f"latency phase failed: {failures[0]}")
+    return sorted(t for per_client in timings for t in per_client)
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+# --- Set-up and clean-up ------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    args = parse_args()
+    dsn = os.environ.get("DATABASE_URL", "")
+    if not dsn.startswith(("postgres://", "postgresql://")):
+        raise SystemExit("DATABASE_URL must name a PostgreSQL database (postgres://...)")
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from auditlog.models import Decision, DecisionKey
+    from thresholds.models import Agent, ConfigVersion
+    from thresholds.services import agent_create
+
+    call_command("migrate", verbosity=0, interactive=False)
+    run = f"bench{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    agent, key = agent_create(
+        agent_id=run,
+        actions=ACTIONS,
+        thresholds=[
+            {"name": "flag_threshold", "value": 0.6, "action": "flag"},
+            {"name": "escalate_threshold", "value": 0.85, "action": "escalate"},
+        ],
+        now=now,
+    )
+    version_pk = ConfigVersion.objects.get(agent=agent, is_live=True).pk
+    table = f"bench_copy_{run}"
+    rng = random.Random(20260302)
+    port = free_port()
+    print(
+        f"ingest benchmark: n={args.n} batch={args.batch} connections={args.connections} "
+        f"workers={args.workers} postgres={connection.settings_dict['NAME']}",
+        flush=True,
+    )
+    try:
+        entries = make_entries(args.n, agent_id=run, run=run, now=now, rng=rng)
+        bodies = [
+            json.dumps({"entries": entries[i : i + args.batch]}).encode() for i in range(0, len(entries), args.batch)
+        ]
+        with connection.cursor() as cur:
+            cur.execute(f"CREATE TABLE {table} (LIKE {Decision._meta.db_table} INCLUDING ALL)")
+        connection.close()
+
+        with gunicorn(port, args.workers):
+            api_seconds, created = send_batches(port, key, bodies, args.connections)
+            if created != args.n:
+                raise SystemExit(f"only {created} of {args.n} entries were created")
+            copy_seconds = copy_rows(dsn, table, entries, agent.pk, version_pk)
+            api_rate, copy_rate = args.n / api_seconds, args.n / copy_seconds
+            ratio = api_rate / copy_rate
+            print(f"batch API : {args.n} entries in {api_seconds:.2f} s = {api_rate:,.0f} entries/s")
+            print(f"COPY      : {args.n} rows in {copy_seconds:.2f} s = {copy_rate:,.0f} rows/s")
+            print(f"ratio     : {ratio:.1%} of COPY (target >= 20 %): {'met' if ratio >= 0.20 else 'NOT met'}")
+
+            singles = make_entries(args.latency_requests, agent_id=run, run=f"{run}-single", now=now, rng=rng)
+            timings = single_latency(port, key, singles, args.latency_clients)
+            p50, p99 = percentile(timings, 0.50) * 1000, percentile(timings, 0.99) * 1000
+            print(
+                f"single POST: {len(timings)} requests, {args.latency_clients} concurrent clients: "
+                f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (target p99 < 50 ms): {'met' if p99 < 50 else 'NOT met'}"
+            )
+    finally:
+        with connection.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+        DecisionKey.objects.filter(agent_id=agent.pk).delete()
+        Decision.objects.filter(agent=agent).delete()
+        Agent.objects.filter(pk=agent.pk).delete()
+        connection.close()
+
+
+if __name__ == "__main__":
+    main()
