@@ -97,7 +97,10 @@ def test_decision_admin__search_by_entry_id__finds_only_that_entry(admin_client_
     assert "entry-2" in page and "entry-1" not in page
 
 
-def test_decision_admin__filters_and_date_hierarchy__load(admin_client_: Client, rows: dict[str, Any]) -> None:
+def test_decision_admin__filters_and_date_hierarchy__narrow_the_list(
+    admin_client_: Client, rows: dict[str, Any]
+) -> None:
+    decision_log(raw=entry(id="entry-escalated", decision={"action": "escalate", "confidence": 0.9}), now=NOW)
     params = {
         "agent__id__exact": rows["agent"].pk,
         "action": "flag",
@@ -106,8 +109,10 @@ def test_decision_admin__filters_and_date_hierarchy__load(admin_client_: Client,
     }
 
     page = admin_client_.get("/admin/auditlog/decision/", params).content.decode()
+    by_action = admin_client_.get("/admin/auditlog/decision/", {"action": "escalate"}).content.decode()
 
-    assert "entry-1" in page
+    assert "entry-1" in page and "entry-escalated" not in page
+    assert "entry-escalated" in by_action and "entry-1" not in by_action
     assert admin_client_.get("/admin/auditlog/decision/", {"timestamp__year": "2026"}).status_code == 200
 
 
