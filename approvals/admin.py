@@ -43,7 +43,7 @@ class AuditEventAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[misc]
 
 class ProposalEvidenceInline(_ReadOnly, admin.TabularInline):  # type: ignore[misc]
     model = ProposalEvidence
-    fields = readonly_fields = ["entry_id", "kind", "is_sample"]
+    fields = readonly_fields = ("entry_id", "kind", "is_sample")
     extra = 0
 
 

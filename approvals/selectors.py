@@ -193,7 +193,7 @@ def audit_event_render(event: AuditEvent) -> dict[str, Any]:
         "after": event.after,
         "proposalId": event.proposal_id,
         "runId": event.run_id,
-        "configVersion": event.config_version.number if event.config_version_id else None,
+        "configVersion": event.config_version.number if event.config_version is not None else None,
         "evidenceEntryIds": event.evidence_entry_ids,
         "detail": event.detail,
         "message": event.message,

@@ -69,21 +69,30 @@ def watchdog_assess(
     *, new: ErrorCounts, base: ErrorCounts, min_responses: int, tolerance: float, alpha: float
 ) -> Assessment:
     """Pure: the verdict for one version from its error counts and the baseline's."""
-    common = {
-        "new_errors": new.errors,
-        "new_responses": new.responses,
-        "base_errors": base.errors,
-        "base_responses": base.responses,
-        "new_rate": new.rate,
-        "base_rate": base.rate,
-        "min_responses": min_responses,
-        "tolerance": tolerance,
-        "alpha": alpha,
-    }
+
+    def verdict_of(
+        verdict: Verdict, limit: float | None = None, z: float | None = None, p: float | None = None
+    ) -> Assessment:
+        return Assessment(
+            verdict=verdict,
+            new_errors=new.errors,
+            new_responses=new.responses,
+            base_errors=base.errors,
+            base_responses=base.responses,
+            new_rate=new.rate,
+            base_rate=base.rate,
+            limit_rate=limit,
+            z=z,
+            p_value=p,
+            min_responses=min_responses,
+            tolerance=tolerance,
+            alpha=alpha,
+        )
+
     if new.responses < min_responses:
-        return Assessment(verdict="waiting", limit_rate=None, z=None, p_value=None, **common)
+        return verdict_of("waiting")
     if base.responses == 0:
-        return Assessment(verdict="no_baseline", limit_rate=None, z=None, p_value=None, **common)
+        return verdict_of("no_baseline")
     p1, p0 = new.errors / new.responses, base.errors / base.responses
     factor = 1.0 + tolerance
     limit = factor * p0
@@ -93,8 +102,7 @@ def watchdog_assess(
     no_noise = math.inf if diff > 0 else -math.inf if diff < 0 else 0.0
     z = diff / math.sqrt(variance) if variance > 0 else no_noise
     p_value = 1.0 - NormalDist().cdf(z) if math.isfinite(z) else (0.0 if z > 0 else 1.0)
-    verdict: Verdict = "rollback" if diff > 0 and p_value < alpha else "ok"
-    return Assessment(verdict=verdict, limit_rate=limit, z=z, p_value=p_value, **common)
+    return verdict_of("rollback" if diff > 0 and p_value < alpha else "ok", limit, z, p_value)
 
 
 def version_assess(*, version: ConfigVersion) -> tuple[Assessment, ConfigVersion | None]:
@@ -143,6 +151,8 @@ def _rollback(
         # nothing and stops. The conditional update on the proposal is a second guard (and SQLite's).
         locked = ConfigVersion.objects.select_for_update().filter(pk=version.pk, is_live=True).first()
         if locked is None:
+            return None
+        if version.proposal_id is None:
             return None
         proposal = Proposal.objects.select_related("run").get(pk=version.proposal_id)
         claimed = Proposal.objects.filter(

@@ -31,7 +31,8 @@ def log_responded(
 ) -> list[str]:
     """``n`` decisions under the live version from ``start``, each with a response; ``errors`` of them errors,
     spread evenly. Returns their ids."""
-    bodies, ids = [], []
+    bodies: list[object] = []
+    ids: list[str] = []
     last = start
     for i in range(n):
         stamp = start + i * step

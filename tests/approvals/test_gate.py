@@ -218,7 +218,7 @@ def test_config_rollback__by_hand_to_previous__values_restored_proposal_rolled_b
         "rollback",
         {"flag_threshold": 0.6, "escalate_threshold": 0.85},
     )
-    assert version.rolled_back_version.number == 2
+    assert version.rolled_back_version is not None and version.rolled_back_version.number == 2
     assert config_get_live(agent=agent).thresholds["flag_threshold"] == 0.6
     proposal.refresh_from_db()
     assert proposal.status == "rolled_back" and proposal.rolled_back_at == NOW + timedelta(hours=2)
@@ -270,7 +270,7 @@ def test_proposal_decide__two_approvers_at_once__one_wins_other_told():
     assert len(winners) == 1 and len(losers) == 1, outcomes
     assert f"already decided by {winners[0]}" in losers[0].message
     stored = Proposal.objects.get(pk=proposal.pk)
-    assert stored.decided_by.username == winners[0]
+    assert stored.decided_by is not None and stored.decided_by.username == winners[0]
     assert AuditEvent.objects.filter(kind__startswith="proposal.").count() == 1
     expected_versions = 2 if stored.status == "accepted" else 1
     assert ConfigVersion.objects.filter(agent=agent).count() == expected_versions

@@ -90,14 +90,16 @@ def test_watchdog_run__real_rise__rolled_back_audited_and_approvers_emailed(
     with django_capture_on_commit_callbacks(execute=True):
         rolled = watchdog_run(now=NOW)
 
-    assert [(v.number, v.source, v.rolled_back_version.number) for v in rolled] == [(3, "rollback", 2)]
+    assert [(v.number, v.source, v.rolled_back_version_id is not None) for v in rolled] == [(3, "rollback", True)]
+    assert rolled[0].rolled_back_version == ConfigVersion.objects.get(agent=agent, number=2)
     live = config_get_live(agent=agent)
     assert live.version == 3 and live.thresholds == {"flag_threshold": 0.6, "escalate_threshold": 0.85}
     proposal.refresh_from_db()
     assert proposal.status == "rolled_back" and proposal.rolled_back_at == NOW
     event = AuditEvent.objects.get(kind="config.rolled_back")
     assert event.actor_label == "watchdog" and event.proposal == proposal
-    assert event.before["flag_threshold"] == 0.7 and event.after["flag_threshold"] == 0.6
+    assert event.before == {"flag_threshold": 0.7, "escalate_threshold": 0.85}
+    assert event.after == {"flag_threshold": 0.6, "escalate_threshold": 0.85}
     assert "error rate 66.7% (40/60)" in event.message and "baseline 30.0% (30/100)" in event.message
 
     assert len(mailoutbox) == 1
