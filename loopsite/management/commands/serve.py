@@ -134,7 +134,7 @@ class Command(BaseCommand):
                 child.start()
             failed = self._watch(children, stop_signal, host, port)
         finally:
-            self._stop(children, options["stop_timeout"])
+            self._stop(children, options["stop_timeout"], stop_signal)
             for s, handler in previous.items():
                 signal.signal(s, handler)
         if failed is not None:
@@ -164,16 +164,23 @@ class Command(BaseCommand):
             time.sleep(POLL_SECONDS)
         return None
 
-    def _stop(self, children: list[Child], timeout: float) -> None:
+    def _stop(self, children: list[Child], timeout: float, stop_signal: list[int]) -> None:
+        """SIGTERM to each, then SIGKILL to what is left after ``timeout``, or at once on a second Ctrl-C."""
+        signals_before = len(stop_signal)
         for child in children:
             child.signal(signal.SIGTERM)
+        if any(child.exit_code() is None for child in children):
+            self.stdout.write("stopping web, worker and beat (Ctrl-C again to kill them now)")
         deadline = time.monotonic() + timeout
+        while any(child.exit_code() is None for child in children):
+            if len(stop_signal) > signals_before:
+                self.stderr.write("killing web, worker and beat")
+                break
+            if time.monotonic() > deadline:
+                late = ", ".join(c.name for c in children if c.exit_code() is None)
+                self.stderr.write(f"{late} did not stop within {timeout:g}s; killing it")
+                break
+            time.sleep(POLL_SECONDS)
         for child in children:
-            if child.process is None:
-                continue
-            try:
-                child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.stderr.write(f"{child.name} did not stop within {timeout:g}s; killing it")
-            # Also reaps anything the child left in its session (gunicorn or Celery pool processes).
+            # Also reaps anything a child left in its session (gunicorn or Celery pool processes).
             child.kill_group()
