@@ -52,3 +52,12 @@ def test_create_token__inactive_user__command_error_and_no_token() -> None:
         call_command("create_token", "gone", stdout=StringIO())
 
     assert not PersonalToken.objects.exists()
+
+
+def test_create_token__name_too_long__command_error_and_no_token() -> None:
+    user_with_role("reviewer", username="rita")
+
+    with pytest.raises(CommandError, match="--name is longer than 100 characters"):
+        call_command("create_token", "rita", "--name", "x" * 101, stdout=StringIO())
+
+    assert not PersonalToken.objects.exists()

@@ -15,6 +15,8 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="default", help="a label for the token, e.g. the script using it")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if len(options["name"]) > 100:
+            raise CommandError("--name is longer than 100 characters")
         try:
             user = user_get(username=options["username"])
         except DomainError as exc:
