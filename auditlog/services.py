@@ -391,49 +391,53 @@ class BulkResponse:
 def response_record_bulk(*, items: list[BulkResponse], now: datetime, source: str = "import") -> int:
     """Record many first responses at once (simulations, replays, imports); returns how many were written.
 
-    Each one goes through the same parsing and the same conditional write-once UPDATE as ``response_record``;
-    a decision that is unknown, already answered or given a bad response is skipped rather than failing the rest.
+    Each one is parsed and checked as in ``response_record``; a decision that is unknown, already answered or
+    given a bad response is skipped rather than failing the rest. The write is the same conditional UPDATE
+    (``response_action IS NULL``), made for a few hundred rows per statement, so a response recorded meanwhile
+    by a reviewer stands.
     """
     by_id = {
         d.entry_id: d for d in Decision.objects.filter(entry_id__in=[i.entry_id for i in items]).select_related("agent")
     }
-    written = 0
+    ready: list[Decision] = []
+    for item in items:
+        decision = by_id.pop(item.entry_id, None)
+        if decision is None or decision.response_action is not None:
+            continue
+        try:
+            parsed = response_parse(item.raw, now=now, name="response")
+        except DomainError:
+            continue
+        if parsed.action == "modify" and parsed.modified_action not in decision.agent.actions:
+            continue
+        if parsed.responded_at < decision.timestamp:
+            continue
+        _apply_response(
+            decision,
+            ResponseInput(
+                action=parsed.action,
+                responded_at=parsed.responded_at,
+                responder_id=item.responder_id,
+                modified_action=parsed.modified_action,
+                note=parsed.note,
+            ),
+            source=source,
+        )
+        decision.claimed_by = None
+        decision.claimed_until = None
+        ready.append(decision)
+    fields = [
+        "response_action",
+        "responded_at",
+        "responder_id",
+        "modified_action",
+        "response_note",
+        "time_to_respond",
+        "response_source",
+        "claimed_by",
+        "claimed_until",
+    ]
     with transaction.atomic():
-        for item in items:
-            decision = by_id.get(item.entry_id)
-            if decision is None or decision.response_action is not None:
-                continue
-            try:
-                parsed = response_parse(item.raw, now=now, name="response")
-            except DomainError:
-                continue
-            if parsed.action == "modify" and parsed.modified_action not in decision.agent.actions:
-                continue
-            if parsed.responded_at < decision.timestamp:
-                continue
-            _apply_response(
-                decision,
-                ResponseInput(
-                    action=parsed.action,
-                    responded_at=parsed.responded_at,
-                    responder_id=item.responder_id,
-                    modified_action=parsed.modified_action,
-                    note=parsed.note,
-                ),
-                source=source,
-            )
-            written += Decision.objects.filter(
-                seq=decision.seq, timestamp=decision.timestamp, response_action__isnull=True
-            ).update(
-                response_action=decision.response_action,
-                responded_at=decision.responded_at,
-                responder_id=decision.responder_id,
-                modified_action=decision.modified_action,
-                response_note=decision.response_note,
-                time_to_respond=decision.time_to_respond,
-                response_source=source,
-                claimed_by=None,
-                claimed_until=None,
-            )
+        written = Decision.objects.filter(response_action__isnull=True).bulk_update(ready, fields, batch_size=250)
     logger.info("decision.responses_bulk", extra={"items": len(items), "written": written})
     return written
