@@ -7,15 +7,24 @@ from django.urls import NoReverseMatch, reverse
 
 from people.roles import is_staff
 
-# (URL name, label, staff only). A page appears in the nav once its route is in the URLconf.
-NAV_ITEMS: tuple[tuple[str, str, bool], ...] = (
-    ("queue", "Queue", False),
-    ("proposal-list", "Proposals", False),
-    ("audit-trail", "Audit trail", False),
-    ("dashboard", "Dashboard", False),
-    ("admin:index", "Admin", True),
-    ("swagger-ui", "API docs", False),
+# (URL names to try in order, label, staff only). A page appears in the nav once its route is in the URLconf.
+NAV_ITEMS: tuple[tuple[tuple[str, ...], str, bool], ...] = (
+    (("queue",), "Queue", False),
+    (("proposal-list",), "Proposals", False),
+    (("audit-trail",), "Audit trail", False),
+    (("dashboard",), "Dashboard", False),
+    (("admin:index",), "Admin", True),
+    (("swagger-ui", "api-docs"), "API docs", False),
 )
+
+
+def _first_url(names: tuple[str, ...]) -> str | None:
+    for name in names:
+        try:
+            return reverse(name)
+        except NoReverseMatch:
+            continue
+    return None
 
 
 def navigation(request: HttpRequest) -> dict[str, Any]:
@@ -23,12 +32,10 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     if user is None or not user.is_authenticated:
         return {"nav_links": []}
     links = []
-    for name, label, staff_only in NAV_ITEMS:
+    for names, label, staff_only in NAV_ITEMS:
         if staff_only and not is_staff(user):
             continue
-        try:
-            url = reverse(name)
-        except NoReverseMatch:
-            continue
-        links.append({"name": name, "label": label, "url": url, "active": request.path.startswith(url)})
+        url = _first_url(names)
+        if url is not None:
+            links.append({"label": label, "url": url, "active": request.path.startswith(url)})
     return {"nav_links": links}
