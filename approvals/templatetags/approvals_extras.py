@@ -14,3 +14,15 @@ def num(value: Any) -> str:
         return f"{float(value):.6g}"
     except (TypeError, ValueError):
         return str(value)
+
+
+@register.filter
+def values_text(value: Any) -> str:
+    """An audit row's before/after: ``{name: value}`` as ``name=value, ...``; a bare value as it is."""
+    if value is None:
+        return "—"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={num(v)}" for k, v in value.items()) or "—"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return num(value)
+    return str(value)
