@@ -171,19 +171,36 @@ def _pick(
             return None
         return _tidy(ks[cost <= cost.min() + 1e-9], k0)
     allowed = objective.miss_tolerance * positives
-    if miss0 > allowed:
-        # Today's misses are already beyond the tolerance: lower the threshold to catch them, by the smallest
-        # move that brings them within tolerance, else as far as the bounds allow.
-        down = ks[ks < k0]
-        if len(down) == 0 or not np.any(miss[down] < miss0 - 1e-9):
-            return None
-        within = down[miss[down] <= allowed + 1e-9]
-        if len(within):
-            # The smallest move that brings misses within tolerance (a round value within 0.01 of it if any).
-            top = int(within.max())
-            return _tidy(within[within >= top - 10], k0, largest=True)
-        lowest = miss[down].min()
-        return _tidy(down[miss[down] <= lowest + 1e-9], k0)
+    increase = _pick_increase(fa, miss, k0, ks, allowed)
+    decrease = _pick_decrease(fa, miss, k0, ks, objective.miss_cost)
+    if increase is None or decrease is None:
+        return increase if decrease is None else decrease
+
+    def gain(k: int) -> float:
+        return float(fa0 - fa[k] + objective.miss_cost * (miss0 - miss[k]))
+
+    return increase if gain(increase) >= gain(decrease) else decrease
+
+
+def _pick_decrease(
+    fa: NDArray[np.float64], miss: NDArray[np.float64], k0: int, ks: NDArray[np.int64], miss_cost: float
+) -> int | None:
+    """A lower value pays when the missed signals it catches outweigh the false alarms it adds, a miss
+    costing ``miss_cost`` false alarms."""
+    down = ks[ks < k0]
+    if len(down) == 0:
+        return None
+    cost = fa[down] + miss_cost * miss[down]
+    if cost.min() >= fa[k0] + miss_cost * miss[k0] - 1e-9:
+        return None
+    return _tidy(down[cost <= cost.min() + 1e-9], k0)
+
+
+def _pick_increase(
+    fa: NDArray[np.float64], miss: NDArray[np.float64], k0: int, ks: NDArray[np.int64], allowed: float
+) -> int | None:
+    """The higher value that cuts the most false alarms while replayed misses rise by at most ``allowed``."""
+    fa0, miss0 = fa[k0], miss[k0]
     up = ks[ks > k0]
     if len(up) == 0:
         return None
@@ -204,10 +221,8 @@ def _beats(
     positives: float,
     objective: Objective,
 ) -> bool:
-    if objective.kind == "cost":
+    if objective.kind == "cost" or k < k0:
         return bool(fa[k] + objective.miss_cost * miss[k] < fa[k0] + objective.miss_cost * miss[k0] - 1e-9)
-    if k < k0:
-        return bool(miss[k] < miss[k0] - 1e-9)
     return bool(fa[k] < fa[k0] - 1e-9 and miss[k] - miss[k0] <= objective.miss_tolerance * positives + 1e-9)
 
 

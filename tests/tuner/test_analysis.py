@@ -85,15 +85,20 @@ def test_choose_value__increase_would_lose_approved_cases__kept_within_tolerance
 
 
 def test_choose_value__reviewers_escalate_below_a_threshold_set_too_high__decrease() -> None:
-    # 40 escalations (missed signals) between 0.70 and 0.80, approvals far below. The tolerance (5 % of the 80
-    # positives = 4 misses) is met at 0.71, the smallest round move that catches all but 4.
+    # 40 escalations (missed signals) between 0.70 and 0.80, approvals far below: 0.70 catches them all.
     data = ReplayData.from_confidences(
         negatives=spaced(0.1, 0.6, 50), positives=spaced(0.70, 0.80, 40) + spaced(0.8, 0.99, 40)
     )
     choice = choose_value(data, current=0.8, lo=0.0, hi=1.0, objective=TOLERANCE)
     assert choice is not None
-    assert choice.direction == "decrease" and choice.value == 0.71
-    assert choice.miss_change == -36 and choice.false_alarm_change == 0 and choice.confidence == "high"
+    assert choice.direction == "decrease" and choice.value == 0.7
+    assert choice.miss_change == -40 and choice.false_alarm_change == 0 and choice.confidence == "high"
+
+
+def test_choose_value__lowering_adds_more_false_alarms_than_the_misses_are_worth__no_decrease() -> None:
+    # Lowering from 0.8 to 0.7 would catch 2 misses (worth 10 false alarms) for 30 new false alarms.
+    data = ReplayData.from_confidences(negatives=spaced(0.70, 0.80, 30), positives=[0.75, 0.78] + spaced(0.8, 0.99, 40))
+    assert choose_value(data, current=0.8, lo=0.0, hi=1.0, objective=TOLERANCE) is None
 
 
 def test_choose_value__cost_objective__trades_false_alarms_against_weighted_misses() -> None:
