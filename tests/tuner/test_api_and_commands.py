@@ -1,0 +1,126 @@
+"""The tuner-run endpoints, ``run_tuner`` and ``setup_periodic_tasks`` as their users see them."""
+
+import json
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django_celery_beat.models import PeriodicTask
+
+from tests.conftest import client_for
+from tests.factories import NOW, make_agent
+from tests.tuner.helpers import log_rows
+from tests.tuner.test_cycle import flag_too_low_rows
+from thresholds.models import Agent
+from tuner.models import TunerRun
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _offline(settings: Any) -> None:
+    settings.ANTHROPIC_API_KEY = ""
+
+
+def test_tuner_runs_get__approver__cycles_newest_first_with_the_seed_output(agent: Agent, approver: Any) -> None:
+    log_rows(agent, flag_too_low_rows(200))
+    call_command("run_tuner", agent.agent_id, "--now", "2026-02-23T09:00:00+00:00", stdout=StringIO())
+    call_command("run_tuner", agent.agent_id, "--now", NOW.isoformat(), stdout=StringIO())
+    response = client_for(approver).get(f"/api/v1/agents/{agent.agent_id}/tuner-runs")
+    assert response.status_code == 200
+    runs = response.json()["results"]
+    assert [r["cycle"] for r in runs] == ["2026-03-02", "2026-02-23"]
+    assert runs[0]["status"] == "done" and runs[0]["generator"] == "statistical"
+    assert set(runs[0]["output"]) == {"proposals", "summary", "systemHealth"}
+    assert runs[0]["agentId"] == agent.agent_id
+
+
+def test_tuner_runs_get__reviewer_or_agent_key__403(agent: Agent, reviewer: Any, agent_client: Any) -> None:
+    assert client_for(reviewer).get(f"/api/v1/agents/{agent.agent_id}/tuner-runs").status_code == 403
+    assert agent_client.get(f"/api/v1/agents/{agent.agent_id}/tuner-runs").status_code == 403
+
+
+def test_tuner_runs_get__unknown_agent__404(approver: Any) -> None:
+    response = client_for(approver).get("/api/v1/agents/nobody/tuner-runs")
+    assert response.status_code == 404 and response.json()["error"]["field"] == "agentId"
+
+
+def test_tuner_runs_post__staff__202_with_the_run_id_and_the_task_sent_after_commit(
+    agent: Agent, admin_user: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    sent: list[int] = []
+    monkeypatch.setattr("tuner.tasks.tuner_cycle_task.delay", lambda pk: sent.append(pk))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(admin_user).post(f"/api/v1/agents/{agent.agent_id}/tuner-runs")
+    assert response.status_code == 202
+    run = TunerRun.objects.get(pk=response.json()["id"])
+    assert run.status == "pending" and run.requested_by == admin_user and sent == [agent.pk]
+
+
+def test_tuner_runs_post__cycle_already_done__202_same_run_nothing_sent(
+    agent: Agent, admin_user: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    sent: list[int] = []
+    monkeypatch.setattr("tuner.tasks.tuner_cycle_task.delay", lambda pk: sent.append(pk))
+    from django.utils import timezone
+
+    call_command("run_tuner", agent.agent_id, "--now", timezone.now().isoformat(), stdout=StringIO())
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(admin_user).post(f"/api/v1/agents/{agent.agent_id}/tuner-runs")
+    assert response.status_code == 202 and response.json()["status"] == "done" and sent == []
+    assert TunerRun.objects.count() == 1
+
+
+def test_tuner_runs_post__approver__403(agent: Agent, approver: Any) -> None:
+    assert client_for(approver).post(f"/api/v1/agents/{agent.agent_id}/tuner-runs").status_code == 403
+    assert not TunerRun.objects.exists()
+
+
+def test_run_tuner__prints_exactly_the_cycle_output_json(agent: Agent) -> None:
+    log_rows(agent, flag_too_low_rows())
+    out = StringIO()
+    call_command("run_tuner", agent.agent_id, "--now", NOW.isoformat(), stdout=out)
+    printed = json.loads(out.getvalue())
+    assert printed == TunerRun.objects.get().output
+    assert printed["proposals"][0]["proposedValue"] == 0.7
+
+
+def test_run_tuner__unknown_agent_or_bad_time__command_error(agent: Agent) -> None:
+    with pytest.raises(CommandError, match="unknown agent"):
+        call_command("run_tuner", "nobody")
+    with pytest.raises(CommandError, match="--now"):
+        call_command("run_tuner", agent.agent_id, "--now", "2026-03-02T09:00:00")
+
+
+def test_setup_periodic_tasks__weekly_per_agent_timezone_and_hourly_watchdog__idempotent(db: None) -> None:
+    paris, _ = make_agent("paris", timezone="Europe/Paris")
+    utc, _ = make_agent("utc")
+    call_command("setup_periodic_tasks", stdout=StringIO())
+    call_command("setup_periodic_tasks", stdout=StringIO())
+    task = PeriodicTask.objects.get(name="tuner weekly: paris")
+    assert task.task == "tuner.tasks.tuner_weekly_task" and json.loads(task.args) == [paris.pk]
+    assert task.crontab is not None
+    assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("0", "3", "1")
+    assert str(task.crontab.timezone) == "Europe/Paris"
+    assert str(PeriodicTask.objects.get(name="tuner weekly: utc").crontab.timezone) == "UTC"  # type: ignore[union-attr]
+    watchdog = PeriodicTask.objects.get(name="watchdog hourly")
+    from approvals.tasks import watchdog_task
+
+    assert watchdog.task == watchdog_task.name and watchdog.interval is not None
+    assert (watchdog.interval.every, watchdog.interval.period) == (1, "hours")
+    assert PeriodicTask.objects.filter(name__startswith="tuner weekly").count() == 2
+    assert utc.pk != paris.pk
+
+
+def test_setup_periodic_tasks__crontab_edited_in_the_admin__kept(db: None) -> None:
+    make_agent("paris", timezone="Europe/Paris")
+    call_command("setup_periodic_tasks", stdout=StringIO())
+    task = PeriodicTask.objects.get(name="tuner weekly: paris")
+    from django_celery_beat.models import CrontabSchedule
+
+    task.crontab = CrontabSchedule.objects.create(minute="30", hour="22", day_of_week="0", timezone="Europe/Paris")
+    task.save()
+    call_command("setup_periodic_tasks", stdout=StringIO())
+    task.refresh_from_db()
+    assert task.crontab is not None and (task.crontab.hour, task.crontab.day_of_week) == ("22", "0")
