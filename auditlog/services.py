@@ -15,7 +15,7 @@ from auditlog.entry import EntryInput, ResponseInput, entry_parse, response_pars
 from auditlog.exceptions import AlreadyResponded, DecisionNotFound, EntryConflict, InvalidEntry
 from auditlog.models import Decision, DecisionKey, ReviewReason
 from loopsite.exceptions import DomainError, Forbidden
-from thresholds.models import Agent, ThresholdDefinition
+from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
 from thresholds.selectors import LiveConfig, config_get_live
 
 logger = logging.getLogger(__name__)
@@ -67,47 +67,68 @@ class _AgentContext:
             )
         return self.threshold_for(entry)
 
-    def build(self, entry: EntryInput, *, threshold_name: str, now: datetime) -> Decision:
+    def values(self, entry: EntryInput, *, threshold_name: str, now: datetime) -> dict[str, Any]:
+        """The decision row as {attribute name: value}: what ``build`` makes a model of and COPY writes."""
         fired = entry.action != self.agent.weakest_action
         sampled = not fired and sample_draw(entry.id) < self.agent.review_sample_rate
         reason = ReviewReason.FIRED if fired else ReviewReason.SAMPLED if sampled else ReviewReason.NONE
-        decision = Decision(
-            entry_id=entry.id,
-            agent=self.agent,
-            session_id=entry.session_id,
-            # Stored and shown in UTC, so the entry a POST returns reads the same as the one read back later.
-            timestamp=entry.timestamp.astimezone(UTC),
-            received_at=now,
-            action=entry.action,
-            confidence=entry.confidence,
-            threshold_used=entry.threshold_used,
-            threshold_name=threshold_name,
-            reasoning=entry.reasoning,
-            input_hash=entry.input_hash,
-            features=entry.features,
-            matched_rules=entry.matched_rules,
-            config_version_id=self.live.version_pk,
-            review_reason=reason,
-            queued=fired or sampled,
-            content_hash=entry.content_hash,
-        )
+        # Stored and shown in UTC, so the entry a POST returns reads the same as the one read back later.
+        timestamp = entry.timestamp.astimezone(UTC)
+        row: dict[str, Any] = {
+            "entry_id": entry.id,
+            "agent_id": self.agent.pk,
+            "session_id": entry.session_id,
+            "timestamp": timestamp,
+            "received_at": now,
+            "action": entry.action,
+            "confidence": entry.confidence,
+            "threshold_used": entry.threshold_used,
+            "threshold_name": threshold_name,
+            "reasoning": entry.reasoning,
+            "input_hash": entry.input_hash,
+            "features": entry.features,
+            "matched_rules": entry.matched_rules,
+            "config_version_id": self.live.version_pk,
+            "review_reason": reason.value,
+            "queued": fired or sampled,
+            "content_hash": entry.content_hash,
+        }
         if entry.human_response is not None:
-            _apply_response(decision, entry.human_response, source="import")
-        return decision
+            row.update(_response_values(entry.human_response, timestamp=timestamp, source="import"))
+        return row
+
+    def build(self, entry: EntryInput, *, threshold_name: str, now: datetime) -> Decision:
+        row = self.values(entry, threshold_name=threshold_name, now=now)
+        del row["agent_id"], row["config_version_id"]
+        return Decision(agent=self.agent, config_version=self.version(), **row)
+
+    def version(self) -> ConfigVersion:
+        """The live version as a model with only its id, agent and number loaded (the rest load on access),
+        so that rendering a just-logged decision costs no query."""
+        return ConfigVersion.from_db(
+            None, ["id", "agent_id", "number"], [self.live.version_pk, self.agent.pk, self.live.version]
+        )
+
+
+def _response_values(response: ResponseInput, *, timestamp: datetime, source: str) -> dict[str, Any]:
+    return {
+        "response_action": response.action,
+        "responded_at": response.responded_at.astimezone(UTC),
+        "responder_id": response.responder_id,
+        "modified_action": response.modified_action if response.action == "modify" else None,
+        "response_note": response.note,
+        "time_to_respond": (
+            response.time_to_respond
+            if response.time_to_respond is not None
+            else (response.responded_at - timestamp).total_seconds()
+        ),
+        "response_source": source,
+    }
 
 
 def _apply_response(decision: Decision, response: ResponseInput, *, source: str) -> None:
-    decision.response_action = response.action
-    decision.responded_at = response.responded_at.astimezone(UTC)
-    decision.responder_id = response.responder_id
-    decision.modified_action = response.modified_action if response.action == "modify" else None
-    decision.response_note = response.note
-    decision.time_to_respond = (
-        response.time_to_respond
-        if response.time_to_respond is not None
-        else (response.responded_at - decision.timestamp).total_seconds()
-    )
-    decision.response_source = source
+    for name, value in _response_values(response, timestamp=decision.timestamp, source=source).items():
+        setattr(decision, name, value)
 
 
 def _agent_for(entry: EntryInput, acting_agent: Agent | None) -> Agent:
@@ -188,46 +209,47 @@ def _known_hashes(entry_ids: list[str]) -> dict[str, str]:
     return dict(DecisionKey.objects.filter(entry_id__in=entry_ids).values_list("entry_id", "content_hash"))
 
 
-def _copy(model: type[models.Model], objs: list[Any]) -> None:
-    """Insert ``objs`` with PostgreSQL's COPY, the bulk path several times faster than a multi-row INSERT.
+def _copy(model: type[models.Model], rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` ({attribute name: value}) with PostgreSQL's COPY, several times faster than a multi-row
+    INSERT and with no model instance made per row.
 
-    Every concrete column but an auto primary key is written; JSON columns are sent as their JSON text.
+    Every concrete column but an auto primary key is written (absent ones as NULL); JSON columns as JSON text.
     A unique violation surfaces as Django's ``IntegrityError``, as from ``bulk_create``.
     """
     fields = [f for f in model._meta.concrete_fields if not (f.primary_key and isinstance(f, models.AutoField))]
     attnames = [f.attname for f in fields]
     json_at = [i for i, f in enumerate(fields) if isinstance(f, models.JSONField)]
     quote = connection.ops.quote_name
-    sql = f"COPY {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) FROM STDIN"
+    sql = f"COPY {quote(model._meta.db_table)} ({', '.join(quote(str(f.column)) for f in fields)}) FROM STDIN"
     dumps = json.dumps
     with connection.cursor() as cursor, connection.wrap_database_errors, cursor.cursor.copy(sql) as copy:
-        for obj in objs:
-            row = [getattr(obj, name) for name in attnames]
+        for values in rows:
+            row = [values.get(name) for name in attnames]
             for i in json_at:
                 row[i] = dumps(row[i])
             copy.write_row(row)
 
 
-def _store(fresh: list[tuple[int, EntryInput, Decision]]) -> None:
+def _store(fresh: list[tuple[int, EntryInput, dict[str, Any]]]) -> None:
     """Write the registry rows and the decisions of one batch (inside the caller's transaction)."""
     keys = [
-        DecisionKey(entry_id=e.id, content_hash=e.content_hash, agent_id=d.agent_id, timestamp=e.timestamp)
-        for _, e, d in fresh
+        {"entry_id": e.id, "content_hash": e.content_hash, "agent_id": row["agent_id"], "timestamp": e.timestamp}
+        for _, e, row in fresh
     ]
-    decisions = [d for _, _e, d in fresh]
+    rows = [row for _, _e, row in fresh]
     if connection.vendor == "postgresql":
         _copy(DecisionKey, keys)
-        _copy(Decision, decisions)
+        _copy(Decision, rows)
     else:
-        DecisionKey.objects.bulk_create(keys)
-        Decision.objects.bulk_create(decisions)
+        DecisionKey.objects.bulk_create([DecisionKey(**k) for k in keys])
+        Decision.objects.bulk_create([Decision(**row) for row in rows])
 
 
 def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Agent | None = None) -> list[BatchResult]:
     """Log many entries: valid ones are stored even when others are invalid; one result per entry, in order."""
     results: list[BatchResult] = []
     contexts: dict[str, _AgentContext] = {}
-    pending: list[tuple[int, EntryInput, Decision]] = []
+    pending: list[tuple[int, EntryInput, dict[str, Any]]] = []
     seen: dict[str, str] = {}
     for raw in entries:
         raw_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
@@ -251,12 +273,12 @@ def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Ag
             continue
         seen[entry.id] = entry.content_hash
         results.append(BatchResult(entry.id, "created"))
-        pending.append((len(results) - 1, entry, ctx.build(entry, threshold_name=threshold_name, now=now)))
+        pending.append((len(results) - 1, entry, ctx.values(entry, threshold_name=threshold_name, now=now)))
 
     # Ids the server made are new by construction; only the given ones can be in the registry already.
     known = _known_hashes([e.id for _, e, _d in pending if e.id_given])
     fresh = []
-    for index, entry, decision in pending:
+    for index, entry, row in pending:
         if entry.id in known:
             same = known[entry.id] == entry.content_hash
             results[index] = BatchResult(
@@ -265,13 +287,13 @@ def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Ag
                 None if same else {"id": "exists already with other content"},
             )
         else:
-            fresh.append((index, entry, decision))
+            fresh.append((index, entry, row))
     try:
         with transaction.atomic():
             _store(fresh)
     except IntegrityError:
         # Another request stored some of these ids meanwhile: settle each one on its own.
-        for index, entry, _decision in fresh:
+        for index, entry, _row in fresh:
             try:
                 status, _ = decision_log(raw=entries[index], now=now, acting_agent=acting_agent)
                 results[index] = BatchResult(entry.id, status)
@@ -437,7 +459,27 @@ def response_record_bulk(*, items: list[BulkResponse], now: datetime, source: st
         "claimed_by",
         "claimed_until",
     ]
-    with transaction.atomic():
-        written = Decision.objects.filter(response_action__isnull=True).bulk_update(ready, fields, batch_size=250)
+    from django.db import connections
+
+    meta = Decision._meta
+    conn = connections[Decision.objects.db]
+    quote = conn.ops.quote_name
+    sets = ", ".join(f"{quote(meta.get_field(f).column)} = %s" for f in fields)
+    # The conditional write-once UPDATE of ``response_record``, sent as one executemany.
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {sets} WHERE {quote('seq')} = %s AND {quote('timestamp')} = %s "
+        f"AND {quote(meta.get_field('response_action').column)} IS NULL"
+    )
+    prep = [meta.get_field(f) for f in ("seq", "timestamp", *fields)]
+    params = [
+        [field.get_db_prep_save(getattr(d, field.attname), conn) for field in prep[2:]]
+        + [prep[0].get_db_prep_save(d.seq, conn), prep[1].get_db_prep_save(d.timestamp, conn)]
+        for d in ready
+    ]
+    written = 0
+    if params:
+        with transaction.atomic(), conn.cursor() as cursor:
+            cursor.executemany(sql, params)
+            written = max(cursor.rowcount, 0)
     logger.info("decision.responses_bulk", extra={"items": len(items), "written": written})
     return written

@@ -1,7 +1,11 @@
 from dataclasses import asdict
 
+import pytest
+
 from auditlog.entry import _content, entry_parse
+from auditlog.services import decision_log
 from tests.factories import NOW, entry
+from thresholds.models import ConfigVersion
 
 
 def test_entry_content__built_by_hand__same_as_asdict_so_stored_hashes_still_match():
@@ -13,3 +17,12 @@ def test_entry_content__built_by_hand__same_as_asdict_so_stored_hashes_still_mat
         expected = asdict(parsed)
         del expected["content_hash"], expected["id_given"]
         assert _content(parsed) == expected
+
+
+@pytest.mark.django_db
+def test_decision_log__logged_decision__config_version_complete_on_access(agent):
+    _, decision = decision_log(raw=entry(), now=NOW)
+    live = ConfigVersion.objects.get(agent=agent, is_live=True)
+    assert decision.config_version.number == 1
+    # Fields not loaded up front still read right (they load on access).
+    assert (decision.config_version.source, decision.config_version.values) == ("initial", live.values)
