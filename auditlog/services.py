@@ -461,19 +461,19 @@ def response_record_bulk(*, items: list[BulkResponse], now: datetime, source: st
     ]
     from django.db import connections
 
-    meta = Decision._meta
     conn = connections[Decision.objects.db]
     quote = conn.ops.quote_name
-    sets = ", ".join(f"{quote(meta.get_field(f).column)} = %s" for f in fields)
+    by_name = {f.name: f for f in Decision._meta.concrete_fields}
+    column = {name: quote(str(f.column)) for name, f in by_name.items()}
+    sets = ", ".join(f"{column[f]} = %s" for f in fields)
     # The conditional write-once UPDATE of ``response_record``, sent as one executemany.
     sql = (
-        f"UPDATE {quote(meta.db_table)} SET {sets} WHERE {quote('seq')} = %s AND {quote('timestamp')} = %s "
-        f"AND {quote(meta.get_field('response_action').column)} IS NULL"
+        f"UPDATE {quote(Decision._meta.db_table)} SET {sets} WHERE {column['seq']} = %s "
+        f"AND {column['timestamp']} = %s AND {column['response_action']} IS NULL"
     )
-    prep = [meta.get_field(f) for f in ("seq", "timestamp", *fields)]
     params = [
-        [field.get_db_prep_save(getattr(d, field.attname), conn) for field in prep[2:]]
-        + [prep[0].get_db_prep_save(d.seq, conn), prep[1].get_db_prep_save(d.timestamp, conn)]
+        [by_name[f].get_db_prep_save(getattr(d, by_name[f].attname), conn) for f in fields]
+        + [by_name["seq"].get_db_prep_save(d.seq, conn), by_name["timestamp"].get_db_prep_save(d.timestamp, conn)]
         for d in ready
     ]
     written = 0

@@ -124,8 +124,10 @@ def _week_key(value: Any, tz: tzinfo) -> date:
 
 
 def _by_week(qs: QuerySet[Any], field: str, tz: tzinfo, **counts: Any) -> dict[date, dict[str, int]]:
-    rows = qs.annotate(week=TruncWeek(field, tzinfo=tz)).values("week").annotate(**counts).order_by()
-    return {_week_key(row.pop("week"), tz): row for row in rows}
+    # Annotations are named n_<count> so none shadows a model field that a filter refers to (``queued``).
+    named = {f"n_{name}": count for name, count in counts.items()}
+    rows = qs.annotate(week=TruncWeek(field, tzinfo=tz)).values("week").annotate(**named).order_by()
+    return {_week_key(row["week"], tz): {name: row[f"n_{name}"] for name in counts} for row in rows}
 
 
 def weekly_metrics(*, agent: Agent, weeks: int, now: datetime) -> list[WeeklyMetrics]:

@@ -1,0 +1,63 @@
+"""``simulate``: the closed loop on a synthetic world, with a weekly table at the end and files in --out."""
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from simulation.outputs import table_text, write_outputs
+from simulation.runner import simulate
+from simulation.world import SCENARIOS, scenario_get
+
+
+class Command(BaseCommand):
+    help = "Run the closed loop (agent, reviewers, tuner, approver, watchdog) on a synthetic world."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="miscalibrated")
+        parser.add_argument("--weeks", type=int, default=8)
+        parser.add_argument("--per-day", type=int, default=2000, help="decisions a simulated day")
+        parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument("--out", type=Path, default=None, help="folder for weekly.csv, weekly.json, curves.png")
+        parser.add_argument(
+            "--start",
+            type=date.fromisoformat,
+            default=None,
+            help="first Monday (default: the Monday --weeks weeks before this week's)",
+        )
+        parser.add_argument("--agent-id", default=None, help="default sim-<scenario>-<seed>; replaced if it exists")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        if opts["weeks"] < 1 or opts["per_day"] < 1:
+            raise CommandError("--weeks and --per-day must be positive")
+        scenario = scenario_get(opts["scenario"])
+        days = opts["weeks"] * 7
+        bar = tqdm(total=days, unit="day", desc=scenario.name, disable=opts["no_progress"], file=self.stderr)
+        result = simulate(
+            scenario=scenario,
+            weeks=opts["weeks"],
+            per_day=opts["per_day"],
+            seed=opts["seed"],
+            start=opts["start"],
+            agent_id=opts["agent_id"],
+            progress=lambda _day: bar.update(1),
+        )
+        bar.close()
+        rows = result.table()
+        self.stdout.write(f"{scenario.name}: {scenario.description}")
+        self.stdout.write(f"agent {result.agent_id}, seed {result.seed}, {result.per_day}/day from {result.start}")
+        self.stdout.write(table_text(rows))
+        if opts["out"] is not None:
+            meta = {
+                "title": f"{scenario.name}, seed {result.seed}, {result.per_day}/day",
+                "scenario": scenario.name,
+                "seed": result.seed,
+                "perDay": result.per_day,
+                "agentId": result.agent_id,
+                "start": result.start.isoformat(),
+            }
+            for path in write_outputs(out=opts["out"], meta=meta, rows=rows, events=result.events):
+                self.stdout.write(f"wrote {path}")
