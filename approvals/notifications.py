@@ -6,7 +6,7 @@ so a proposal or a rollback never goes unannounced.
 """
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -17,8 +17,8 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from approvals.models import AuditEvent
-from approvals.selectors import week_numbers, week_start_of
 from people.roles import GROUP_NAMES, Role
+from thresholds.metrics import weekly_metrics
 from thresholds.models import Agent, ConfigVersion
 from tuner.models import Proposal, TunerRun
 
@@ -161,35 +161,38 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
+def _of(rate: float | None, whole: int) -> int:
+    return round((rate or 0.0) * whole)
+
+
 def digest_send(*, agent: Agent, now: datetime) -> int:
-    """The weekly digest: dismissal, escalation, response and acceptance rates of the last full ISO week."""
-    this_week = week_start_of(now)
-    last = week_numbers(agent=agent, week_start=this_week - timedelta(days=7))
-    before = week_numbers(agent=agent, week_start=this_week - timedelta(days=14))
+    """The weekly digest: dismissal, escalation, response and acceptance rates of the last full ISO week, beside
+    the week before, from the dashboard's weekly metrics (one definition of the four numbers)."""
+    before, last, _current = weekly_metrics(agent=agent, weeks=3, now=now)
     rows = [
         (
             "Dismissal rate",
             _pct(last.dismissal_rate),
             _pct(before.dismissal_rate),
-            f"{last.dismissals} of {last.responses} responses",
+            f"{_of(last.dismissal_rate, last.responses)} of {last.responses} responses",
         ),
         (
             "Escalation rate",
             _pct(last.escalation_rate),
             _pct(before.escalation_rate),
-            f"{last.escalations} of {last.responses} responses",
+            f"{_of(last.escalation_rate, last.responses)} of {last.responses} responses",
         ),
         (
             "Response rate",
             _pct(last.response_rate),
             _pct(before.response_rate),
-            f"{last.responses} of {last.decisions_queued} queued",
+            f"{_of(last.response_rate, last.queued)} of {last.queued} queued",
         ),
         (
             "Acceptance rate",
             _pct(last.acceptance_rate),
             _pct(before.acceptance_rate),
-            f"{last.proposals_accepted} of {last.proposals_decided} decided",
+            f"{last.accepted} of {last.decided} decided",
         ),
     ]
     pending = Proposal.objects.filter(agent=agent, status=Proposal.Status.PENDING).count()
@@ -201,9 +204,10 @@ def digest_send(*, agent: Agent, now: datetime) -> int:
             "week": last,
             "rows": rows,
             "pending": pending,
+            "rollbacks": last.rollbacks,
             "list_url": link("proposal-list", query=f"agent={agent.agent_id}"),
             "audit_url": link("audit-trail", query=f"agent={agent.agent_id}"),
-            "log": {"agent_id": agent.agent_id, "week": last.week_start.date().isoformat()},
+            "log": {"agent_id": agent.agent_id, "week": last.week_start.isoformat()},
         },
         recipients=approver_emails(agent=agent),
         event="notification.digest",
