@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from auditlog.models import Decision
 from loopsite.rules import rule
@@ -20,6 +20,8 @@ from thresholds.models import Agent
 
 PAGE_SIZE = 25
 WEEK_RATE_CACHE_SECONDS = 60
+PENDING_EXACT_UP_TO = 10_000
+PENDING_CACHE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -215,23 +217,51 @@ def iso_week_start(now: datetime) -> datetime:
     return day - timedelta(days=day.weekday())
 
 
+def _week_key(now: datetime) -> str:
+    return f"queue-week-rate:{iso_week_start(now).date().isoformat()}"
+
+
 def _week_counts(*, now: datetime) -> tuple[int, int]:
-    """(queued, responded) for decisions of this ISO week; cached briefly as it reads a whole week's rows."""
-    start = iso_week_start(now)
-    key = f"queue-week-rate:{start.date().isoformat()}"
-    cached = cache.get(key)
+    """(queued, responded) for decisions of this ISO week, cached for a minute: it reads a whole week's rows.
+
+    ``agent IN (...)`` lets PostgreSQL take the week's range from the (agent, timestamp, seq) index instead of
+    scanning the table.
+    """
+    cached = cache.get(_week_key(now))
     if cached is not None:
-        return tuple(cached)  # type: ignore[return-value]
-    week = Decision.objects.filter(queued=True, timestamp__gte=start, timestamp__lt=start + timedelta(days=7))
-    queued = week.count()
-    responded = week.filter(response_action__isnull=False).count() if queued else 0
-    cache.set(key, (queued, responded), timeout=WEEK_RATE_CACHE_SECONDS)
-    return queued, responded
+        return int(cached[0]), int(cached[1])
+    start = iso_week_start(now)
+    agent_pks = list(Agent.objects.values_list("pk", flat=True))
+    counts = Decision.objects.filter(
+        agent_id__in=agent_pks, queued=True, timestamp__gte=start, timestamp__lt=start + timedelta(days=7)
+    ).aggregate(queued=Count("seq"), responded=Count("seq", filter=Q(response_action__isnull=False)))
+    result = (int(counts["queued"] or 0), int(counts["responded"] or 0))
+    cache.set(_week_key(now), result, timeout=WEEK_RATE_CACHE_SECONDS)
+    return result
 
 
-def week_rate_forget(*, now: datetime) -> None:
-    """Drop the cached week figures so the reviewer's own responses show at once."""
-    cache.delete(f"queue-week-rate:{iso_week_start(now).date().isoformat()}")
+def week_rate_note_responses(*, decisions: list[Decision], now: datetime) -> None:
+    """Count just-recorded responses into the cached week figures, so a reviewer sees them at once."""
+    cached = cache.get(_week_key(now))
+    if cached is None:
+        return
+    start = iso_week_start(now)
+    fresh = sum(1 for d in decisions if d.queued and start <= d.timestamp < start + timedelta(days=7))
+    if fresh:
+        cache.set(_week_key(now), (int(cached[0]), int(cached[1]) + fresh), timeout=WEEK_RATE_CACHE_SECONDS)
+
+
+def _pending_count() -> int:
+    """Exact and live up to ``PENDING_EXACT_UP_TO`` (a short index-only scan); above that, an exact count kept
+    for ``PENDING_CACHE_SECONDS``, as counting 100,000 index entries on every response costs tens of ms."""
+    capped = _pending().values("seq")[: PENDING_EXACT_UP_TO + 1].count()
+    if capped <= PENDING_EXACT_UP_TO:
+        return capped
+    cached = cache.get("queue-pending-count")
+    if cached is None:
+        cached = _pending().count()
+        cache.set("queue-pending-count", cached, timeout=PENDING_CACHE_SECONDS)
+    return int(cached)
 
 
 def queue_stats(*, reviewer: str, now: datetime) -> QueueStats:
@@ -242,25 +272,9 @@ def queue_stats(*, reviewer: str, now: datetime) -> QueueStats:
     ).count()
     week_queued, week_responded = _week_counts(now=now)
     return QueueStats(
-        pending=_pending().count(),
+        pending=_pending_count(),
         done_today=done_today,
         week_queued=week_queued,
         week_responded=week_responded,
         warn_below=float(rule("LOW_RESPONSE_WARNING")),
-    )
-
-
-def queue_item(*, entry_id: str, reviewer: str, now: datetime) -> QueueItem | None:
-    """One pending decision as a queue item, or None when it is answered or gone."""
-    d = _pending().filter(entry_id=entry_id).select_related("agent").first()
-    if d is None:
-        return None
-    return QueueItem(
-        decision=d,
-        agent_id=d.agent.agent_id,
-        actions=[str(a) for a in d.agent.actions],
-        binary_mode=d.agent.binary_mode,
-        age=max(now - d.timestamp, timedelta(0)),
-        features=features_ranked(d.features or {}),
-        claimed_by_me=d.claimed_by == reviewer,
     )

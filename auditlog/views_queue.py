@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from auditlog.claims import RespondResult, claim_acquire, claim_release, claimed_response_record
 from auditlog.entry import RESPONSE_ACTIONS
-from auditlog.selectors import Cursor, QueueFilters, queue_page, queue_stats, week_rate_forget
+from auditlog.selectors import Cursor, QueueFilters, queue_page, queue_stats, week_rate_note_responses
 from people.roles import is_reviewer
 
 MAX_BULK = 100
@@ -123,7 +123,8 @@ def queue_respond(request: HttpRequest) -> HttpResponse:
                     now=now,
                 )
             )
-        week_rate_forget(now=now)
+        recorded = [n.decision for n in notices if n.outcome == "recorded" and n.decision is not None]
+        week_rate_note_responses(decisions=recorded, now=now)
     return render(request, "queue/_body.html", _body_context(request, request.POST, notices))
 
 
