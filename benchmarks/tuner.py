@@ -1,0 +1,204 @@
+"""Tuner benchmark (not a test): one cycle over N decisions in the window against PostgreSQL COPY ... TO of the
+columns the tuner uses, side by side, with the process's peak memory.
+
+    DATABASE_URL=postgres://USER@127.0.0.1:5432/DB .venv/bin/python benchmarks/tuner.py [--sizes 250000,1000000]
+
+For each size:
+1. Registers its own agent (three actions, two thresholds, a flag threshold set too low) and loads N decisions
+   spread over the 4-week window straight into the decision table with COPY FROM, in chunks so the loader's
+   memory stays small; about 10 % are sampled weakest-action decisions, 90 % of queued ones have a response.
+   (The tuner reads only the decision table, so the id registry is not filled.)
+2. Times ``COPY (SELECT <the tuner's columns> FROM the window) TO STDOUT``: what PostgreSQL needs to read the
+   window out.
+3. Times ``tuner_cycle_run`` with the statistical generator (the default, offline).
+4. Prints both times, their ratio (target: cycle <= 5 x COPY) and the peak RSS so far (target: < 1 GiB).
+At the end it prints the per-size cycle times divided by N (target: not growing: linear or better).
+Each size runs in one transaction that is rolled back at the end (also on failure), so nothing is left behind;
+``--keep`` commits instead.
+"""
+
+import sys
+from pathlib import Path
+
+# Run as a script, Python puts benchmarks/ first on sys.path, where a sibling script (queue.py) would shadow the
+# standard library; the project root goes there instead.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:1] = [str(ROOT)]
+
+import argparse  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import resource  # noqa: E402
+import time  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loopsite.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+
+from thresholds.models import Agent, ConfigVersion  # noqa: E402
+from thresholds.services import agent_create  # noqa: E402
+from tuner.generators import StatisticalGenerator  # noqa: E402
+from tuner.services import tuner_cycle_run  # noqa: E402
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+CHUNK = 100_000
+TUNER_COLUMNS = (
+    "seq, entry_id, timestamp, action, confidence, threshold_name, review_reason, queued, response_action, "
+    "modified_action, features, matched_rules"
+)
+COPY_COLUMNS = (
+    "entry_id, agent_id, session_id, timestamp, received_at, action, confidence, threshold_used, threshold_name, "
+    "reasoning, input_hash, features, matched_rules, config_version_id, review_reason, queued, content_hash, "
+    "response_action, responded_at, responder_id, time_to_respond, response_source"
+)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def _chunk(agent: Agent, version_pk: int, start: int, n: int, rng: np.random.Generator) -> bytes:
+    """``n`` rows of decisions in COPY text format."""
+    window = timedelta(weeks=4).total_seconds()
+    offsets = np.sort(rng.uniform(0, window - 7200, n))
+    confidence = np.round(rng.beta(2.2, 2.0, n), 4)
+    action = np.where(confidence >= 0.85, 2, np.where(confidence >= 0.6, 1, 0))
+    sampled = (action == 0) & (rng.uniform(size=n) < agent.review_sample_rate)
+    queued = (action > 0) | sampled
+    answered = queued & (rng.uniform(size=n) < 0.9)
+    # The truth: a real case is likelier with confidence; flags under 0.7 are mostly false alarms.
+    real = rng.uniform(size=n) < 1 / (1 + np.exp(-(confidence - 0.72) * 14))
+    amount = np.round(rng.normal(0, 1, n) + real * 1.5, 3)
+    night = (rng.uniform(size=n) < np.where(real, 0.2, 0.5)).astype(int)
+    names = ["auto-resolve", "flag", "escalate"]
+    gate = ["flag_threshold", "flag_threshold", "escalate_threshold"]
+    used = [0.6, 0.6, 0.85]
+    out = io.StringIO()
+    base = NOW - timedelta(weeks=4)
+    for i in range(n):
+        a = int(action[i])
+        ts = base + timedelta(seconds=float(offsets[i]))
+        if answered[i]:
+            if a == 0:
+                response = "escalate" if real[i] else "approve"
+            elif a == 1:
+                response = "approve" if real[i] else "dismiss"
+            else:
+                response = "approve" if real[i] else "dismiss"
+            responded = (ts + timedelta(hours=6)).isoformat()
+            resp = f"{response}\t{responded}\tbench\t21600\timport"
+        else:
+            resp = "\\N\t\\N\t\\N\t\\N\t\\N"
+        features = json.dumps({"amount_z": float(amount[i]), "night": int(night[i]), "velocity": int(i % 7)})
+        out.write(
+            f"bench-{agent.pk}-{start + i}\t{agent.pk}\ts\t{ts.isoformat()}\t{ts.isoformat()}\t{names[a]}\t"
+            f"{confidence[i]}\t{used[a]}\t{gate[a]}\t\th\t{features}\t[]\t{version_pk}\t"
+            f"{'fired' if a else 'sampled' if sampled[i] else 'none'}\t{'t' if queued[i] else 'f'}\tc\t{resp}\n"
+        )
+    return out.getvalue().encode()
+
+
+def load(agent: Agent, n: int, seed: int) -> float:
+    version_pk = ConfigVersion.objects.get(agent=agent, is_live=True).pk
+    rng = np.random.default_rng(seed)
+    started = time.monotonic()
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        for start in range(0, n, CHUNK):
+            data = _chunk(agent, version_pk, start, min(CHUNK, n - start), rng)
+            with raw.copy(f"COPY auditlog_decision ({COPY_COLUMNS}) FROM STDIN") as copy:
+                copy.write(data)
+        cursor.execute("ANALYZE auditlog_decision")
+    return time.monotonic() - started
+
+
+def copy_out(agent: Agent) -> tuple[float, int]:
+    """Seconds to COPY the window's tuner columns out, and the bytes read."""
+    start, end = NOW - timedelta(weeks=4), NOW
+    sql = (
+        f"COPY (SELECT {TUNER_COLUMNS} FROM auditlog_decision WHERE agent_id = {int(agent.pk)} "
+        f"AND timestamp >= '{start.isoformat()}' AND timestamp < '{end.isoformat()}') TO STDOUT"
+    )
+    total = 0
+    began = time.monotonic()
+    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        for block in copy:
+            total += len(block)
+    return time.monotonic() - began, total
+
+
+class _RollBack(Exception):
+    """Raised to undo a size's rows: the audit trail is append-only, so nothing is deleted afterwards."""
+
+
+def _one_size(n: int) -> tuple[int, float]:
+    agent, _ = agent_create(
+        agent_id=f"bench-tuner-{n}-{int(time.time())}",
+        actions=["auto-resolve", "flag", "escalate"],
+        thresholds=[
+            {"name": "flag_threshold", "value": 0.6, "action": "flag"},
+            {"name": "escalate_threshold", "value": 0.85, "action": "escalate"},
+        ],
+        now=NOW - timedelta(weeks=5),
+    )
+    loaded = load(agent, n, seed=n)
+    copy_s, copied = copy_out(agent)
+    began = time.monotonic()
+    run = tuner_cycle_run(agent=agent, now=NOW, generator=StatisticalGenerator())
+    cycle_s = time.monotonic() - began
+    proposals = ", ".join(
+        f"{p['thresholdName']} {p['currentValue']}->{p['proposedValue']} ({p['confidence']})"
+        for p in (run.output or {}).get("proposals", [])
+    )
+    print(
+        f"{n:>10} {loaded:>8.1f} {copy_s:>10.2f} {copied / 2**20:>8.1f} {cycle_s:>8.2f} "
+        f"{cycle_s / copy_s:>6.2f} {peak_rss_mib():>9.0f}  {proposals or run.output}",
+        flush=True,
+    )
+    return n, cycle_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="250000,1000000,4000000", help="comma-separated decision counts")
+    parser.add_argument("--keep", action="store_true", help="keep the agents and rows afterwards")
+    args = parser.parse_args()
+    if connection.vendor != "postgresql":
+        raise SystemExit("set DATABASE_URL to a PostgreSQL database (the benchmark compares with COPY)")
+    settings.ANTHROPIC_API_KEY = ""
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    # A worker has scikit-learn loaded after its first cycle; load it before the clock runs.
+    import sklearn.cluster  # noqa: F401
+
+    results = []
+    print(
+        f"{'decisions':>10} {'load s':>8} {'COPY TO s':>10} {'MiB out':>8} {'cycle s':>8} {'ratio':>6} "
+        f"{'peak MiB':>9}  proposals"
+    )
+    for n in sizes:
+        try:
+            with transaction.atomic():
+                results.append(_one_size(n))
+                if not args.keep:
+                    raise _RollBack
+        except _RollBack:
+            pass
+    if len(results) > 1:
+        base_n, base_s = results[0]
+        print("scaling (cycle seconds per million decisions):")
+        for n, s in results:
+            print(f"  {n:>10}: {s / n * 1e6:.2f} s/M  (x{(s / base_s):.2f} time for x{n / base_n:.0f} rows)")
+    print(f"peak RSS of the whole benchmark process: {peak_rss_mib():.0f} MiB (target < 1024)")
+
+
+if __name__ == "__main__":
+    main()
