@@ -195,3 +195,99 @@ def weekly_metrics(*, agent: Agent, weeks: int, now: datetime) -> list[WeeklyMet
         )
         out.append(WeeklyMetrics.from_counts(counts))
     return out
+
+
+# --- The dashboard: each threshold's history, with what changed it ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThresholdEvent:
+    """One mark on a threshold's history: a proposal made, a change made live (its approver), a rollback."""
+
+    at: datetime
+    kind: str  # proposed / accepted / modified / rejected / rolled back / manual / initial
+    value: float | None
+    before: float | None
+    proposal_id: int | None
+    version: int | None
+    who: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ThresholdHistory:
+    name: str
+    action: str
+    current: float | None
+    steps: list[tuple[datetime, float]]  # the live value from each version's activation on
+    events: list[ThresholdEvent]
+
+
+def threshold_histories(*, agent: Agent) -> list[ThresholdHistory]:
+    """Every threshold's values over the config versions, and the proposals, approvals and rollbacks behind them."""
+    versions = list(
+        ConfigVersion.objects.filter(agent=agent).select_related("approved_by", "proposal").order_by("number")
+    )
+    proposals = list(Proposal.objects.filter(agent=agent).select_related("decided_by").order_by("created_at", "pk"))
+    out = []
+    for definition in agent.thresholds.order_by("name"):
+        name = definition.name
+        steps: list[tuple[datetime, float]] = []
+        events: list[ThresholdEvent] = []
+        previous: float | None = None
+        for v in versions:
+            value = v.values.get(name)
+            if value is None:
+                continue
+            value = float(value)
+            changed = previous is None or abs(value - previous) > 1e-12
+            if changed:
+                steps.append((v.activated_at, value))
+            if v.source == ConfigVersion.Source.INITIAL:
+                events.append(ThresholdEvent(v.activated_at, "initial", value, None, None, v.number, "", v.reason))
+            elif changed or (v.proposal is not None and v.proposal.threshold_name == name):
+                kind = {
+                    ConfigVersion.Source.PROPOSAL: "accepted",
+                    ConfigVersion.Source.ROLLBACK: "rolled back",
+                    ConfigVersion.Source.MANUAL: "manual",
+                }.get(ConfigVersion.Source(v.source), str(v.source))
+                if v.proposal is not None and v.proposal.status == Proposal.Status.MODIFIED:
+                    kind = "modified"
+                who = v.approved_by.get_username() if v.approved_by is not None else "watchdog"
+                events.append(
+                    ThresholdEvent(v.activated_at, kind, value, previous, v.proposal_id, v.number, who, v.reason)
+                )
+            previous = value
+        for p in proposals:
+            if p.threshold_name != name:
+                continue
+            events.append(
+                ThresholdEvent(
+                    p.created_at,
+                    "proposed",
+                    p.proposed_value,
+                    p.current_value,
+                    p.pk,
+                    None,
+                    "tuner" if p.run_id else "manual",
+                    f"{p.confidence} confidence; {p.expected_impact}",
+                )
+            )
+            if p.status == Proposal.Status.REJECTED and p.decided_at is not None:
+                who = p.decided_by.get_username() if p.decided_by is not None else ""
+                events.append(
+                    ThresholdEvent(
+                        p.decided_at, "rejected", p.proposed_value, p.current_value, p.pk, None, who, p.rationale
+                    )
+                )
+        events.sort(key=lambda e: (e.at, e.kind != "proposed"))
+        out.append(
+            ThresholdHistory(
+                name=name,
+                action=definition.action,
+                current=previous,
+                steps=steps,
+                events=events,
+            )
+        )
+    return out

@@ -1,3 +1,8 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from thresholds import views_dashboard
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("dashboard/", views_dashboard.dashboard, name="dashboard"),
+    path("dashboard/<str:agent_id>/", views_dashboard.dashboard_agent, name="dashboard-agent"),
+]
