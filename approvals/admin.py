@@ -18,6 +18,7 @@ from approvals.selectors import proposal_view, threshold_chart
 from approvals.services import proposal_decide
 from loopsite.exceptions import DomainError
 from people.roles import is_approver
+from thresholds.selectors import config_get_live
 from tuner.models import Proposal, ProposalEvidence
 
 
@@ -54,6 +55,7 @@ class ProposalAdmin(admin.ModelAdmin):
         "agent",
         "threshold_name",
         "current_value",
+        "live_value",
         "proposed_value",
         "confidence",
         "evidence_count",
@@ -67,6 +69,13 @@ class ProposalAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Proposal._meta.fields]
     inlines = [ProposalEvidenceInline]
     change_form_template = "approvals/admin/proposal_change_form.html"
+
+    @admin.display(description="live value")
+    def live_value(self, obj: Proposal) -> float | None:
+        return config_get_live(agent=obj.agent).thresholds.get(obj.threshold_name)
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).select_related("agent", "decided_by")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # manual proposals go through the approvers' page, which checks the rules

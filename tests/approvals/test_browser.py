@@ -41,3 +41,23 @@ def test_approval_page__approver_accepts_in_chromium__agent_reads_new_version(br
     after = agent_api.get("/api/v1/agents/triage/config")
     assert after.json()["version"] == 2 and after.json()["thresholds"]["flag_threshold"] == 0.66
     assert after["ETag"] != before["ETag"]
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_admin_proposal_page__admin_modifies_in_chromium__value_live(browser_context, live_server):
+    agent, _ = make_agent()
+    root = user_with_role("admin", username="root")
+    proposal = make_proposal(agent, proposed=0.66)
+    sign_in(browser_context, live_server, root)
+    page = browser_context.new_page()
+
+    page.goto(f"/admin/tuner/proposal/{proposal.pk}/change/")
+    page.locator("input[name=decision][value=modify]").check()
+    page.locator("input[name=value][form=decide-form]").fill("0.64")
+    page.locator("textarea[name=rationale]").fill("a smaller step")
+    page.get_by_role("button", name="Record decision").click()
+
+    page.get_by_text(f"Proposal #{proposal.pk} modified.").wait_for()
+    stored = Proposal.objects.get(pk=proposal.pk)
+    assert (stored.status, stored.decided_value, stored.decided_by) == ("modified", 0.64, root)
