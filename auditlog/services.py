@@ -162,6 +162,36 @@ def _existing(entry: EntryInput) -> tuple[Status, Decision]:
     return "duplicate", decision_get(entry_id=entry.id)
 
 
+def _insert_one_statement(key: DecisionKey, decision: Decision) -> None:
+    """Write the registry row and the decision in one PostgreSQL statement (a data-modifying CTE).
+
+    On its own, outside any transaction, one statement is atomic: both rows or neither, and a taken id fails
+    it with an ``IntegrityError``. It spares the BEGIN and COMMIT round trips of the agents' hottest path.
+    """
+    quote = connection.ops.quote_name
+
+    def part(obj: models.Model) -> tuple[str, str, list[Any]]:
+        fields = [f for f in obj._meta.concrete_fields if not (f.primary_key and isinstance(f, models.AutoField))]
+        columns = ", ".join(quote(str(f.column)) for f in fields)
+        return (
+            columns,
+            ", ".join(["%s"] * len(fields)),
+            [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields],
+        )
+
+    key_columns, key_marks, key_params = part(key)
+    columns, marks, params = part(decision)
+    sql = (
+        f"WITH registered AS (INSERT INTO {quote(DecisionKey._meta.db_table)} ({key_columns}) VALUES ({key_marks})) "
+        f"INSERT INTO {quote(Decision._meta.db_table)} ({columns}) VALUES ({marks}) RETURNING {quote('seq')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, key_params + params)
+        decision.seq = cursor.fetchone()[0]
+    decision._state.adding = False
+    decision._state.db = connection.alias
+
+
 def decision_log(*, raw: object, now: datetime, acting_agent: Agent | None = None) -> tuple[Status, Decision]:
     """Log one entry. ``created`` when new, ``duplicate`` when the same id came with the same content;
     raises ``EntryConflict`` for the same id with other content and ``InvalidEntry`` for bad input."""
@@ -170,15 +200,14 @@ def decision_log(*, raw: object, now: datetime, acting_agent: Agent | None = Non
     ctx = _AgentContext.load(agent)
     threshold_name = ctx.check(entry)
     decision = ctx.build(entry, threshold_name=threshold_name, now=now)
+    key = DecisionKey(entry_id=entry.id, content_hash=entry.content_hash, agent_id=agent.pk, timestamp=entry.timestamp)
     try:
-        with transaction.atomic():
-            DecisionKey.objects.create(
-                entry_id=entry.id,
-                content_hash=entry.content_hash,
-                agent_id=agent.pk,
-                timestamp=entry.timestamp,
-            )
-            decision.save(force_insert=True)
+        if connection.vendor == "postgresql" and not connection.in_atomic_block:
+            _insert_one_statement(key, decision)
+        else:
+            with transaction.atomic():
+                key.save(force_insert=True)
+                decision.save(force_insert=True)
     except IntegrityError:
         return _existing(entry)
     logger.debug("decision.logged", extra={"entry_id": entry.id, "agent_id": agent.agent_id})

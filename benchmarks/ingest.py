@@ -15,28 +15,32 @@ Everything runs on localhost, every loop is bounded, and the agent, its rows, th
 are removed at the end, also on failure.
 """
 
-import argparse
-import http.client
-import json
-import os
-import queue
-import random
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import threading
-import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
+# Run as a script, Python puts benchmarks/ first on sys.path, where a sibling script (e.g. queue.py) would
+# shadow the standard library; the project root goes there instead.
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:1] = [str(ROOT)]
+
+import argparse  # noqa: E402
+import http.client  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import queue  # noqa: E402
+import random  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
+from typing import Any  # noqa: E402
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loopsite.settings")
 
 ACTIONS = ["auto-resolve", "flag", "escalate"]
@@ -347,6 +351,9 @@ def main() -> None:
         connection.close()
 
         with gunicorn(port, args.workers):
+            # Warm-up, not timed: every worker opens its database pool and loads the code paths.
+            warm = make_entries(4 * args.workers, agent_id=run, run=f"{run}-warm", now=now, rng=rng)
+            send_batches(port, key, [json.dumps({"entries": [e]}).encode() for e in warm], args.connections)
             api_seconds, created = send_batches(port, key, bodies, args.connections)
             if created != args.n:
                 raise SystemExit(f"only {created} of {args.n} entries were created")

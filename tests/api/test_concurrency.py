@@ -40,3 +40,28 @@ def test_post_decision__same_new_id_from_two_threads__one_row_never_500():
     assert sorted(statuses) == [200, 201]
     assert Decision.objects.filter(entry_id="raced").count() == 1
     assert DecisionKey.objects.filter(entry_id="raced").count() == 1
+
+
+@pytest.mark.configured
+@pytest.mark.django_db(transaction=True)
+def test_post_decision__outside_a_transaction_on_postgresql__created_duplicate_conflict():
+    # Outside a test transaction, PostgreSQL takes the one-statement insert path.
+    _, key = make_agent()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    body = entry(id="solo", humanResponse={"action": "dismiss", "responderId": "rita", "note": "noise"})
+
+    def post(data: Any) -> Any:
+        return client.post("/api/v1/decisions", data=json.dumps(data), content_type="application/json")
+
+    created = post(body)
+    assert created.status_code == 201
+    assert created.json()["configVersion"] == 1
+    assert post(body).json() == created.json()
+    assert post(body).status_code == 200
+    assert post({**body, "sessionId": "other"}).status_code == 409
+    stored = client.get("/api/v1/decisions/solo").json()
+    assert stored == created.json()
+    assert stored["humanResponse"]["note"] == "noise"
+    assert stored["context"]["features"] == {"amount_z": 3.2, "night": 1.0}
+    assert Decision.objects.filter(entry_id="solo").count() == DecisionKey.objects.filter(entry_id="solo").count() == 1
