@@ -21,8 +21,3 @@ def proposals_expire_task() -> int:
 @shared_task(name="approvals.weekly_digest", soft_time_limit=600, time_limit=900)
 def digest_task() -> int:
     return sum(notifications.digest_send(agent=agent, now=timezone.now()) for agent in Agent.objects.all())
-
-
-@shared_task(name="approvals.notify_proposals", autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
-def proposals_notify_task(run_id: int) -> int:
-    return notifications.proposals_notify(run_id=run_id)
