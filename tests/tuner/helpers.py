@@ -71,3 +71,9 @@ def spread(n: int, *, weeks: int = 4, now: datetime = NOW) -> list[datetime]:
     """``n`` timestamps evenly over the ``weeks`` before ``now``."""
     span = timedelta(weeks=weeks) - timedelta(hours=2)
     return [now - span + span * (i / max(1, n - 1)) - timedelta(hours=1) for i in range(n)]
+
+
+def output(run: Any) -> dict[str, Any]:
+    """The run's seed-format output (present once the run is done)."""
+    assert run.output is not None, (run.status, run.errors)
+    return dict(run.output)

@@ -11,7 +11,7 @@ import pytest
 
 from auditlog.models import Decision
 from tests.factories import NOW, make_agent
-from tests.tuner.helpers import log_rows
+from tests.tuner.helpers import log_rows, output
 from tests.tuner.test_cycle import flag_too_low_rows
 from thresholds.models import Agent
 from tuner.generators import ClaudeGenerator, StatisticalGenerator, default_generator
@@ -112,7 +112,7 @@ def test_claude__good_answer__stored_with_recomputed_evidence_and_replayed_impac
     run = run_with(window_agent, fake)
 
     assert run.generator == "claude" and len(run.prompt_hash) == 64
-    (out,) = run.output["proposals"]
+    (out,) = output(run)["proposals"]
     assert (out["thresholdName"], out["proposedValue"], out["direction"]) == ("flag_threshold", 0.68, "increase")
     assert out["sampleEntryIds"] == cited
     evidence = Decision.objects.filter(
@@ -133,42 +133,42 @@ def test_claude__good_answer__stored_with_recomputed_evidence_and_replayed_impac
 def test_claude__fifty_percent_move__dropped_with_the_reason(window_agent: Agent) -> None:
     cited = ids(window_agent, "dismiss", 0.6, 0.7)
     run = run_with(window_agent, answering(answer(proposal(proposedValue=0.9, sampleEntryIds=cited))))
-    assert run.output["proposals"] == [] and not Proposal.objects.exists()
+    assert output(run)["proposals"] == [] and not Proposal.objects.exists()
     assert any("moves more than 20%" in n for n in run.notes)
-    assert "failed validation" in run.output["summary"]
+    assert "failed validation" in output(run)["summary"]
 
 
 def test_claude__cited_ids_that_do_not_exist__dropped(window_agent: Agent) -> None:
     made_up = [f"invented-{i}" for i in range(6)]
     run = run_with(window_agent, answering(answer(proposal(sampleEntryIds=made_up))))
-    assert run.output["proposals"] == []
+    assert output(run)["proposals"] == []
     assert any("not dismisss at flag in the window" in n or "not dismiss" in n for n in run.notes)
 
 
 def test_claude__cited_ids_of_approved_decisions_for_an_increase__dropped(window_agent: Agent) -> None:
     approved = ids(window_agent, "approve", 0.7, 0.85)
     run = run_with(window_agent, answering(answer(proposal(sampleEntryIds=approved))))
-    assert run.output["proposals"] == [] and any("cited id(s)" in n for n in run.notes)
+    assert output(run)["proposals"] == [] and any("cited id(s)" in n for n in run.notes)
 
 
 def test_claude__fewer_than_five_cited__dropped(window_agent: Agent) -> None:
     run = run_with(window_agent, answering(answer(proposal(sampleEntryIds=ids(window_agent, "dismiss", 0.6, 0.7, 4)))))
-    assert run.output["proposals"] == [] and any("fewer than 5" in n for n in run.notes)
+    assert output(run)["proposals"] == [] and any("fewer than 5" in n for n in run.notes)
 
 
 def test_claude__unknown_threshold__dropped(window_agent: Agent) -> None:
     cited = ids(window_agent, "dismiss", 0.6, 0.7)
     run = run_with(window_agent, answering(answer(proposal(thresholdName="block_everything", sampleEntryIds=cited))))
-    assert run.output["proposals"] == [] and any("unknown threshold 'block_everything'" in n for n in run.notes)
+    assert output(run)["proposals"] == [] and any("unknown threshold 'block_everything'" in n for n in run.notes)
 
 
 def test_claude__prose_instead_of_json__statistical_proposals_used_and_said(window_agent: Agent) -> None:
     prose = "Looking at the data, I would suggest raising the flag threshold a little."
     run = run_with(window_agent, answering(text=prose))
     assert run.generator == "statistical"
-    assert [p["proposedValue"] for p in run.output["proposals"]] == [0.7]
+    assert [p["proposedValue"] for p in output(run)["proposals"]] == [0.7]
     assert run.notes[0].startswith("Claude failed (the model answered in prose")
-    assert "statistical proposals are used" in run.output["summary"]
+    assert "statistical proposals are used" in output(run)["summary"]
 
 
 def test_claude__timeout__statistical_proposals_used_and_said(window_agent: Agent) -> None:
@@ -176,14 +176,14 @@ def test_claude__timeout__statistical_proposals_used_and_said(window_agent: Agen
         raise httpx2.ReadTimeout("timed out", request=request)
 
     run = run_with(window_agent, FakeModel(slow))
-    assert run.generator == "statistical" and len(run.output["proposals"]) == 1
+    assert run.generator == "statistical" and len(output(run)["proposals"]) == 1
     assert run.notes[0].startswith("Claude timed out")
     assert run.errors and "APITimeoutError" in run.errors[0]
 
 
 def test_claude__server_error__statistical_proposals_used(window_agent: Agent) -> None:
     run = run_with(window_agent, FakeModel(lambda r: httpx2.Response(529, json={"type": "error"})))
-    assert run.generator == "statistical" and len(run.output["proposals"]) == 1
+    assert run.generator == "statistical" and len(output(run)["proposals"]) == 1
 
 
 def test_claude__proposals_on_a_healthy_agent__none_survive(db: None) -> None:
@@ -195,7 +195,7 @@ def test_claude__proposals_on_a_healthy_agent__none_survive(db: None) -> None:
     log_rows(agent, rows)
     cited = ids(agent, "dismiss", 0.6, 0.7, 6)
     run = run_with(agent, answering(answer(proposal(proposedValue=0.7, sampleEntryIds=cited))))
-    assert run.output["proposals"] == [] and run.output["systemHealth"] == "healthy"
+    assert output(run)["proposals"] == [] and output(run)["systemHealth"] == "healthy"
 
 
 def test_claude__reasoning_that_instructs_the_tuner__changes_nothing_the_rules_forbid(db: None) -> None:
@@ -220,7 +220,7 @@ def test_claude__reasoning_that_instructs_the_tuner__changes_nothing_the_rules_f
         )
     )
     run = run_with(agent, fake)
-    assert run.output["proposals"] == [] and not Proposal.objects.exists()
+    assert output(run)["proposals"] == [] and not Proposal.objects.exists()
     assert len([n for n in run.notes if n.startswith("dropped a model proposal")]) == 3
     assert injection not in json.dumps(fake.requests[0])
     # The statistical generator does not read the reasoning at all: same answer as without it.
@@ -233,8 +233,8 @@ def test_claude__reasoning_that_instructs_the_tuner__changes_nothing_the_rules_f
     log_rows(plain_agent, rows)
     plain = tuner_cycle_run(agent=plain_agent, now=NOW, generator=StatisticalGenerator())
     assert (
-        [p["proposedValue"] for p in injected.output["proposals"]]
-        == [p["proposedValue"] for p in plain.output["proposals"]]
+        [p["proposedValue"] for p in output(injected)["proposals"]]
+        == [p["proposedValue"] for p in output(plain)["proposals"]]
         == [0.7]
     )
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 from approvals.models import AuditEvent
 from auditlog.models import Decision
 from tests.factories import NOW, make_agent
-from tests.tuner.helpers import log_rows, spread
+from tests.tuner.helpers import log_rows, output, spread
 from thresholds.models import Agent
 from tuner.generators import Generated, GenerationContext, StatisticalGenerator
 from tuner.models import Cluster, Proposal, ProposalEvidence, RejectionMemory, TunerRun
@@ -58,12 +58,12 @@ def test_cycle__flag_threshold_too_low__increase_stored_with_evidence_audit_and_
     run = stat_run(agent)
 
     assert run.status == "done" and run.generator == "statistical"
-    assert set(run.output) == {"proposals", "summary", "systemHealth"}
-    (out,) = run.output["proposals"]
+    assert set(output(run)) == {"proposals", "summary", "systemHealth"}
+    (out,) = output(run)["proposals"]
     assert set(out) == SEED_KEYS
     assert out["thresholdName"] == "flag_threshold" and out["direction"] == "increase"
     assert (out["currentValue"], out["proposedValue"], out["confidence"]) == (0.6, 0.7, "high")
-    assert run.output["systemHealth"] == "needs-attention"
+    assert output(run)["systemHealth"] == "needs-attention"
 
     proposal = Proposal.objects.get(run=run)
     assert proposal.status == "pending" and proposal.evidence_count == out["evidenceCount"] >= 5
@@ -98,7 +98,7 @@ def test_cycle__same_cycle_twice__one_run_and_no_second_set_of_proposals() -> No
     log_rows(agent, flag_too_low_rows())
     first = stat_run(agent)
     second = stat_run(agent, now=NOW + timedelta(days=2))  # still the same ISO week
-    assert second.pk == first.pk and second.output == first.output
+    assert second.pk == first.pk and output(second) == output(first)
     assert TunerRun.objects.count() == 1 and Proposal.objects.count() == 1
     assert AuditEvent.objects.filter(kind="tuner.run").count() == 1
 
@@ -156,8 +156,8 @@ def test_cycle__threshold_rolled_back_since_last_cycle__no_proposal_for_it_and_s
     )
     log_rows(agent, flag_too_low_rows())
     run = stat_run(agent)
-    assert run.output["proposals"] == []
-    assert "flag_threshold" in run.output["summary"] and "rolled back" in run.output["summary"]
+    assert output(run)["proposals"] == []
+    assert "flag_threshold" in output(run)["summary"] and "rolled back" in output(run)["summary"]
     assert any("rolled back" in n for n in run.notes)
 
 
@@ -185,7 +185,7 @@ def test_cycle__three_rejections_in_a_row__kind_suppressed_and_memory_recorded()
     rejected(agent, 3, evidence=500)
     log_rows(agent, flag_too_low_rows())
     run = stat_run(agent)
-    assert run.output["proposals"] == []
+    assert output(run)["proposals"] == []
     memory = RejectionMemory.objects.get(agent=agent)
     assert (memory.threshold_name, memory.direction, memory.lifted_at) == ("flag_threshold", "increase", None)
     assert memory.rationales[0].startswith("night shift volumes are seasonal")
@@ -198,7 +198,7 @@ def test_cycle__two_rejections__no_memory_and_proposal_made() -> None:
     rejected(agent, 2, evidence=500)
     log_rows(agent, flag_too_low_rows())
     run = stat_run(agent)
-    assert len(run.output["proposals"]) == 1 and not RejectionMemory.objects.exists()
+    assert len(output(run)["proposals"]) == 1 and not RejectionMemory.objects.exists()
 
 
 def test_cycle__remembered_kind_whose_evidence_has_grown__memory_lifted_and_proposal_made() -> None:
@@ -206,7 +206,7 @@ def test_cycle__remembered_kind_whose_evidence_has_grown__memory_lifted_and_prop
     rejected(agent, 3, evidence=10)
     log_rows(agent, flag_too_low_rows())
     run = stat_run(agent)
-    assert len(run.output["proposals"]) == 1
+    assert len(output(run)["proposals"]) == 1
     assert RejectionMemory.objects.get(agent=agent).lifted_at == NOW
     assert any("lifted" in n for n in run.notes)
 
@@ -220,7 +220,7 @@ def test_cycle__run_left_running_by_a_killed_worker__taken_over_after_the_stale_
         agent=agent, cycle=cycle, status="running", started_at=timezone.now() - timedelta(hours=2), **window_kw
     )
     run = stat_run(agent)
-    assert run.status == "done" and len(run.output["proposals"]) == 1 and TunerRun.objects.count() == 1
+    assert run.status == "done" and len(output(run)["proposals"]) == 1 and TunerRun.objects.count() == 1
 
 
 def test_cycle__run_running_in_another_worker__left_alone() -> None:
@@ -270,7 +270,7 @@ def test_cycle__ten_days_of_responses__baseline_period_nothing_proposed() -> Non
     rows = [r for r in flag_too_low_rows() if r["at"] >= NOW - timedelta(days=10)]
     log_rows(agent, rows)
     run = stat_run(agent)
-    assert run.output["proposals"] == [] and run.output["summary"].startswith("Baseline period")
+    assert output(run)["proposals"] == [] and output(run)["summary"].startswith("Baseline period")
 
 
 def test_cycle__few_dismissals__healthy_and_nothing_proposed() -> None:
@@ -281,8 +281,8 @@ def test_cycle__few_dismissals__healthy_and_nothing_proposed() -> None:
             row["response"] = "approve"
     log_rows(agent, rows)
     run = stat_run(agent)
-    assert run.output == {"proposals": [], "summary": run.output["summary"], "systemHealth": "healthy"}
-    assert "below 15%" in run.output["summary"]
+    assert run.output == {"proposals": [], "summary": output(run)["summary"], "systemHealth": "healthy"}
+    assert "below 15%" in output(run)["summary"]
 
 
 def test_cycle__modify_to_a_weaker_action__counts_as_a_dismissal() -> None:
@@ -293,7 +293,7 @@ def test_cycle__modify_to_a_weaker_action__counts_as_a_dismissal() -> None:
             row.update(response="modify", modified="auto-resolve")
     log_rows(agent, rows)
     run = stat_run(agent)
-    (out,) = run.output["proposals"]
+    (out,) = output(run)["proposals"]
     assert out["direction"] == "increase" and out["proposedValue"] == 0.7
     assert set(
         Decision.objects.filter(entry_id__in=out["sampleEntryIds"]).values_list("response_action", flat=True)

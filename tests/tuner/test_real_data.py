@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 
 from tests.conftest import data_file
 from tests.factories import NOW, make_agent
-from tests.tuner.helpers import log_rows
+from tests.tuner.helpers import log_rows, output
 from tuner.generators import StatisticalGenerator
 from tuner.models import Proposal
 from tuner.services import tuner_cycle_run
@@ -90,8 +90,8 @@ def test_real_data__threshold_set_too_low__high_confidence_increase_within_the_m
     log_rows(agent, reviewed(scored(), [(0.0, "allow"), (0.3, "flag")], "low"))
     run = tuner_cycle_run(agent=agent, now=NOW, generator=StatisticalGenerator())
 
-    assert len(run.output["proposals"]) == 1, (run.output, run.notes)
-    (out,) = run.output["proposals"]
+    assert len(output(run)["proposals"]) == 1, (output(run), run.notes)
+    (out,) = output(run)["proposals"]
     assert (out["thresholdName"], out["direction"], out["confidence"]) == ("fraud_flag", "increase", "high")
     assert 0.3 < out["proposedValue"] <= 0.36
     impact = Proposal.objects.get(run=run).impact
@@ -114,8 +114,8 @@ def test_real_data__block_threshold_too_high_with_reviewers_escalating_missed_fr
     log_rows(agent, reviewed(scored(), [(0.0, "allow"), (0.3, "review"), (0.95, "block")], "high"))
     run = tuner_cycle_run(agent=agent, now=NOW, generator=StatisticalGenerator())
 
-    by_name = {p["thresholdName"]: p for p in run.output["proposals"]}
-    assert "block_threshold" in by_name, (run.output, run.notes)
+    by_name = {p["thresholdName"]: p for p in output(run)["proposals"]}
+    assert "block_threshold" in by_name, (output(run), run.notes)
     out = by_name["block_threshold"]
     assert out["direction"] == "decrease" and 0.76 <= out["proposedValue"] < 0.95
     impact = Proposal.objects.get(run=run, threshold_name="block_threshold").impact

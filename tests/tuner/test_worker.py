@@ -13,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from tests.factories import make_agent
-from tests.tuner.helpers import log_rows, spread
+from tests.tuner.helpers import log_rows, output, spread
 from tests.tuner.test_cycle import flag_too_low_rows
 from tuner.models import Proposal, TunerRun
 from tuner.tasks import tuner_cycle_task
@@ -78,8 +78,8 @@ def test_tuner_task__sent_twice_for_one_cycle_to_a_real_worker__one_run(tmp_path
     finally:
         worker.terminate()
         worker.wait(timeout=30)
-    output = log.read_text()
-    assert output.count("succeeded in") == 2, output[-3000:]
+    worker_log = log.read_text()
+    assert worker_log.count("succeeded in") == 2, worker_log[-3000:]
     run = TunerRun.objects.get(agent=agent)
-    assert run.status == "done" and len(run.output["proposals"]) == 1
+    assert run.status == "done" and len(output(run)["proposals"]) == 1
     assert Proposal.objects.filter(agent=agent).count() == 1
