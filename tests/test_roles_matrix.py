@@ -56,6 +56,8 @@ CASES = [
     Case("proposal new", "GET", "/proposals/new/", APPROVERS, page=True),
     Case("audit trail", "GET", "/audit/", APPROVERS, page=True),
     Case("config rollback page", "GET", "/rollback/{agent}/", APPROVERS, page=True),
+    Case("dashboard", "GET", "/dashboard/", PEOPLE, page=True),
+    Case("agent dashboard", "GET", "/dashboard/{agent}/", PEOPLE, page=True),
     Case("admin", "GET", "/admin/", frozenset({ADMIN}), page=True),
     # --- API ---------------------------------------------------------------------------------------------
     Case("live config", "GET", "/api/v1/agents/{agent}/config", frozenset({ADMIN, AGENT})),
