@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 from auditlog.claims import RespondResult, claim_acquire, claim_release, claimed_response_record
 from auditlog.entry import RESPONSE_ACTIONS
 from auditlog.selectors import Cursor, QueueFilters, queue_page, queue_stats, week_rate_note_responses
+from loopsite.rules import rule
 from people.roles import is_reviewer
 
 MAX_BULK = 100
@@ -86,6 +87,7 @@ def _body_context(request: HttpRequest, data: Any, notices: list[RespondResult] 
         "notices": notices or [],
         "filter_query": filters.as_query(),
         "response_actions": RESPONSE_ACTIONS,
+        "claim_minutes": rule("CLAIM_MINUTES"),
     }
 
 

@@ -102,3 +102,17 @@ def test_import__dry_run__reports_but_writes_nothing(tmp_path: Path, ids: list[s
     assert "row 3: refused:" in out
     assert "nothing was written" in out
     assert responses() == {}
+
+
+def test_import__long_file__progress_bar_and_every_row_reported(tmp_path: Path, ids: list[str]) -> None:
+    lines = ["id,action,responder,respondedAt"]
+    lines.append(f"{ids[0]},approve,sam,{AT}")
+    lines += [f"missing-{i},approve,sam,{AT}" for i in range(600)]
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join(lines) + "\n")
+    out, err = StringIO(), StringIO()
+    call_command("import_responses", str(path), stdout=out, stderr=err)
+    assert "1 row(s) taken, 600 refused, of 601." in out.getvalue()
+    assert "row 602: refused: no decision with id 'missing-599'" in out.getvalue()
+    assert "601/601" in err.getvalue()  # tqdm's bar reached the end
+    assert responses() == {ids[0]: ("approve", "sam", None, None, "import")}
