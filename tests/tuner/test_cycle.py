@@ -325,3 +325,10 @@ def test_cycle__generator_crashes__run_failed_with_the_error() -> None:
         tuner_cycle_run(agent=agent, now=NOW, generator=ExplodingGenerator())
     run = TunerRun.objects.get()
     assert run.status == "failed" and run.errors == ["RuntimeError: boom"]
+
+
+def test_cycle__no_decisions_at_all__baseline_run_stored_without_error() -> None:
+    agent, _ = make_agent()
+    run = stat_run(agent)
+    assert run.status == "done" and output(run)["proposals"] == []
+    assert output(run)["summary"].startswith("Baseline period") and run.stats["decisions"] == 0
