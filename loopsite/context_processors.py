@@ -1,20 +1,37 @@
 """Template context shared by every page: the navigation, built from the routes that exist."""
 
+from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 
-from people.roles import is_staff
+from people.roles import is_approver, is_reviewer, is_staff
 
-# (URL names to try in order, label, staff only). A page appears in the nav once its route is in the URLconf.
-NAV_ITEMS: tuple[tuple[tuple[str, ...], str, bool], ...] = (
-    (("queue",), "Queue", False),
-    (("proposal-list",), "Proposals", False),
-    (("audit-trail",), "Audit trail", False),
-    (("dashboard",), "Dashboard", False),
-    (("admin:index",), "Admin", True),
-    (("swagger-ui", "api-docs"), "API docs", False),
+Check = Callable[[Any], bool]
+
+
+def _anyone(user: Any) -> bool:
+    return True
+
+
+def _reviewers(user: Any) -> bool:
+    return is_reviewer(user) or is_staff(user)
+
+
+def _approvers(user: Any) -> bool:
+    return is_approver(user) or is_staff(user)
+
+
+# (URL names to try in order, label, who sees the link). A page appears in the nav once its route is in the
+# URLconf, and only for those who may open it.
+NAV_ITEMS: tuple[tuple[tuple[str, ...], str, Check], ...] = (
+    (("queue",), "Queue", _reviewers),
+    (("proposal-list",), "Proposals", _approvers),
+    (("audit-trail",), "Audit trail", _approvers),
+    (("dashboard",), "Dashboard", _reviewers),
+    (("admin:index",), "Admin", is_staff),
+    (("swagger-ui", "api-docs"), "API docs", _anyone),
 )
 
 
@@ -32,8 +49,8 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     if user is None or not user.is_authenticated:
         return {"nav_links": []}
     links = []
-    for names, label, staff_only in NAV_ITEMS:
-        if staff_only and not is_staff(user):
+    for names, label, may_see in NAV_ITEMS:
+        if not may_see(user):
             continue
         url = _first_url(names)
         if url is not None:
