@@ -209,3 +209,11 @@ def test_sign_in__good_password__lands_on_queue(reviewer: Any) -> None:
 def test_sign_in__wrong_password__message(reviewer: Any) -> None:
     response = Client().post("/accounts/login/", {"username": "rita", "password": "nope"})
     assert "did not match" in response.content.decode()
+
+
+def test_claim__leaving_the_page__release_alone_gives_the_item_back(reviewer: Any, pending: list[str]) -> None:
+    client = signed_in(reviewer)
+    client.post("/queue/claim/", {"entry_id": pending[0]})
+    response = client.post("/queue/claim/", {"release": pending[0]})
+    assert response.json()["released"] is True
+    assert stored(pending[0]).claimed_by is None
