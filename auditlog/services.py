@@ -33,7 +33,8 @@ class _AgentContext:
 
     @classmethod
     def load(cls, agent: Agent) -> "_AgentContext":
-        defs = {t.name: t for t in ThresholdDefinition.objects.filter(agent=agent)}
+        # No ORDER BY: the model's default ordering joins the agent table, for a dict that does not need it.
+        defs = {t.name: t for t in ThresholdDefinition.objects.filter(agent=agent).order_by()}
         return cls(agent=agent, live=config_get_live(agent=agent), definitions=defs)
 
     def threshold_for(self, entry: EntryInput) -> str:

@@ -104,7 +104,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(port: int, workers: int) -> Iterator[None]:
+def gunicorn(port: int, workers: int) -> Iterator[subprocess.Popen[bytes]]:
     log = tempfile.NamedTemporaryFile(prefix="bench-gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
     command = [
         sys.executable,
@@ -139,7 +139,7 @@ def gunicorn(port: int, workers: int) -> Iterator[None]:
             if time.monotonic() > deadline:
                 raise SystemExit("gunicorn did not answer /healthz within 60 s")
             time.sleep(0.2)
-        yield
+        yield server
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -149,6 +149,26 @@ def gunicorn(port: int, workers: int) -> Iterator[None]:
             server.wait(timeout=10)
         log.close()
         Path(log.name).unlink(missing_ok=True)
+
+
+def cpu_seconds(server: subprocess.Popen[bytes]) -> float:
+    """CPU time (user + system) used so far by gunicorn's master and workers, from /proc (Linux).
+
+    The machine may be shared, so wall-clock rates move with its load; the server's CPU per entry does not.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [server.pid]
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
 
 
 # --- The phases ---------------------------------------------------------------------------------------------
@@ -338,7 +358,8 @@ def main() -> None:
     port = free_port()
     print(
         f"ingest benchmark: n={args.n} batch={args.batch} connections={args.connections} "
-        f"workers={args.workers} postgres={connection.settings_dict['NAME']}",
+        f"workers={args.workers} postgres={connection.settings_dict['NAME']} cpus={os.cpu_count()} "
+        f"load={os.getloadavg()[0]:.1f}",
         flush=True,
     )
     try:
@@ -350,11 +371,13 @@ def main() -> None:
             cur.execute(f"CREATE TABLE {table} (LIKE {Decision._meta.db_table} INCLUDING ALL)")
         connection.close()
 
-        with gunicorn(port, args.workers):
+        with gunicorn(port, args.workers) as server:
             # Warm-up, not timed: every worker opens its database pool and loads the code paths.
             warm = make_entries(4 * args.workers, agent_id=run, run=f"{run}-warm", now=now, rng=rng)
             send_batches(port, key, [json.dumps({"entries": [e]}).encode() for e in warm], args.connections)
+            cpu_before = cpu_seconds(server)
             api_seconds, created = send_batches(port, key, bodies, args.connections)
+            batch_cpu = cpu_seconds(server) - cpu_before
             if created != args.n:
                 raise SystemExit(f"only {created} of {args.n} entries were created")
             copy_seconds = copy_rows(dsn, table, entries, agent.pk, version_pk)
@@ -363,14 +386,19 @@ def main() -> None:
             print(f"batch API : {args.n} entries in {api_seconds:.2f} s = {api_rate:,.0f} entries/s")
             print(f"COPY      : {args.n} rows in {copy_seconds:.2f} s = {copy_rate:,.0f} rows/s")
             print(f"ratio     : {ratio:.1%} of COPY (target >= 20 %): {'met' if ratio >= 0.20 else 'NOT met'}")
+            print(f"server CPU: {batch_cpu:.2f} s for the batch phase = {batch_cpu / args.n * 1e6:.0f} us per entry")
 
             singles = make_entries(args.latency_requests, agent_id=run, run=f"{run}-single", now=now, rng=rng)
+            cpu_before = cpu_seconds(server)
             timings = single_latency(port, key, singles, args.latency_clients)
+            single_cpu = cpu_seconds(server) - cpu_before
             p50, p99 = percentile(timings, 0.50) * 1000, percentile(timings, 0.99) * 1000
             print(
                 f"single POST: {len(timings)} requests, {args.latency_clients} concurrent clients: "
                 f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (target p99 < 50 ms): {'met' if p99 < 50 else 'NOT met'}"
             )
+            print(f"server CPU: {single_cpu / len(timings) * 1000:.2f} ms per single POST")
+            print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
         with connection.cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {table}")
