@@ -54,10 +54,14 @@ def default_start(weeks: int, today: date | None = None) -> date:
 @contextmanager
 def _quiet() -> Iterator[None]:
     """The services log every event; a simulation makes hundreds of thousands of them. Errors still show."""
+    from django.test.utils import override_settings
+
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)
     try:
-        yield
+        # Nobody is emailed about a simulated agent's proposals and rollbacks.
+        with override_settings(EMAIL_BACKEND="django.core.mail.backends.dummy.EmailBackend"):
+            yield
     finally:
         logging.disable(previous)
 
@@ -158,6 +162,7 @@ class Loop:
         seed: int,
         name: str = "",
         reviewers: int = 5,
+        approver: Any = None,
     ) -> None:
         self.scenario = scenario
         self.agent_id = agent_id
@@ -171,7 +176,7 @@ class Loop:
         self.actions = list(scenario.actions)
         with _quiet():
             agent_purge(agent_id=agent_id)
-            self.agent, _key = agent_create(
+            self.agent, self.key = agent_create(
                 agent_id=agent_id,
                 name=name or f"Simulation: {scenario.name} (seed {seed})",
                 actions=self.actions,
@@ -184,7 +189,7 @@ class Loop:
                 binary_mode=scenario.binary,
                 rule_based=scenario.rule_based,
             )
-            self.approver = user_ensure(APPROVER, Role.APPROVER)
+            self.approver = approver or user_ensure(APPROVER, Role.APPROVER)
             self.operator = user_ensure(OPERATOR, Role.APPROVER, staff=True)
 
     # --- one hour ------------------------------------------------------------------------------------------
@@ -370,14 +375,19 @@ class Loop:
         cases_for_day: Callable[[int], Cases | None],
         progress: Callable[[int], None] | None = None,
         first_cycle_week: int = 2,
+        until: datetime | None = None,
+        drain: bool = True,
     ) -> list[WeekRow]:
+        """Run ``days`` days (stopping early at ``until``); with ``drain`` the reviewers then finish the queue."""
         rng = np.random.default_rng([self.seed, 99])
         bad_day = (self.scenario.bad_change_week - 1) * 7 if self.scenario.bad_change_week else None
         with _quiet():
-            for day in range(days + DRAIN_DAYS):
+            for day in range(days + (DRAIN_DAYS if drain else 0)):
                 cases = cases_for_day(day) if day < days else None
                 for hour in range(24):
                     hour_start = self.start + timedelta(days=day, hours=hour)
+                    if until is not None and hour_start + timedelta(hours=1) > until:
+                        break
                     if day < days and day % 7 == 0 and hour == TUNER_HOUR and day // 7 >= first_cycle_week:
                         self.respond_until(hour_start)
                         self.tuner_cycle(week=day // 7, now=hour_start)

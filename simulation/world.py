@@ -53,7 +53,8 @@ class Scenario:
     # drift: from this week (1-based) the base rate rises and one feature (and the benign scores) shift up
     drift_week: int | None = None
     drift_shares: tuple[float, float, float] = (0.72, 0.21, 0.07)
-    drift_shift: float = 0.10
+    drift_shift: float = 0.18
+    drift_cap: float = 0.68  # benign scores stay below this, under the middle class's 0.70
     # over-correction: in this week (1-based) an operator's change raises ``bad_threshold`` by ``bad_move``
     bad_change_week: int | None = None
     bad_threshold: str = ""
@@ -214,7 +215,10 @@ class World:
         # Benign: most below 0.62 (a drift lifts them), 3 % hard cases that look suspicious.
         h0 = _hidden(n0, 0.03)
         benign = np.concatenate(
-            [np.minimum(_spread(rng, n0 - h0, 0.0, 0.62, 2.0, 3.0) + shift, 0.69), rng.uniform(0.5, 0.9, h0)]
+            [
+                np.minimum(_spread(rng, n0 - h0, 0.0, 0.62, 2.0, 3.0) + shift, self.scenario.drift_cap),
+                rng.uniform(0.5, 0.9, h0),
+            ]
         )
         # Deserving the middle action: 0.70 to 0.84, except 2 % the agent cannot see (irreducible misses).
         h1 = _hidden(n1, 0.02)
