@@ -5,7 +5,7 @@ from typing import Any
 
 from django.http import HttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,6 +21,7 @@ from approvals.selectors import (
     proposals_list,
 )
 from approvals.services import proposal_decide
+from auditlog.serializers import ErrorSerializer
 from loopsite.exceptions import Forbidden, ValidationFailed
 from people.roles import is_approver, is_staff
 from thresholds.selectors import agent_get, config_get_live
@@ -67,9 +68,88 @@ def proposal_render(proposal: Proposal, *, live_value: float | None = None) -> d
     }
 
 
+# --- Response shapes, for the OpenAPI schema (the views render plain dicts of exactly these fields) ----------
+
+
+class ProposalOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    agentId = serializers.CharField()
+    runId = serializers.IntegerField(allow_null=True)
+    rank = serializers.IntegerField()
+    thresholdName = serializers.CharField()
+    currentValue = serializers.FloatField(help_text="The value at the cycle's start, as the tuner emitted it.")
+    liveValue = serializers.FloatField(allow_null=True, help_text="The live config's value now.")
+    proposedValue = serializers.FloatField()
+    direction = serializers.ChoiceField(choices=Proposal.Direction.values)
+    confidence = serializers.ChoiceField(choices=Proposal.Confidence.values)
+    expectedImpact = serializers.CharField()
+    impact = serializers.DictField(help_text="Replayed impact with its bootstrap intervals.")
+    evidenceCount = serializers.IntegerField()
+    sampleEntryIds = serializers.ListField(child=serializers.CharField())
+    riskAssessment = serializers.CharField()
+    riskFlagged = serializers.BooleanField(help_text="Might raise missed signals.")
+    status = serializers.ChoiceField(choices=Proposal.Status.values)
+    createdAt = serializers.DateTimeField()
+    createdBy = serializers.CharField(allow_null=True, help_text="For a manual proposal: who made it.")
+    decidedBy = serializers.CharField(allow_null=True)
+    decidedAt = serializers.DateTimeField(allow_null=True)
+    decidedValue = serializers.FloatField(allow_null=True)
+    rationale = serializers.CharField()
+    rolledBackAt = serializers.DateTimeField(allow_null=True)
+
+
+class ProposalListOut(serializers.Serializer):
+    results = ProposalOut(many=True)
+
+
+class EvidenceOut(serializers.Serializer):
+    entryId = serializers.CharField()
+    kind = serializers.CharField()
+    entry = serializers.DictField(allow_null=True, help_text="The cited ActionLogEntry, or null if gone.")
+
+
+class ProposalDetailOut(ProposalOut):
+    evidence = EvidenceOut(many=True)
+    sampleEntries = serializers.ListField(child=serializers.DictField())
+
+
+class ProposalDecisionOut(ProposalOut):
+    configVersion = serializers.IntegerField(help_text="The live config version after the decision.")
+
+
+class AuditEventOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    at = serializers.DateTimeField()
+    kind = serializers.CharField()
+    agentId = serializers.CharField()
+    thresholdName = serializers.CharField()
+    actor = serializers.CharField()
+    before = serializers.JSONField(allow_null=True)
+    after = serializers.JSONField(allow_null=True)
+    proposalId = serializers.IntegerField(allow_null=True)
+    runId = serializers.IntegerField(allow_null=True)
+    configVersion = serializers.IntegerField(allow_null=True)
+    evidenceEntryIds = serializers.ListField(child=serializers.CharField())
+    detail = serializers.DictField()
+    message = serializers.CharField()
+
+
+class AuditListOut(serializers.Serializer):
+    results = AuditEventOut(many=True)
+
+
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="Bad input; the message names the field."),
+    401: OpenApiResponse(ErrorSerializer, description="No or unknown credentials."),
+    403: OpenApiResponse(ErrorSerializer, description="Not an approver or staff (or deciding your own proposal)."),
+    404: OpenApiResponse(ErrorSerializer, description="Unknown agent or proposal."),
+}
+
+
 class ProposalListApi(APIView):
     @extend_schema(
         summary="An agent's proposals, newest first",
+        responses={200: ProposalListOut, **ERRORS},
         parameters=[OpenApiParameter("status", str, enum=[s.value for s in Proposal.Status])],
     )
     def get(self, request: Request, agent_id: str) -> Response:
@@ -86,7 +166,10 @@ class ProposalListApi(APIView):
 
 
 class ProposalDetailApi(APIView):
-    @extend_schema(summary="One proposal with its evidence (the cited entries in the ActionLogEntry shape)")
+    @extend_schema(
+        summary="One proposal with its evidence (the cited entries in the ActionLogEntry shape)",
+        responses={200: ProposalDetailOut, **ERRORS},
+    )
     def get(self, request: Request, proposal_id: int) -> Response:
         require_approver_or_staff(request)
         proposal = proposal_get(proposal_id=proposal_id)
@@ -108,7 +191,15 @@ class DecisionInput(serializers.Serializer):
 
 
 class ProposalDecisionApi(APIView):
-    @extend_schema(summary="Accept, reject or modify a proposal", request=DecisionInput)
+    @extend_schema(
+        summary="Accept, reject or modify a proposal; accept and modify make a new config version live at once",
+        request=DecisionInput,
+        responses={
+            200: ProposalDecisionOut,
+            409: OpenApiResponse(ErrorSerializer, description="Already decided (by whom), expired or superseded."),
+            **ERRORS,
+        },
+    )
     def post(self, request: Request, proposal_id: int) -> Response:
         data = DecisionInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -151,6 +242,7 @@ def _csv_cell(value: Any) -> Any:
 class AuditTrailApi(APIView):
     @extend_schema(
         summary="The audit trail, oldest first; ?export=csv for a CSV file",
+        responses={200: AuditListOut, **ERRORS},
         parameters=[
             OpenApiParameter("agentId", str),
             OpenApiParameter("threshold", str),
