@@ -360,8 +360,10 @@ def _store(*, run: TunerRun, agent: Agent, result: CycleResult, now: datetime, s
                 for c in result.clusters
             ]
         )
-        if outcome.proposals:
-            older = list(Proposal.objects.select_for_update().filter(agent=agent, status=Proposal.Status.PENDING))
+        # A new cycle's analysis replaces the last one's: its pending proposals are superseded, whether or not
+        # this cycle proposes anything.
+        older = list(Proposal.objects.select_for_update().filter(agent=agent, status=Proposal.Status.PENDING))
+        if older:
             for old in older:
                 old.status = Proposal.Status.SUPERSEDED
                 old.save(update_fields=["status"])

@@ -332,3 +332,22 @@ def test_cycle__no_decisions_at_all__baseline_run_stored_without_error() -> None
     run = stat_run(agent)
     assert run.status == "done" and output(run)["proposals"] == []
     assert output(run)["summary"].startswith("Baseline period") and run.stats["decisions"] == 0
+
+
+def test_cycle__healthy_cycle__still_supersedes_the_last_cycles_pending_proposals() -> None:
+    agent, _ = make_agent()
+    old = Proposal.objects.create(
+        agent=agent,
+        threshold_name="flag_threshold",
+        current_value=0.6,
+        proposed_value=0.65,
+        direction="increase",
+        confidence="low",
+        expected_impact="x",
+        evidence_count=5,
+        risk_assessment="x",
+        created_at=NOW - timedelta(days=7),
+    )
+    run = stat_run(agent)
+    old.refresh_from_db()
+    assert output(run)["proposals"] == [] and old.status == "superseded"
