@@ -30,8 +30,12 @@ def _block_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(settings: Any) -> Iterator[None]:
+    """Each test starts with an empty cache of its own. The embedded file cache is shared by every process on
+    the machine, so tests use an in-memory one instead; Redis (the configured tier) is kept and cleared."""
     from django.core.cache import cache
 
+    if "FileBasedCache" in settings.CACHES["default"]["BACKEND"]:
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}
     cache.clear()
     yield
     cache.clear()

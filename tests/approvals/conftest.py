@@ -169,10 +169,3 @@ def sign_in(context: Any, live_server: Any, user: Any) -> None:
     client.force_login(user)
     cookie = client.cookies[settings.SESSION_COOKIE_NAME]
     context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie.value, "url": live_server.url}])
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(settings: Any) -> None:
-    """A per-process cache: the default file cache is shared by every test process on the machine, and a live
-    config cached by another run's agent of the same primary key would leak in."""
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "approvals"}}
