@@ -159,10 +159,14 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
     if len(features_raw) > MAX_FEATURES:
         raise InvalidEntry(f"context.features has more than {MAX_FEATURES} features", field="context.features")
     features = {}
+    isfinite = math.isfinite
     for key, value in features_raw.items():
         if len(key) > 200:
             raise InvalidEntry("context.features has a name longer than 200 characters", field="context.features")
-        features[key] = finite_number(value, f"context.features.{key}")
+        # Fast path for the usual finite float; anything else gets the full check and its message.
+        features[key] = (
+            value if type(value) is float and isfinite(value) else finite_number(value, f"context.features.{key}")
+        )
     rules_raw = context.get("matchedRules", [])
     if not isinstance(rules_raw, list) or not all(isinstance(r, str) for r in rules_raw):
         raise InvalidEntry("context.matchedRules must be a list of strings", field="context.matchedRules")

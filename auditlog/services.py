@@ -4,6 +4,7 @@ import base64
 import binascii
 import json
 import logging
+import operator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -93,9 +94,13 @@ class _AgentContext:
             "review_reason": reason.value,
             "queued": fired or sampled,
             "content_hash": entry.content_hash,
+            "claimed_by": None,
+            "claimed_until": None,
         }
         if entry.human_response is not None:
             row.update(_response_values(entry.human_response, timestamp=timestamp, source="import"))
+        else:
+            row.update(_NO_RESPONSE)
         return row
 
     def build(self, entry: EntryInput, *, threshold_name: str, now: datetime) -> Decision:
@@ -109,6 +114,17 @@ class _AgentContext:
         return ConfigVersion.from_db(
             None, ["id", "agent_id", "number"], [self.live.version_pk, self.agent.pk, self.live.version]
         )
+
+
+_NO_RESPONSE: dict[str, Any] = {
+    "response_action": None,
+    "responded_at": None,
+    "responder_id": None,
+    "modified_action": None,
+    "response_note": None,
+    "time_to_respond": None,
+    "response_source": None,
+}
 
 
 def _response_values(response: ResponseInput, *, timestamp: datetime, source: str) -> dict[str, Any]:
@@ -252,9 +268,12 @@ def _copy(model: type[models.Model], rows: list[dict[str, Any]]) -> None:
     quote = connection.ops.quote_name
     sql = f"COPY {quote(model._meta.db_table)} ({', '.join(quote(str(f.column)) for f in fields)}) FROM STDIN"
     dumps = json.dumps
+    pick = operator.itemgetter(*attnames)
+    defaults = {f.attname: f.get_default() if f.has_default() else None for f in fields}
     with connection.cursor() as cursor, connection.wrap_database_errors, cursor.cursor.copy(sql) as copy:
         for values in rows:
-            row = [values.get(name) for name in attnames]
+            # Rows normally carry every column; one made before a column was added gets its default.
+            row = list(pick(values) if len(values) == len(attnames) else pick({**defaults, **values}))
             for i in json_at:
                 row[i] = dumps(row[i])
             copy.write_row(row)
