@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -166,9 +167,35 @@ def system_prompt() -> str:
     return PROMPT_PATH.read_text(encoding="utf-8")
 
 
+_PLAIN = re.compile(r"^[A-Za-z0-9_.:@/+-]{1,128}$")
+
+
+def _plain(value: Any) -> str | None:
+    """An agent-supplied name or id, only when it is a plain identifier (no spaces, no sentences)."""
+    return value if isinstance(value, str) and _PLAIN.match(value) else None
+
+
+def _cluster_for_prompt(cluster: dict[str, Any]) -> dict[str, Any]:
+    features = [
+        {"feature": _plain(f["feature"]) or "(unnamed)", "effect": f["effect"]}
+        for f in cluster["distinguishingFeatures"]
+    ]
+    return {
+        "kind": cluster["kind"],
+        "size": cluster["size"],
+        "share": cluster["share"],
+        "thresholds": cluster["thresholds"],
+        "confidenceRange": cluster["confidenceRange"],
+        "distinguishingFeatures": features,
+        "rules": [r for r in (_plain(x) for x in cluster["rules"]) if r],
+        "sampleEntryIds": [i for i in (_plain(x) for x in cluster["sampleEntryIds"]) if i],
+    }
+
+
 def prompt_payload(ctx: GenerationContext) -> dict[str, Any]:
-    """What the model sees: numbers, clusters (with sample ids to cite) and constraints; no free text written
-    by agents, so a decision's reasoning cannot speak to the tuner."""
+    """What the model sees: numbers, clusters (with sample ids to cite) and constraints. Agents' free text
+    (reasoning) never goes in, and their feature names, rule names and ids only when they are plain identifiers,
+    so a decision cannot speak to the tuner."""
     return {
         "agentId": ctx.agent.agent_id,
         "actionsWeakestFirst": list(ctx.agent.actions),
@@ -188,8 +215,8 @@ def prompt_payload(ctx: GenerationContext) -> dict[str, Any]:
             }
             for name, d in sorted(ctx.definitions.items())
         ],
-        "dismissalClusters": [c for c in ctx.clusters if c["kind"] == "dismiss"],
-        "escalationClusters": [c for c in ctx.clusters if c["kind"] == "escalate"],
+        "dismissalClusters": [_cluster_for_prompt(c) for c in ctx.clusters if c["kind"] == "dismiss"],
+        "escalationClusters": [_cluster_for_prompt(c) for c in ctx.clusters if c["kind"] == "escalate"],
         "weeklyTrends": ctx.weekly_trends,
         "approverConstraints": ctx.constraints,
     }
