@@ -124,3 +124,18 @@ def test_setup_periodic_tasks__crontab_edited_in_the_admin__kept(db: None) -> No
     call_command("setup_periodic_tasks", stdout=StringIO())
     task.refresh_from_db()
     assert task.crontab is not None and (task.crontab.hour, task.crontab.day_of_week) == ("22", "0")
+
+
+def test_admin__runs_and_clusters_browsable(agent: Agent, admin_user: Any) -> None:
+    from django.test import Client
+
+    log_rows(agent, flag_too_low_rows())
+    call_command("run_tuner", agent.agent_id, "--now", NOW.isoformat(), stdout=StringIO())
+    run = TunerRun.objects.get()
+    client = Client()
+    client.force_login(admin_user)
+    listing = client.get("/admin/tuner/tunerrun/")
+    assert listing.status_code == 200 and "needs-attention" in listing.content.decode()
+    page = client.get(f"/admin/tuner/tunerrun/{run.pk}/change/")
+    assert page.status_code == 200 and "Dismissals (false positives)" in page.content.decode()
+    assert client.get("/admin/tuner/cluster/").status_code == 200
