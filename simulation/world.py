@@ -53,7 +53,7 @@ class Scenario:
     # drift: from this week (1-based) the base rate rises and one feature (and the benign scores) shift up
     drift_week: int | None = None
     drift_shares: tuple[float, float, float] = (0.72, 0.21, 0.07)
-    drift_shift: float = 0.18
+    drift_shift: float = 0.30
     drift_cap: float = 0.68  # benign scores stay below this, under the middle class's 0.70
     # over-correction: in this week (1-based) an operator's change raises ``bad_threshold`` by ``bad_move``
     bad_change_week: int | None = None
@@ -91,10 +91,11 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "drift": _scored(
         "drift",
-        "Well calibrated at first; half-way through the base rate and the amount feature shift up.",
+        "Well calibrated at first; from week 3 the base rate and the amount feature shift up, and with them the "
+        "scores of many benign cases.",
         flag=0.62,
         escalate=0.86,
-        drift_week=5,
+        drift_week=3,
     ),
     "over-correction": _scored(
         "over-correction",

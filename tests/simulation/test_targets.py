@@ -1,0 +1,77 @@
+"""The issue's targets, checked on fixed seeds: outcomes of the whole loop (world, agent, reviewers, tuner,
+approver, watchdog), not timings."""
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from loopsite.rules import rule
+
+
+def _week(table: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    return table[n - 1]
+
+
+def test_miscalibrated__2000_a_day__dismissal_rate_under_15_percent_by_week_6(run_scenario: Any) -> None:
+    table = run_scenario("miscalibrated", weeks=10, per_day=2000)["table"]
+    assert _week(table, 1)["dismissalRate"] > 0.30  # it starts badly miscalibrated
+    assert all(row["dismissalRate"] < 0.15 for row in table[5:])
+
+
+def test_miscalibrated__2000_a_day__true_miss_rate_never_10_percent_above_week_2(run_scenario: Any) -> None:
+    table = run_scenario("miscalibrated", weeks=10, per_day=2000)["table"]
+    baseline = _week(table, 2)["trueMissRate"]
+    assert all(row["trueMissRate"] <= baseline * 1.10 for row in table), [r["trueMissRate"] for r in table]
+
+
+def test_miscalibrated__2000_a_day__no_cycle_with_more_than_3_changes_or_a_move_over_20_percent(
+    run_scenario: Any,
+) -> None:
+    run = run_scenario("miscalibrated", weeks=10, per_day=2000)
+    accepted = [p for p in run["proposals"] if p["status"] in ("accepted", "modified", "rolled_back")]
+    assert accepted, "the tuner changed nothing"
+    per_cycle: dict[int, int] = {}
+    for p in accepted:
+        per_cycle[p["run_id"]] = per_cycle.get(p["run_id"], 0) + 1
+        moved = abs(p["decided_value"] - p["current_value"]) / p["current_value"]
+        assert moved <= rule("MAX_MOVE_FRACTION") + 1e-9, p
+    assert max(per_cycle.values()) <= 3
+    assert all(row["accepted"] <= 3 for row in run["table"])
+    # Between two consecutive versions no threshold moves more than 20 %.
+    versions = run["versions"]
+    for before, after in zip(versions, versions[1:], strict=False):
+        for name, value in after["values"].items():
+            assert abs(value - before["values"][name]) <= 0.20 * before["values"][name] + 1e-9
+
+
+def test_miscalibrated__2000_a_day__no_proposals_in_the_last_two_weeks_of_ten(run_scenario: Any) -> None:
+    table = run_scenario("miscalibrated", weeks=10, per_day=2000)["table"]
+    assert [row["proposals"] for row in table[-2:]] == [0, 0]
+    assert table[-1]["systemHealth"] == "healthy"
+
+
+def test_over_correction__watchdog_rolls_the_bad_change_back_within_7_days(run_scenario: Any) -> None:
+    run = run_scenario("over-correction", weeks=4, per_day=1000)
+    (bad,) = [e for e in run["events"] if e["kind"] == "bad-change"]
+    rollbacks = [e for e in run["events"] if e["kind"] == "rollback"]
+    assert rollbacks, "the watchdog never rolled the change back"
+    went_live = datetime.fromisoformat(bad["at"])
+    rolled = datetime.fromisoformat(rollbacks[0]["at"])
+    assert timedelta(0) < rolled - went_live <= timedelta(days=7)
+    assert run["versions"][-1]["source"] == "rollback"
+    assert run["versions"][-1]["values"] == run["versions"][0]["values"]
+
+
+def test_drift__dismissal_rate_back_under_15_percent_within_3_cycles_after_the_shift(run_scenario: Any) -> None:
+    table = run_scenario("drift", weeks=6, per_day=1000)["table"]
+    shift_week = 3
+    assert max(row["dismissalRate"] for row in table[shift_week - 1 : shift_week + 1]) > 0.15  # the shift hurts
+    # Cycles run at the start of weeks 4, 5 and 6; week 6's decisions are made under the third one's thresholds.
+    assert _week(table, shift_week + 3)["dismissalRate"] < 0.15
+
+
+def test_simulate__same_seed__same_table(run_scenario: Any) -> None:
+    first = run_scenario("miscalibrated", weeks=3, per_day=150, seed=5)["table"]
+    again = run_scenario("miscalibrated", weeks=3, per_day=150, seed=5, fresh=True)["table"]
+    assert again == first
+    other = run_scenario("miscalibrated", weeks=3, per_day=150, seed=6)["table"]
+    assert other != first
