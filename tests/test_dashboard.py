@@ -175,10 +175,10 @@ def test_dashboard__anonymous__sent_to_sign_in(two_weeks: Any) -> None:
 
 
 def test_dashboard__user_without_role__403(two_weeks: Any) -> None:
-    from tests.factories import UserFactory
+    from django.contrib.auth import get_user_model
 
     client = Client()
-    client.force_login(UserFactory(username="nobody"))
+    client.force_login(get_user_model().objects.create_user(username="nobody", password="x-very-long-pw"))
     assert client.get("/dashboard/").status_code == 403
 
 
