@@ -351,3 +351,38 @@ def test_cycle__healthy_cycle__still_supersedes_the_last_cycles_pending_proposal
     run = stat_run(agent)
     old.refresh_from_db()
     assert output(run)["proposals"] == [] and old.status == "superseded"
+
+
+def test_cycle__half_the_queue_unanswered__confidence_capped_low_and_summary_says_why() -> None:
+    agent, _ = make_agent()
+    rows = flag_too_low_rows(600)
+    for i, row in enumerate(rows):
+        if i % 2:
+            row["response"] = None
+    log_rows(agent, rows)
+    run = stat_run(agent)
+    assert [p["confidence"] for p in output(run)["proposals"]] == ["low"]
+    assert "capped at low" in output(run)["summary"] and output(run)["systemHealth"] == "degraded"
+
+
+def test_cycle__cost_objective_with_dear_misses__no_increase_that_loses_real_cases() -> None:
+    agent, _ = make_agent(objective="cost", miss_cost=50.0)
+    rows = flag_too_low_rows()
+    for i, row in enumerate(rows):
+        # Some real cases hide among the low flags: each costs 50 false alarms.
+        if row["response"] == "dismiss" and i % 5 == 0:
+            row["response"] = "approve"
+    log_rows(agent, rows)
+    run = stat_run(agent)
+    assert [p for p in output(run)["proposals"] if p["thresholdName"] == "flag_threshold"] == []
+
+
+def test_weekly_task__fans_out_one_cycle_task_per_agent(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuner.tasks import tuner_weekly_task
+
+    first, _ = make_agent("one")
+    second, _ = make_agent("two")
+    sent: list[int] = []
+    monkeypatch.setattr("tuner.tasks.tuner_cycle_task.delay", lambda pk: sent.append(pk))
+    assert tuner_weekly_task() == [first.pk, second.pk] and sent == [first.pk, second.pk]
+    assert tuner_weekly_task(second.pk) == [second.pk]
