@@ -249,6 +249,14 @@ def validate_model_proposal(ctx: GenerationContext, raw: Any) -> tuple[Candidate
     """One proposal of the model checked against the window; returns (candidate, '') or (None, why)."""
     if not isinstance(raw, dict):
         return None, "not an object"
+    required = PROPOSAL_SCHEMA["properties"]["proposals"]["items"]["required"]
+    missing = [key for key in required if key not in raw]
+    if missing:
+        return None, f"{raw.get('thresholdName')!r}: missing {', '.join(missing)}"
+    kinds = {"expectedImpact": str, "riskAssessment": str, "evidenceCount": int}
+    wrong = [key for key, kind in kinds.items() if not isinstance(raw[key], kind) or isinstance(raw[key], bool)]
+    if wrong or _number(raw["currentValue"]) is None:
+        return None, f"{raw.get('thresholdName')!r}: wrong type for {', '.join(wrong or ['currentValue'])}"
     name = raw.get("thresholdName")
     if not isinstance(name, str) or name not in ctx.definitions:
         return None, f"unknown threshold {name!r}"

@@ -156,6 +156,17 @@ def test_claude__fewer_than_five_cited__dropped(window_agent: Agent) -> None:
     assert output(run)["proposals"] == [] and any("fewer than 5" in n for n in run.notes)
 
 
+def test_claude__proposal_missing_fields_or_with_wrong_types__dropped(window_agent: Agent) -> None:
+    cited = ids(window_agent, "dismiss", 0.6, 0.7)
+    no_risk = proposal(sampleEntryIds=cited)
+    del no_risk["riskAssessment"]
+    text_count = proposal(sampleEntryIds=cited, evidenceCount="many")
+    run = run_with(window_agent, answering(answer(no_risk, text_count)))
+    assert output(run)["proposals"] == []
+    assert any("missing riskAssessment" in n for n in run.notes)
+    assert any("wrong type for evidenceCount" in n for n in run.notes)
+
+
 def test_claude__unknown_threshold__dropped(window_agent: Agent) -> None:
     cited = ids(window_agent, "dismiss", 0.6, 0.7)
     run = run_with(window_agent, answering(answer(proposal(thresholdName="block_everything", sampleEntryIds=cited))))
