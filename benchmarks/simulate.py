@@ -8,13 +8,17 @@ whole loop (112,000 decisions logged hour by hour through ``decision_log_batch``
 the hourly watchdog, six weekly tuner cycles and the approver's decisions). Target: under 60 seconds.
 """
 
-import argparse
-import os
 import sys
-import tempfile
-import time
-from datetime import date
 from pathlib import Path
+
+# benchmarks/ holds a queue.py: keep the folder off the path so ``import queue`` finds the standard library's.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from datetime import date  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

@@ -14,6 +14,7 @@ COLUMNS = (
     ("escalationRate", "escal", "pct"),
     ("trueFalseAlarmRate", "true FA", "pct"),
     ("trueMissRate", "true miss", "pct"),
+    ("initialMissRate", "untuned miss", "pct"),
     ("proposals", "prop", "{}"),
     ("accepted", "acc", "{}"),
     ("rollbacks", "rb", "{}"),

@@ -118,6 +118,12 @@ class WeekRow:
             "modificationRate": m["modificationRate"],
             "trueFalseAlarmRate": self.truth.false_alarm_rate,
             "trueMissRate": self.truth.miss_rate,
+            "initialFalseAlarmRate": self.truth.initial_false_alarm_rate,
+            "initialMissRate": self.truth.initial_miss_rate,
+            "trueFalseAlarms": self.truth.false_alarms,
+            "trueMisses": self.truth.misses,
+            "initialMisses": self.truth.initial_misses,
+            "positives": self.truth.positives,
             "proposals": m["proposals"],
             "accepted": m["accepted"],
             "rollbacks": m["rollbacks"],
@@ -232,7 +238,8 @@ class Loop:
             )
         decision_log_batch(entries=entries, now=now, acting_agent=self.agent)
         week = day // 7
-        self.truth.setdefault(week, TruthCounts()).add(decided.action, cases.truth[sl])
+        initial = agent_decide(self.scenario, cases.signals, self.scenario.initial_values, sl=sl).action
+        self.truth.setdefault(week, TruthCounts()).add(decided.action, cases.truth[sl], initial)
         queued = set(Decision.objects.filter(entry_id__in=ids, queued=True).values_list("entry_id", flat=True))
         for j, i in enumerate(range(lo, hi)):
             entry_id = ids[j]

@@ -355,13 +355,29 @@ class TruthCounts:
     false_alarms: int = 0  # fired an action stronger than the case deserved
     positives: int = 0  # cases deserving more than the weakest action
     misses: int = 0  # cases given a weaker action than they deserved
+    # the same cases under the initial thresholds (a counterfactual: what the untuned agent would have done)
+    initial_fired: int = 0
+    initial_false_alarms: int = 0
+    initial_misses: int = 0
 
-    def add(self, taken: NDArray[np.int64], truth: NDArray[np.int64]) -> None:
+    def add(self, taken: NDArray[np.int64], truth: NDArray[np.int64], initial: NDArray[np.int64] | None = None) -> None:
         self.decisions += len(taken)
         self.fired += int((taken > 0).sum())
         self.false_alarms += int(((taken > 0) & (taken > truth)).sum())
         self.positives += int((truth > 0).sum())
         self.misses += int((taken < truth).sum())
+        if initial is not None:
+            self.initial_fired += int((initial > 0).sum())
+            self.initial_false_alarms += int(((initial > 0) & (initial > truth)).sum())
+            self.initial_misses += int((initial < truth).sum())
+
+    @property
+    def initial_miss_rate(self) -> float | None:
+        return round(self.initial_misses / self.positives, 4) if self.positives else None
+
+    @property
+    def initial_false_alarm_rate(self) -> float | None:
+        return round(self.initial_false_alarms / self.initial_fired, 4) if self.initial_fired else None
 
     @property
     def false_alarm_rate(self) -> float | None:

@@ -42,3 +42,16 @@ def run_scenario(django_db_setup: Any, django_db_blocker: Any) -> Callable[..., 
         return cache[key]
 
     return run
+
+
+@pytest.fixture(scope="module")
+def run_replay(django_db_setup: Any, django_db_blocker: Any) -> Callable[..., list[dict[str, Any]]]:
+    from simulation.replay import ReplaySpec, replay_run
+
+    def run(spec: ReplaySpec) -> list[dict[str, Any]]:
+        with django_db_blocker.unblock():
+            result = replay_run(spec, start=START)
+            agent_purge(agent_id=result.agent_id)
+        return result.table()
+
+    return run
