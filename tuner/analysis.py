@@ -140,15 +140,12 @@ def candidate_range(current: float, lo: float, hi: float, max_move: float) -> tu
     return math.ceil(low * BINS - 1e-9) / BINS, math.floor(high * BINS + 1e-9) / BINS
 
 
-def _tidy(ks: NDArray[np.int64], k0: int, *, largest: bool = False) -> int:
-    """Among equally good grid indexes: the roundest value (0.01, then 0.005), then the smallest move (or the
-    largest value when ``largest``)."""
+def _tidy(ks: NDArray[np.int64], k0: int) -> int:
+    """Among equally good grid indexes: the roundest value (0.01, then 0.005), then the smallest move."""
 
     def roundness(k: int) -> int:
         return 0 if k % 10 == 0 else 1 if k % 5 == 0 else 2
 
-    if largest:
-        return int(min(ks, key=lambda k: (roundness(int(k)), -int(k))))
     return int(min(ks, key=lambda k: (roundness(int(k)), abs(int(k) - k0), int(k))))
 
 
