@@ -8,10 +8,11 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
+from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -127,6 +128,15 @@ def queue_respond(request: HttpRequest) -> HttpResponse:
             )
         recorded = [n.decision for n in notices if n.outcome == "recorded" and n.decision is not None]
         week_rate_note_responses(decisions=recorded, now=now)
+    if not getattr(request, "htmx", False):
+        # Without JavaScript the forms post normally: say what happened on the next page (post/redirect/get).
+        for n in notices:
+            level = messages.SUCCESS if n.outcome == "recorded" else messages.WARNING
+            messages.add_message(request, level, n.message)
+        query = _filters(request.POST).as_query()
+        if request.POST.get("after"):
+            query["after"] = str(request.POST["after"])
+        return redirect(reverse("queue") + ("?" + urlencode(query) if query else ""))
     return render(request, "queue/_body.html", _body_context(request, request.POST, notices))
 
 

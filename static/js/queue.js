@@ -14,6 +14,8 @@
   let claimedId = null; // entry id this page holds a claim on
   let wantFocus = null; // after a response, the item to focus next
   let busy = false; // a response is on its way; keys wait for it
+  let answering = new Set(); // entry ids of the response on its way
+  const me = body.dataset.reviewer || "";
 
   function csrf() {
     try {
@@ -89,8 +91,10 @@
           item.classList.add("claimed");
           return;
         }
-        // Someone else has it, or it was answered meanwhile: say so and move on.
         if (claimedId === id) claimedId = null;
+        // Our own answer overtook the claim: the swap that is coming takes care of the item.
+        if (answering.has(id) || (res.respondedBy && res.respondedBy === me)) return;
+        // Someone else has it, or it was answered meanwhile: say so and move on.
         notify(res.message, res.respondedBy ? "already_responded" : "claimed_by_other");
         const wasFocused = focusedId === id;
         const next = neighbour(item, 1) || neighbour(item, -1);
@@ -266,7 +270,6 @@
     busy = true;
     // Remember which item comes next: the first after the focused one that is not being answered.
     const all = items();
-    let answering;
     if (elt.closest("#bulk-form")) {
       answering = new Set(selected().map((box) => box.value));
     } else {
@@ -280,14 +283,19 @@
     wantFocus = next ? next.dataset.entryId : null;
   });
 
-  document.body.addEventListener("htmx:afterRequest", () => {
-    busy = false;
+  document.body.addEventListener("htmx:afterRequest", (e) => {
+    // A failed request never settles: let the keys work again.
+    if (!e.detail.successful) {
+      busy = false;
+      answering = new Set();
+    }
   });
 
   // After settling: htmx restores the attributes of the new content while it settles.
   document.body.addEventListener("htmx:afterSettle", (e) => {
     if (e.detail.target !== body || e.target !== body) return;
     busy = false;
+    answering = new Set();
     afterRender();
   });
 

@@ -26,6 +26,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PASSWORD = "correct-horse-battery"
+# The machine running the suite may be busy; give the page time rather than fail on a slow swap.
+expect.set_options(timeout=15_000)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +93,15 @@ def claimed_by(entry_id: str, who: str, timeout: float = 10.0) -> None:
 
 def respond_and_wait(page: Page, key: str, entry_id: str, next_id: str | None) -> None:
     page.keyboard.press(key)
-    expect(item(page, entry_id)).to_have_count(0)
+    try:
+        expect(item(page, entry_id)).to_have_count(0)
+    except AssertionError as exc:
+        notices = page.locator(".notices").all_inner_texts()
+        d = stored(entry_id)
+        raise AssertionError(
+            f"{entry_id} still listed after {key!r}; notices: {notices}; "
+            f"stored response {d.response_action!r}, claimed by {d.claimed_by!r}"
+        ) from exc
     if next_id is not None:
         wait_focused(page, next_id)
 

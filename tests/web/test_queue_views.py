@@ -12,6 +12,8 @@ from tests.web.conftest import log_pending, stored
 
 pytestmark = pytest.mark.django_db
 
+HX = {"HX-Request": "true"}  # what htmx sends; without it the respond view redirects (no-JavaScript path)
+
 
 def signed_in(user: Any) -> Client:
     client = Client()
@@ -93,7 +95,7 @@ def test_queue__keyset_pages__cover_every_item_once(reviewer: Any, agent: Any) -
 
 def test_respond__approve__stored_with_responder_and_time(reviewer: Any, pending: list[str]) -> None:
     response = signed_in(reviewer).post(
-        "/queue/respond/", {"entry_id": pending[0], "response": "approve"}, HTTP_HX_REQUEST="true"
+        "/queue/respond/", headers=HX, data={"entry_id": pending[0], "response": "approve"}
     )
     assert response.status_code == 200
     d = stored(pending[0])
@@ -105,25 +107,31 @@ def test_respond__approve__stored_with_responder_and_time(reviewer: Any, pending
 
 
 def test_respond__modify_with_note__stored(reviewer: Any, pending: list[str]) -> None:
-    signed_in(reviewer).post("/queue/respond/", {"entry_id": pending[0], "modify_to": "escalate", "note": " big one "})
+    signed_in(reviewer).post(
+        "/queue/respond/", headers=HX, data={"entry_id": pending[0], "modify_to": "escalate", "note": " big one "}
+    )
     d = stored(pending[0])
     assert (d.response_action, d.modified_action, d.response_note) == ("modify", "escalate", "big one")
 
 
 def test_respond__modify_to_unknown_action__refused_with_message(reviewer: Any, pending: list[str]) -> None:
-    response = signed_in(reviewer).post("/queue/respond/", {"entry_id": pending[0], "modify_to": "explode"})
+    response = signed_in(reviewer).post(
+        "/queue/respond/", headers=HX, data={"entry_id": pending[0], "modify_to": "explode"}
+    )
     assert "modifiedAction must be one of" in response.content.decode()
     assert stored(pending[0]).response_action is None
 
 
 def test_respond__bulk__every_selected_item_answered(reviewer: Any, pending: list[str]) -> None:
-    signed_in(reviewer).post("/queue/respond/", {"entry_id": pending[:2], "response": "dismiss"})
+    signed_in(reviewer).post("/queue/respond/", headers=HX, data={"entry_id": pending[:2], "response": "dismiss"})
     assert [stored(i).response_action for i in pending] == ["dismiss", "dismiss", None]
 
 
 def test_respond__second_response__refused_first_stands(reviewer: Any, approver: Any, pending: list[str]) -> None:
-    signed_in(approver).post("/queue/respond/", {"entry_id": pending[0], "response": "approve"})
-    response = signed_in(reviewer).post("/queue/respond/", {"entry_id": pending[0], "response": "dismiss"})
+    signed_in(approver).post("/queue/respond/", headers=HX, data={"entry_id": pending[0], "response": "approve"})
+    response = signed_in(reviewer).post(
+        "/queue/respond/", headers=HX, data={"entry_id": pending[0], "response": "dismiss"}
+    )
     assert "alice already answered" in response.content.decode()
     d = stored(pending[0])
     assert (d.response_action, d.responder_id) == ("approve", "alice")
@@ -131,7 +139,9 @@ def test_respond__second_response__refused_first_stands(reviewer: Any, approver:
 
 def test_respond__item_claimed_by_other__refused(reviewer: Any, approver: Any, pending: list[str]) -> None:
     assert claim_acquire(entry_id=pending[0], reviewer="alice", now=timezone.now()).won
-    response = signed_in(reviewer).post("/queue/respond/", {"entry_id": pending[0], "response": "dismiss"})
+    response = signed_in(reviewer).post(
+        "/queue/respond/", headers=HX, data={"entry_id": pending[0], "response": "dismiss"}
+    )
     assert "alice is reviewing" in response.content.decode()
     assert stored(pending[0]).response_action is None
 
@@ -165,7 +175,7 @@ def test_claim__moving_on__releases_the_previous_item(reviewer: Any, pending: li
 
 def test_header__pending_done_today_and_week_rate(reviewer: Any, pending: list[str]) -> None:
     client = signed_in(reviewer)
-    client.post("/queue/respond/", {"entry_id": pending[0], "response": "approve"})
+    client.post("/queue/respond/", headers=HX, data={"entry_id": pending[0], "response": "approve"})
     response = client.get("/queue/")
     stats = response.context["stats"]
     assert (stats.pending, stats.done_today) == (2, 1)
@@ -178,11 +188,11 @@ def test_header__week_rate_below_60_percent__warning_shown(reviewer: Any, agent:
     now = timezone.now()
     ids = log_pending(agent.agent_id, 5, now=now, minutes_apart=0, ago=timedelta(seconds=5))
     client = signed_in(reviewer)
-    client.post("/queue/respond/", {"entry_id": ids[0], "response": "approve"})
+    client.post("/queue/respond/", headers=HX, data={"entry_id": ids[0], "response": "approve"})
     html = client.get("/queue/").content.decode()
     assert 'data-stat="week-rate">20 %<' in html
     assert "below 60 %" in html
-    client.post("/queue/respond/", {"entry_id": ids[1:4], "response": "approve"})
+    client.post("/queue/respond/", headers=HX, data={"entry_id": ids[1:4], "response": "approve"})
     html = client.get("/queue/").content.decode()
     assert 'data-stat="week-rate">80 %<' in html
     assert "below 60 %" not in html
@@ -217,3 +227,12 @@ def test_claim__leaving_the_page__release_alone_gives_the_item_back(reviewer: An
     response = client.post("/queue/claim/", {"release": pending[0]})
     assert response.json()["released"] is True
     assert stored(pending[0]).claimed_by is None
+
+
+def test_respond__without_javascript__redirects_back_with_a_message(reviewer: Any, pending: list[str]) -> None:
+    client = signed_in(reviewer)
+    response = client.post("/queue/respond/", {"entry_id": pending[0], "response": "escalate", "agent": "triage"})
+    assert response.status_code == 302 and response["Location"] == "/queue/?agent=triage"
+    page = client.get(response["Location"]).content.decode()
+    assert f"{pending[0]}: escalate" in page
+    assert stored(pending[0]).response_action == "escalate"
