@@ -53,12 +53,17 @@ class BearerAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("malformed bearer key")
         kind, prefix = parsed
         if kind == AGENT_KIND:
-            agent_key = AgentKey.objects.select_related("agent").filter(prefix=prefix, revoked_at=None).first()
+            # The prefix is unique: a plain lookup, with no ORDER BY from the model's default ordering.
+            agent_key = (
+                AgentKey.objects.select_related("agent").filter(prefix=prefix, revoked_at=None).order_by().first()
+            )
             if agent_key is None or not key_matches(key, agent_key.hashed_key):
                 raise exceptions.AuthenticationFailed("unknown or revoked agent key")
             return AgentPrincipal(agent=agent_key.agent), agent_key
         if kind == USER_KIND:
-            token = PersonalToken.objects.select_related("user").filter(prefix=prefix, revoked_at=None).first()
+            token = (
+                PersonalToken.objects.select_related("user").filter(prefix=prefix, revoked_at=None).order_by().first()
+            )
             if token is None or not key_matches(key, token.hashed_key) or not token.user.is_active:
                 raise exceptions.AuthenticationFailed("unknown or revoked token")
             return token.user, token
