@@ -51,6 +51,7 @@ CASES = [
         form={"entry_id": "{entry}", "response": "approve"},
     ),
     Case("queue claim", "POST", "/queue/claim/", PEOPLE, page=True, form={"entry_id": "{entry}"}),
+    Case("queue header figures", "GET", "/queue/stats/", PEOPLE, page=True),
     Case("proposal list", "GET", "/proposals/", APPROVERS, page=True),
     Case("proposal detail", "GET", "/proposals/{proposal}/", APPROVERS, page=True),
     Case("proposal new", "GET", "/proposals/new/", APPROVERS, page=True),

@@ -266,7 +266,8 @@
 
   document.body.addEventListener("htmx:beforeRequest", (e) => {
     const elt = e.detail.elt;
-    if (!(elt instanceof Element) || !body.contains(elt)) return;
+    // Only responses hold the keys; the header's own request does not.
+    if (!(elt instanceof Element) || !body.contains(elt) || !elt.closest("form.respond, #bulk-form")) return;
     busy = true;
     // Remember which item comes next: the first after the focused one that is not being answered.
     const all = items();

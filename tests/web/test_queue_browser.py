@@ -60,6 +60,9 @@ def open_page(browser: Browser, live_server: Any) -> Iterator[Any]:
 
     yield make
     for context in contexts:
+        # Let in-flight requests (claims, the header) finish before the database is emptied for the next test.
+        for page in context.pages:
+            page.wait_for_load_state("networkidle")
         context.close()
     assert errors == [], f"script errors on the page: {errors}"
 

@@ -176,7 +176,7 @@ def test_claim__moving_on__releases_the_previous_item(reviewer: Any, pending: li
 def test_header__pending_done_today_and_week_rate(reviewer: Any, pending: list[str]) -> None:
     client = signed_in(reviewer)
     client.post("/queue/respond/", headers=HX, data={"entry_id": pending[0], "response": "approve"})
-    response = client.get("/queue/")
+    response = client.get("/queue/stats/")
     stats = response.context["stats"]
     assert (stats.pending, stats.done_today) == (2, 1)
     html = response.content.decode()
@@ -189,11 +189,12 @@ def test_header__week_rate_below_60_percent__warning_shown(reviewer: Any, agent:
     ids = log_pending(agent.agent_id, 5, now=now, minutes_apart=0, ago=timedelta(seconds=5))
     client = signed_in(reviewer)
     client.post("/queue/respond/", headers=HX, data={"entry_id": ids[0], "response": "approve"})
-    html = client.get("/queue/").content.decode()
+    html = client.get("/queue/stats/").content.decode()
     assert 'data-stat="week-rate">20 %<' in html
     assert "below 60 %" in html
-    client.post("/queue/respond/", headers=HX, data={"entry_id": ids[1:4], "response": "approve"})
-    html = client.get("/queue/").content.decode()
+    html = client.post(
+        "/queue/respond/", headers=HX, data={"entry_id": ids[1:4], "response": "approve"}
+    ).content.decode()
     assert 'data-stat="week-rate">80 %<' in html
     assert "below 60 %" not in html
 
@@ -236,3 +237,9 @@ def test_respond__without_javascript__redirects_back_with_a_message(reviewer: An
     page = client.get(response["Location"]).content.decode()
     assert f"{pending[0]}: escalate" in page
     assert stored(pending[0]).response_action == "escalate"
+
+
+def test_queue_page__header_figures_load_in_their_own_request(reviewer: Any, pending: list[str]) -> None:
+    html = signed_in(reviewer).get("/queue/").content.decode()
+    assert 'hx-get="/queue/stats/"' in html and 'hx-trigger="load"' in html
+    assert signed_in(reviewer).get("/queue/stats/").status_code == 200
