@@ -113,6 +113,11 @@ class QueuePage:
     cursor: Cursor | None = None
     agents: list[Agent] = field(default_factory=list)
 
+    @property
+    def actions(self) -> list[str]:
+        """Every agent's actions, for the filter (weakest first within an agent, each once)."""
+        return list(dict.fromkeys(str(a) for agent in self.agents for a in agent.actions))
+
 
 @dataclass(frozen=True)
 class QueueStats:

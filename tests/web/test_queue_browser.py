@@ -270,3 +270,19 @@ def test_browser__twenty_items_cleared_by_keyboard_alone__every_response_logged(
     for key, entry_id in zip(keys, ids, strict=True):
         assert_web_response(answered(entry_id), expected[key])
     assert Decision.objects.filter(queued=True, response_action=None).count() == 0
+
+
+def test_browser__typing_in_a_filter_field__keys_do_nothing(open_page: Any, reviewer: Any, agent: Any) -> None:
+    ids = log_pending(agent.agent_id, 2)
+    page = open_page("rita")
+    wait_focused(page, ids[0])
+    page.get_by_label("Matched rule").click()
+    page.keyboard.type("adem jkx")
+    page.get_by_label("Agent").focus()
+    page.keyboard.press("a")
+    expect(page.get_by_label("Matched rule")).to_have_value("adem jkx")
+    wait_focused(page, ids[0])
+    assert [stored(i).response_action for i in ids] == [None, None]
+    page.keyboard.press("Escape")  # leaves the field; now the keys work again
+    respond_and_wait(page, "a", ids[0], ids[1])
+    assert_web_response(answered(ids[0]), "approve")
