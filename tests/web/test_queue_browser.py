@@ -215,13 +215,13 @@ def test_browser__binary_mode__thumbs_stored_as_approve_and_dismiss(open_page: A
     page = open_page("rita")
     wait_focused(page, ids[0])
     first = item(page, ids[0])
-    expect(first.get_by_role("button", name="👍 Right a")).to_be_visible()
+    expect(first.get_by_role("button", name="Thumbs up a")).to_be_visible()
     expect(first.locator("button", has_text="Escalate")).to_have_count(0)
     page.keyboard.press("e")  # no escalate in binary mode: nothing happens
     page.keyboard.press("m")
     assert stored(ids[0]).response_action is None
     respond_and_wait(page, "a", ids[0], ids[1])
-    item(page, ids[1]).get_by_role("button", name="👎 Wrong d").click()
+    item(page, ids[1]).get_by_role("button", name="Thumbs down d").click()
     expect(item(page, ids[1])).to_have_count(0)
     assert_web_response(answered(ids[0]), "approve")
     assert_web_response(answered(ids[1]), "dismiss")
