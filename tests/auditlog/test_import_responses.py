@@ -116,3 +116,10 @@ def test_import__long_file__progress_bar_and_every_row_reported(tmp_path: Path, 
     assert "row 602: refused: no decision with id 'missing-599'" in out.getvalue()
     assert "601/601" in err.getvalue()  # tqdm's bar reached the end
     assert responses() == {ids[0]: ("approve", "sam", None, None, "import")}
+
+
+def test_import__semicolon_spreadsheet_export__columns_found(tmp_path: Path, ids: list[str]) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_text(f"Decision ID;Action;Responder ID;Responded At;Note\n{ids[0]};escalate;kim;{AT};missed one\n")
+    assert "1 row(s) taken, 0 refused, of 1." in run(path)
+    assert responses() == {ids[0]: ("escalate", "kim", None, "missed one", "import")}
