@@ -136,10 +136,8 @@
   }
 
   function closePanels(item) {
-    if (!item) return;
-    item.querySelectorAll(".picker, .note-box").forEach((el) => {
-      if (el.classList.contains("picker")) el.hidden = true;
-    });
+    const picker = item && item.querySelector(".picker");
+    if (picker) picker.hidden = true;
   }
 
   function togglePicker(item) {
