@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from auditlog.models import Decision
 from tests.factories import make_agent
@@ -42,12 +42,24 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def open_page(browser: Browser, live_server: Any) -> Iterator[Any]:
-    contexts = []
+    contexts: list[BrowserContext] = []
     errors: list[str] = []
+    in_flight: set[Any] = set()
+
+    def settle(timeout: float = 10.0) -> None:
+        """Wait until the server has answered every request the pages made (claims, the header, beacons)."""
+        deadline = time.monotonic() + timeout
+        while in_flight and time.monotonic() < deadline:
+            for context in contexts:
+                for page in context.pages:
+                    page.wait_for_timeout(20)
 
     def make(username: str) -> Page:
         context = browser.new_context(base_url=live_server.url)
         context.set_default_timeout(10_000)
+        context.on("request", lambda request: in_flight.add(request))
+        context.on("requestfinished", lambda request: in_flight.discard(request))
+        context.on("requestfailed", lambda request: in_flight.discard(request))
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -59,10 +71,14 @@ def open_page(browser: Browser, live_server: Any) -> Iterator[Any]:
         return page
 
     yield make
+    # The live server shares the test database: let it finish every request (leaving the page sends a beacon
+    # that gives the claim back) before the database is emptied for the next test.
+    settle()
     for context in contexts:
-        # Let in-flight requests (claims, the header) finish before the database is emptied for the next test.
         for page in context.pages:
-            page.wait_for_load_state("networkidle")
+            page.goto("about:blank")
+    settle()
+    for context in contexts:
         context.close()
     assert errors == [], f"script errors on the page: {errors}"
 
