@@ -39,7 +39,8 @@ def demo_users(report: DemoReport) -> dict[str, Any]:
         existing = user_model.objects.filter(username=username).first()
         if existing is not None:
             users[username] = existing
-            report.users.append((username, role.value, None))
+            # Still the demo password: show it again, so a second `make run` still tells a newcomer how to sign in.
+            report.users.append((username, role.value, password if existing.check_password(password) else None))
             continue
         user, _ = user_create(username=username, role=role, password=password, email=f"{username}@example.com")
         users[username] = user

@@ -39,7 +39,7 @@ def test_demo__fresh_database__users_history_pending_proposal_and_queue() -> Non
     assert Decision.objects.filter(queued=True, response_action__isnull=True).exists()
 
 
-def test_demo__run_again__adds_nothing_and_keeps_passwords() -> None:
+def test_demo__run_again__adds_nothing_and_shows_the_demo_passwords() -> None:
     demo_build(now=NOW, per_day=40)
     decisions = Decision.objects.count()
     out = StringIO()
@@ -47,4 +47,4 @@ def test_demo__run_again__adds_nothing_and_keeps_passwords() -> None:
     assert Decision.objects.count() == decisions
     text = out.getvalue()
     assert "rita" in text and "alice" in text and "admin" in text
-    assert "password unchanged" in text and "(kept)" in text
+    assert "password: rita-reviews-2026" in text and "(kept)" in text

@@ -18,7 +18,7 @@ class Command(BaseCommand):
         report = demo_build(per_day=opts["per_day"])
         self.stdout.write("Demo users:")
         for username, role, password in report.users:
-            shown = password if password else "(existed already; password unchanged)"
+            shown = password if password else "(existed already with another password; unchanged)"
             self.stdout.write(f"  {role:9} {username:7} password: {shown}")
         self.stdout.write("Demo agents:")
         for agent_id, what, key in report.agents:
