@@ -75,3 +75,18 @@ def test_simulate__same_seed__same_table(run_scenario: Any) -> None:
     assert again == first
     other = run_scenario("miscalibrated", weeks=3, per_day=150, seed=6)["table"]
     assert other != first
+
+
+def test_rules__tuned_by_rule__the_loose_rule_is_raised_and_dismissals_fall(run_scenario: Any) -> None:
+    run = run_scenario("rules", weeks=5, per_day=400)
+    table = run["table"]
+    raised = {p["threshold_name"] for p in run["proposals"] if p["status"] == "accepted"}
+    assert "amount_rule" in raised
+    assert table[-1]["thresholds"]["amount_rule"] > table[0]["thresholds"]["amount_rule"]
+    assert table[-1]["dismissalRate"] < 0.15 < table[0]["dismissalRate"]
+
+
+def test_low_response__40_percent_answered__tuner_reports_degraded(run_scenario: Any) -> None:
+    table = run_scenario("low-response", weeks=4, per_day=400)["table"]
+    assert all(0.35 <= row["responseRate"] <= 0.45 for row in table)
+    assert table[-1]["systemHealth"] == "degraded"
