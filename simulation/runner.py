@@ -66,11 +66,23 @@ def _quiet() -> Iterator[None]:
         logging.disable(previous)
 
 
+SIMULATION_PREFIXES = ("sim-", "replay-", "demo-")
+
+
+class NotASimulationAgent(ValueError):
+    pass
+
+
 def agent_purge(*, agent_id: str) -> bool:
-    """Delete an agent and everything recorded about it. Only for simulation agents."""
+    """Delete an agent and everything recorded about it. Only for simulation agents: an id that does not start
+    with sim-, replay- or demo- is refused, so a run can never wipe a real agent's history."""
     agent = Agent.objects.filter(agent_id=agent_id).first()
     if agent is None:
         return False
+    if not agent_id.startswith(SIMULATION_PREFIXES):
+        raise NotASimulationAgent(
+            f"agent {agent_id!r} exists and is not a simulation agent (ids start with {', '.join(SIMULATION_PREFIXES)})"
+        )
     with transaction.atomic():
         AuditEvent.objects.filter(agent=agent).delete()
         Decision.objects.filter(agent=agent).delete()

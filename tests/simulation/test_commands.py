@@ -52,3 +52,9 @@ def test_simulate_command__same_agent_id_again__replaces_the_previous_run(tmp_pa
 def test_simulate_command__bad_weeks__error() -> None:
     with pytest.raises(CommandError, match="--weeks"):
         call_command("simulate", weeks=0, no_progress=True)
+
+
+def test_simulate_command__agent_id_of_a_real_agent__refused_and_kept(agent: Agent) -> None:
+    with pytest.raises(CommandError, match="not a simulation agent"):
+        call_command("simulate", agent_id="triage", weeks=1, per_day=10, no_progress=True)
+    assert Agent.objects.filter(agent_id="triage").exists()

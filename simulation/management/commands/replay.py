@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from simulation.outputs import table_text, write_outputs
 from simulation.replay import ReplayError, ReplaySpec, load_table, prepare, replay_run, resolve_csv
+from simulation.runner import NotASimulationAgent
 
 
 def _names(value: str) -> tuple[str, ...]:
@@ -67,7 +68,10 @@ class Command(BaseCommand):
         except ReplayError as exc:
             raise CommandError(str(exc)) from None
         bar = tqdm(total=days, unit="day", desc="replay", disable=opts["no_progress"], file=self.stderr)
-        result = replay_run(spec, start=opts["start"], agent_id=opts["agent_id"], progress=lambda _d: bar.update(1))
+        try:
+            result = replay_run(spec, start=opts["start"], agent_id=opts["agent_id"], progress=lambda _d: bar.update(1))
+        except NotASimulationAgent as exc:
+            raise CommandError(str(exc)) from None
         bar.close()
         rows = result.table()
         self.stdout.write(f"replay of {spec.csv.name}: agent {result.agent_id}, about {result.per_day} decisions a day")

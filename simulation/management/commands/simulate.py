@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from simulation.outputs import table_text, write_outputs
-from simulation.runner import simulate
+from simulation.runner import NotASimulationAgent, simulate
 from simulation.world import SCENARIOS, scenario_get
 
 
@@ -36,15 +36,18 @@ class Command(BaseCommand):
         scenario = scenario_get(opts["scenario"])
         days = opts["weeks"] * 7
         bar = tqdm(total=days, unit="day", desc=scenario.name, disable=opts["no_progress"], file=self.stderr)
-        result = simulate(
-            scenario=scenario,
-            weeks=opts["weeks"],
-            per_day=opts["per_day"],
-            seed=opts["seed"],
-            start=opts["start"],
-            agent_id=opts["agent_id"],
-            progress=lambda _day: bar.update(1),
-        )
+        try:
+            result = simulate(
+                scenario=scenario,
+                weeks=opts["weeks"],
+                per_day=opts["per_day"],
+                seed=opts["seed"],
+                start=opts["start"],
+                agent_id=opts["agent_id"],
+                progress=lambda _day: bar.update(1),
+            )
+        except NotASimulationAgent as exc:
+            raise CommandError(str(exc)) from None
         bar.close()
         rows = result.table()
         self.stdout.write(f"{scenario.name}: {scenario.description}")
