@@ -111,6 +111,12 @@ def test_setup_periodic_tasks__weekly_per_agent_timezone_and_hourly_watchdog__id
     assert (watchdog.interval.every, watchdog.interval.period) == (1, "hours")
     assert PeriodicTask.objects.filter(name__startswith="tuner weekly").count() == 2
     assert utc.pk != paris.pk
+    expiry = PeriodicTask.objects.get(name="proposal expiry daily")
+    assert expiry.task == "approvals.expire_proposals" and expiry.interval is not None
+    assert (expiry.interval.every, expiry.interval.period) == (1, "days")
+    digest = PeriodicTask.objects.get(name="approvers digest weekly")
+    assert digest.task == "approvals.weekly_digest" and digest.crontab is not None
+    assert (digest.crontab.hour, digest.crontab.day_of_week) == ("8", "1")
 
 
 def test_setup_periodic_tasks__crontab_edited_in_the_admin__kept(db: None) -> None:

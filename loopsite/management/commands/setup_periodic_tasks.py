@@ -4,25 +4,18 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
+from approvals.tasks import digest_task, proposals_expire_task, watchdog_task
 from thresholds.models import Agent
+from tuner.tasks import tuner_weekly_task
 
-TUNER_TASK = "tuner.tasks.tuner_weekly_task"
-
-
-def _watchdog_task_name() -> str:
-    """The registered name of the watchdog task (its module may give it its own)."""
-    try:
-        from approvals.tasks import watchdog_task
-
-        return str(watchdog_task.name)
-    except (ImportError, AttributeError):
-        return "approvals.tasks.watchdog_task"
+TUNER_TASK = str(tuner_weekly_task.name)
 
 
 class Command(BaseCommand):
     help = (
         "Create or update the beat schedules: each agent's tuner weekly on Monday 03:00 in its timezone, and the "
-        "watchdog hourly. Schedules stay editable in the admin; running this again keeps edited crontabs."
+        "watchdog hourly, expiry of undecided proposals daily and the approvers' digest on Monday 08:00 UTC. "
+        "Schedules stay editable in the admin; running this again keeps edited crontabs."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -51,6 +44,20 @@ class Command(BaseCommand):
         hourly, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.HOURS)
         PeriodicTask.objects.update_or_create(
             name="watchdog hourly",
-            defaults={"task": _watchdog_task_name(), "interval": hourly, "crontab": None, "args": "[]"},
+            defaults={"task": str(watchdog_task.name), "interval": hourly, "crontab": None, "args": "[]"},
         )
         self.stdout.write("scheduled watchdog hourly")
+        daily, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.DAYS)
+        PeriodicTask.objects.update_or_create(
+            name="proposal expiry daily",
+            defaults={"task": str(proposals_expire_task.name), "interval": daily, "crontab": None, "args": "[]"},
+        )
+        self.stdout.write("scheduled proposal expiry daily")
+        monday, _ = CrontabSchedule.objects.get_or_create(
+            minute="0", hour="8", day_of_week="1", day_of_month="*", month_of_year="*", timezone="UTC"
+        )
+        PeriodicTask.objects.update_or_create(
+            name="approvers digest weekly",
+            defaults={"task": str(digest_task.name), "crontab": monday, "interval": None, "args": "[]"},
+        )
+        self.stdout.write("scheduled approvers digest: Monday 08:00 UTC")
