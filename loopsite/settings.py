@@ -239,6 +239,6 @@ LOOPSITE_RULES = {
     "CLAIM_MINUTES": 10,
     "LOW_RESPONSE_WARNING": 0.60,
 }
-TUNER_MODEL = env.str("TUNER_MODEL", default="claude-sonnet-4-5")
+TUNER_MODEL = env.str("TUNER_MODEL", default="claude-sonnet-5-5")
 TUNER_LLM_TIMEOUT = env.float("TUNER_LLM_TIMEOUT", default=60.0)
 ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
