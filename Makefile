@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py demo
+	$(BIN)/python manage.py setup_periodic_tasks
 	$(BIN)/python manage.py serve
 
 serve: $(STAMP)
