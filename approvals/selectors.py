@@ -154,13 +154,14 @@ def version_error_counts(
     return ErrorCounts(errors=errors, responses=responses)
 
 
-def watched_versions() -> QuerySet[ConfigVersion]:
-    """Live versions made live from a proposal that stands (not yet rolled back)."""
-    return ConfigVersion.objects.filter(
+def watched_versions(*, agent: Agent | None = None) -> QuerySet[ConfigVersion]:
+    """Live versions made live from a proposal that stands (not yet rolled back); of one agent when given."""
+    versions = ConfigVersion.objects.filter(
         is_live=True,
         source=ConfigVersion.Source.PROPOSAL,
         proposal__status__in=[Proposal.Status.ACCEPTED, Proposal.Status.MODIFIED],
     ).select_related("agent", "proposal")
+    return versions if agent is None else versions.filter(agent=agent)
 
 
 def previous_version(*, version: ConfigVersion) -> ConfigVersion | None:

@@ -24,7 +24,7 @@ from approvals.audit import audit_record
 from approvals.models import AuditEvent
 from approvals.selectors import ErrorCounts, previous_version, version_error_counts, watched_versions
 from loopsite.rules import rule
-from thresholds.models import ConfigVersion
+from thresholds.models import Agent, ConfigVersion
 from thresholds.services import config_version_activate
 from tuner.models import Proposal
 
@@ -125,10 +125,11 @@ def version_assess(*, version: ConfigVersion) -> tuple[Assessment, ConfigVersion
     return assessment, previous
 
 
-def watchdog_run(*, now: datetime) -> list[ConfigVersion]:
-    """One pass over every watched version. Returns the rollback versions it made live."""
+def watchdog_run(*, now: datetime, agent: Agent | None = None) -> list[ConfigVersion]:
+    """One pass over every watched version (of one agent when given, as a simulation on its own clock must).
+    Returns the rollback versions it made live."""
     rolled: list[ConfigVersion] = []
-    for version in watched_versions():
+    for version in watched_versions(agent=agent):
         assessment, previous = version_assess(version=version)
         logger.info(
             "watchdog.assessed",

@@ -282,11 +282,10 @@ class Loop:
     def watchdog(self, now: datetime) -> None:
         from approvals.watchdog import watchdog_run
 
-        for version in watchdog_run(now=now):
-            if version.agent_id == self.agent.pk:
-                self.events.append(
-                    {"at": now.isoformat(), "kind": "rollback", "version": version.number, "reason": version.reason}
-                )
+        for version in watchdog_run(now=now, agent=self.agent):
+            self.events.append(
+                {"at": now.isoformat(), "kind": "rollback", "version": version.number, "reason": version.reason}
+            )
 
     # --- weekly: the tuner and the approver ----------------------------------------------------------------
 

@@ -113,6 +113,17 @@ def test_watchdog_run__real_rise__rolled_back_audited_and_approvers_emailed(
 
 
 @pytest.mark.django_db
+def test_watchdog_run__scoped_to_another_agent__leaves_this_one_alone():
+    agent, _ = _changed_agent()
+    log_responded(agent, prefix="new", n=60, errors=40, start=CHANGED_AT + timedelta(hours=1))
+    other, _ = make_agent("other-agent", now=NOW - timedelta(days=21))
+
+    assert watchdog_run(now=NOW, agent=other) == []
+    assert config_get_live(agent=agent).version == 2
+    assert [v.agent for v in watchdog_run(now=NOW, agent=agent)] == [agent]
+
+
+@pytest.mark.django_db
 def test_watchdog_run__second_pass__nothing_more_to_roll_back():
     agent, _ = _changed_agent()
     log_responded(agent, prefix="new", n=60, errors=40, start=CHANGED_AT + timedelta(hours=1))
