@@ -75,7 +75,14 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------------------
-DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'loopsite.sqlite3'}")}
+try:
+    DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'loopsite.sqlite3'}")}
+except (KeyError, ValueError) as exc:  # django-environ says KeyError('ENGINE') for a URL with no scheme
+    raise ImproperlyConfigured(
+        f"DATABASE_URL is not a database URL ({exc}); use sqlite:///path or postgres://user@host:port/name"
+    ) from None
+if "ENGINE" not in DATABASES["default"]:
+    raise ImproperlyConfigured("DATABASE_URL has no scheme; use sqlite:///path or postgres://user@host:port/name")
 _engine = DATABASES["default"]["ENGINE"]
 if _engine == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {

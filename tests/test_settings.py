@@ -29,6 +29,7 @@ def django_setup(tmp_path: Path, then: str = "", **env: str) -> subprocess.Compl
         ("mysql://root@127.0.0.1/loopsite", "DATABASE_URL: unsupported engine 'django.db.backends.mysql'"),
         ("foo://somewhere/db", "DATABASE_URL: unsupported engine 'foo'; use sqlite:// or postgres://"),
         ("redis://127.0.0.1:6379/0", "DATABASE_URL: unsupported engine 'redis'"),
+        ("nonsense", "DATABASE_URL has no scheme; use sqlite:///path or postgres://user@host:port/name"),
     ],
 )
 def test_settings__database_url_with_unsupported_scheme__improperly_configured(
