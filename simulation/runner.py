@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 
 from approvals.models import AuditEvent
 from auditlog.models import Decision, DecisionKey
@@ -84,6 +84,10 @@ def agent_purge(*, agent_id: str) -> bool:
             f"agent {agent_id!r} exists and is not a simulation agent (ids start with {', '.join(SIMULATION_PREFIXES)})"
         )
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # The audit trail's trigger lets a simulation agent's rows go only when the transaction says so.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('loopsite.purge_agent', %s, true)", [str(agent.pk)])
         AuditEvent.objects.filter(agent=agent).delete()
         Decision.objects.filter(agent=agent).delete()
         DecisionKey.objects.filter(agent_id=agent.pk).delete()

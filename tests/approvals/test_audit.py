@@ -1,14 +1,15 @@
 import csv
 import io
+from typing import Any
 
 import pytest
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 
 from approvals.models import AuditEvent
 from approvals.services import config_rollback, proposal_decide
 from tests.approvals.conftest import make_proposal
 from tests.conftest import client_for
-from tests.factories import NOW
+from tests.factories import NOW, make_agent
 
 
 def _history(agent, approver, approver2):
@@ -93,3 +94,35 @@ def test_audit_trail__postgresql_refuses_update_and_delete(agent, approver):
         AuditEvent.objects.filter(pk=event.pk).delete()
 
     assert AuditEvent.objects.get(pk=event.pk).message == "kept"
+
+
+def _declare_purge(agent: Any) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('loopsite.purge_agent', %s, true)", [str(agent.pk)])
+
+
+@pytest.mark.configured
+@pytest.mark.django_db
+def test_audit_trail__postgresql__declared_purge_of_a_real_agent__still_refused(agent, approver):
+    proposal_decide(proposal=make_proposal(agent), actor=approver, decision="reject", rationale="kept", now=NOW)
+
+    with pytest.raises(DatabaseError, match="append-only: DELETE refused"), transaction.atomic():
+        _declare_purge(agent)
+        AuditEvent.objects.filter(agent=agent).delete()
+
+    assert AuditEvent.objects.filter(agent=agent).count() == 1
+
+
+@pytest.mark.configured
+@pytest.mark.django_db
+def test_audit_trail__postgresql__simulation_agent__deleted_only_when_the_purge_is_declared(approver):
+    sim, _ = make_agent("sim-miscalibrated-9")
+    proposal_decide(proposal=make_proposal(sim), actor=approver, decision="reject", rationale="kept", now=NOW)
+
+    with pytest.raises(DatabaseError, match="append-only: DELETE refused"), transaction.atomic():
+        AuditEvent.objects.filter(agent=sim).delete()
+    with transaction.atomic():
+        _declare_purge(sim)
+        AuditEvent.objects.filter(agent=sim).delete()
+
+    assert AuditEvent.objects.filter(agent=sim).count() == 0
