@@ -2,6 +2,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django_celery_beat.models import PeriodicTask
 from rest_framework.test import APIClient
 
 from people.keys import key_hash
@@ -58,6 +59,8 @@ def test_create_agent__full_options__agent_thresholds_version_and_key_written() 
     key = output.strip().splitlines()[-1]
     assert AgentKey.objects.get(agent=agent).hashed_key == key_hash(key)
     assert "registered agent fraud (allow < review < block)" in output
+    schedule = PeriodicTask.objects.get(name="tuner weekly: fraud")
+    assert schedule.crontab is not None and str(schedule.crontab.timezone) == "Europe/Berlin"
 
 
 def test_create_agent__defaults__strongest_action_gated_and_key_reads_live_config() -> None:

@@ -1,9 +1,11 @@
 import math
 from argparse import ArgumentParser
+from io import StringIO
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.core.exceptions import ValidationError
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_slug
 from django.db import transaction
@@ -123,5 +125,8 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from None
         values = ", ".join(f"{t['name']}={t['value']:g}" for t in thresholds)
         self.stdout.write(f"registered agent {agent.agent_id} ({' < '.join(agent.actions)}); config v1: {values}")
+        # Its weekly tuner schedule, so a running beat picks the new agent up without another command.
+        call_command("setup_periodic_tasks", stdout=StringIO())
+        self.stdout.write(f"scheduled its tuner: Monday 03:00 {agent.timezone}")
         self.stdout.write("its API key is shown once, store it now:")
         self.stdout.write(key)
