@@ -11,17 +11,15 @@ the hourly watchdog, six weekly tuner cycles and the approver's decisions). Targ
 import sys
 from pathlib import Path
 
-# benchmarks/ holds a queue.py: keep the folder off the path so ``import queue`` finds the standard library's.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+# Run as a script: the project root, not benchmarks/, goes first on sys.path so the project's apps import.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:1] = [str(ROOT)]
 
 import argparse  # noqa: E402
 import os  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from datetime import date  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:

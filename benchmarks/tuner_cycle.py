@@ -21,8 +21,7 @@ Each size runs in one transaction that is rolled back at the end (also on failur
 import sys
 from pathlib import Path
 
-# Run as a script, Python puts benchmarks/ first on sys.path, where a sibling script (queue.py) would shadow the
-# standard library; the project root goes there instead.
+# Run as a script: the project root, not benchmarks/, goes first on sys.path so the project's apps import.
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:1] = [str(ROOT)]
 

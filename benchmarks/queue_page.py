@@ -21,9 +21,9 @@ Target: the page under 100 ms at the first and the deep page.
 import sys
 from pathlib import Path
 
-# This file is named like the standard library's ``queue``: keep its folder off the path so ``import queue``
-# (used by concurrent.futures, asgiref, psycopg's pool) finds the real module.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+# Run as a script: the project root, not benchmarks/, goes first on sys.path so the project's apps import.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:1] = [str(ROOT)]
 
 import argparse  # noqa: E402
 import os  # noqa: E402
@@ -33,8 +33,6 @@ from collections.abc import Callable  # noqa: E402
 from datetime import timedelta  # noqa: E402
 from typing import Any  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loopsite.settings")
 
 AGENTS = [f"bq-{i}" for i in range(5)]
@@ -185,7 +183,7 @@ def main() -> None:
     from django.conf import settings
 
     if not settings.IS_POSTGRES:
-        sys.exit("benchmarks/queue.py needs PostgreSQL: set DATABASE_URL=postgres://...")
+        sys.exit("benchmarks/queue_page.py needs PostgreSQL: set DATABASE_URL=postgres://...")
     from django.core.cache import cache
     from django.db import connection
     from django.test import Client
