@@ -1,7 +1,6 @@
 """Helpers for the approval gate's tests: proposals made by a small factory, decisions logged through the
 real decision-log service (with their responses imported), so the gate and the watchdog see real rows."""
 
-import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -134,33 +133,15 @@ def designated(agent: Agent, approver: Any, approver2: Any) -> list[Any]:
     return [approver, approver2]
 
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless=new",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-
-
 @pytest.fixture
-def browser_context(live_server: Any) -> Iterator[Any]:
-    """A Chromium context for the live server. The server thread shares this process's database connection
-    handling, so Django's async-safety guard is lifted for Playwright's event loop."""
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        context = browser.new_context(base_url=live_server.url)
-        context.set_default_timeout(15_000)
-        try:
-            yield context
-        finally:
-            context.close()
-            browser.close()
+def browser_context(chromium: Any, live_server: Any) -> Iterator[Any]:
+    """A Chromium context for the live server."""
+    context = chromium.new_context(base_url=live_server.url)
+    context.set_default_timeout(15_000)
+    try:
+        yield context
+    finally:
+        context.close()
 
 
 def sign_in(context: Any, live_server: Any, user: Any) -> None:

@@ -1,6 +1,5 @@
 """The review queue in real Chromium: keys, clicks, claims. Every test checks the stored rows, not only the page."""
 
-import os
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -8,7 +7,7 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from auditlog.models import Decision
 from tests.factories import make_agent
@@ -16,32 +15,13 @@ from tests.web.conftest import log_pending, stored
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless=new",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 PASSWORD = "correct-horse-battery"
 # The machine running the suite may be busy; give the page time rather than fail on a slow swap.
 expect.set_options(timeout=15_000)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    # Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test are still sync.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
-def open_page(browser: Browser, live_server: Any) -> Iterator[Any]:
+def open_page(chromium: Browser, live_server: Any) -> Iterator[Any]:
     contexts: list[BrowserContext] = []
     errors: list[str] = []
     in_flight: set[Any] = set()
@@ -55,7 +35,7 @@ def open_page(browser: Browser, live_server: Any) -> Iterator[Any]:
                     page.wait_for_timeout(20)
 
     def make(username: str) -> Page:
-        context = browser.new_context(base_url=live_server.url)
+        context = chromium.new_context(base_url=live_server.url)
         context.set_default_timeout(10_000)
         context.on("request", lambda request: in_flight.add(request))
         context.on("requestfinished", lambda request: in_flight.discard(request))
