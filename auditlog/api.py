@@ -22,14 +22,8 @@ from auditlog.entry import parse_time
 from auditlog.exceptions import InvalidEntry
 from auditlog.models import Decision
 from auditlog.render import entry_render
-from auditlog.services import (
-    DecisionFilters,
-    decision_get,
-    decision_log,
-    decision_log_batch,
-    decision_page,
-    response_record,
-)
+from auditlog.selectors import DecisionFilters, decision_page
+from auditlog.services import decision_get, decision_log, decision_log_batch, response_record
 from loopsite.exceptions import DomainError, Forbidden
 from people.authentication import acting_agent
 from people.roles import is_reviewer, is_staff

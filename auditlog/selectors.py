@@ -5,6 +5,8 @@ The queue is ``queued AND response_action IS NULL``, exactly the condition of th
 page at any depth is one short index range scan: the cursor is the last row's (timestamp, seq), never an OFFSET.
 """
 
+import base64
+import binascii
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,6 +16,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
+from auditlog.exceptions import InvalidEntry
 from auditlog.models import Decision
 from loopsite.rules import rule
 from thresholds.models import Agent
@@ -46,23 +49,29 @@ class QueueFilters:
 
 @dataclass(frozen=True)
 class Cursor:
-    """A position in the queue: the (timestamp, seq) of the last row seen."""
+    """A keyset position: the (timestamp, seq) of the last row seen. Opaque and URL-safe when encoded."""
 
     timestamp: datetime
     seq: int
 
+    @classmethod
+    def after(cls, decision: Decision) -> "Cursor":
+        return cls(decision.timestamp, decision.seq)
+
     def encode(self) -> str:
-        return f"{self.timestamp.isoformat()}~{self.seq}"
+        raw = json.dumps([self.timestamp.isoformat(), self.seq], separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
     @classmethod
     def decode(cls, raw: str | None) -> "Cursor | None":
-        if not raw or "~" not in raw:
+        """The position, or None for a missing or malformed cursor."""
+        if not raw:
             return None
-        stamp, _, seq = raw.rpartition("~")
         try:
+            stamp, seq = json.loads(base64.urlsafe_b64decode((raw + "=" * (-len(raw) % 4)).encode()))
             parsed = datetime.fromisoformat(stamp)
             number = int(seq)
-        except ValueError:
+        except (ValueError, TypeError, binascii.Error):
             return None
         if parsed.tzinfo is None:
             return None
@@ -283,3 +292,44 @@ def queue_stats(*, reviewer: str, now: datetime) -> QueueStats:
         week_responded=week_responded,
         warn_below=float(rule("LOW_RESPONSE_WARNING")),
     )
+
+
+# --- GET /decisions: newest first, keyset-paginated -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DecisionFilters:
+    """What ``GET /decisions`` may filter on. ``until`` is exclusive."""
+
+    agent_pk: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    action: str | None = None
+    has_response: bool | None = None
+
+
+def decision_page(*, filters: DecisionFilters, cursor: str | None, limit: int) -> tuple[list[Decision], str | None]:
+    """One page of decisions, newest first, keyset-paginated on (timestamp, seq) so that pages neither repeat
+    nor skip rows while new ones arrive. Returns the rows and the cursor of the next page (None on the last).
+    """
+    rows = Decision.objects.select_related("agent", "config_version").order_by("-timestamp", "-seq")
+    if filters.agent_pk is not None:
+        rows = rows.filter(agent_id=filters.agent_pk)
+    if filters.since is not None:
+        rows = rows.filter(timestamp__gte=filters.since)
+    if filters.until is not None:
+        rows = rows.filter(timestamp__lt=filters.until)
+    if filters.action is not None:
+        rows = rows.filter(action=filters.action)
+    if filters.has_response is not None:
+        rows = rows.filter(response_action__isnull=not filters.has_response)
+    if cursor:
+        position = Cursor.decode(cursor)
+        if position is None:
+            raise InvalidEntry("cursor is not one this API gave out", field="cursor")
+        rows = rows.filter(Q(timestamp__lt=position.timestamp) | Q(timestamp=position.timestamp, seq__lt=position.seq))
+    page = list(rows[: limit + 1])
+    if len(page) > limit:
+        page = page[:limit]
+        return page, Cursor.after(page[-1]).encode()
+    return page, None

@@ -1,7 +1,5 @@
 """Writes to the decision log: logging decisions (one or a batch) and recording a human response once."""
 
-import base64
-import binascii
 import json
 import logging
 import operator
@@ -10,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import Q
 
 from auditlog.entry import EntryInput, ResponseInput, entry_parse, response_parse, sample_draw
 from auditlog.exceptions import AlreadyResponded, DecisionNotFound, EntryConflict, InvalidEntry
@@ -398,58 +395,6 @@ def response_record(
         raise AlreadyResponded(f"decision {entry_id!r} has a response already; the first one stands", field="id")
     logger.info("decision.responded", extra={"entry_id": entry_id, "action": response.action, "by": responder_id})
     return decision
-
-
-@dataclass(frozen=True)
-class DecisionFilters:
-    """What ``GET /decisions`` may filter on. ``until`` is exclusive."""
-
-    agent_pk: int | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    action: str | None = None
-    has_response: bool | None = None
-
-
-def _cursor_encode(decision: Decision) -> str:
-    raw = json.dumps([decision.timestamp.isoformat(), decision.seq], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _cursor_decode(cursor: str) -> tuple[datetime, int]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        stamp, seq = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return datetime.fromisoformat(stamp), int(seq)
-    except (ValueError, TypeError, binascii.Error):
-        raise InvalidEntry("cursor is not one this API gave out", field="cursor") from None
-
-
-def decision_page(*, filters: DecisionFilters, cursor: str | None, limit: int) -> tuple[list[Decision], str | None]:
-    """One page of decisions, newest first, keyset-paginated on (timestamp, seq) so that pages neither repeat
-    nor skip rows while new ones arrive. Returns the rows and the cursor of the next page (None on the last).
-
-    A read, kept beside the writes that define the (timestamp, seq) order it pages on.
-    """
-    rows = Decision.objects.select_related("agent", "config_version").order_by("-timestamp", "-seq")
-    if filters.agent_pk is not None:
-        rows = rows.filter(agent_id=filters.agent_pk)
-    if filters.since is not None:
-        rows = rows.filter(timestamp__gte=filters.since)
-    if filters.until is not None:
-        rows = rows.filter(timestamp__lt=filters.until)
-    if filters.action is not None:
-        rows = rows.filter(action=filters.action)
-    if filters.has_response is not None:
-        rows = rows.filter(response_action__isnull=not filters.has_response)
-    if cursor:
-        stamp, seq = _cursor_decode(cursor)
-        rows = rows.filter(Q(timestamp__lt=stamp) | Q(timestamp=stamp, seq__lt=seq))
-    page = list(rows[: limit + 1])
-    if len(page) > limit:
-        page = page[:limit]
-        return page, _cursor_encode(page[-1])
-    return page, None
 
 
 @dataclass(frozen=True)
