@@ -13,7 +13,7 @@ from auditlog.entry import EntryInput, ResponseInput, entry_parse, response_pars
 from auditlog.exceptions import AlreadyResponded, DecisionNotFound, EntryConflict, InvalidEntry
 from auditlog.models import Decision, DecisionKey, ReviewReason
 from loopsite.exceptions import DomainError, Forbidden
-from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
+from thresholds.models import Agent, ConfigVersion
 from thresholds.selectors import LiveConfig, config_get_live
 
 logger = logging.getLogger(__name__)
@@ -27,23 +27,21 @@ class _AgentContext:
 
     agent: Agent
     live: LiveConfig
-    definitions: dict[str, ThresholdDefinition]
 
     @classmethod
     def load(cls, agent: Agent) -> "_AgentContext":
-        # No ORDER BY: the model's default ordering joins the agent table, for a dict that does not need it.
-        defs = {t.name: t for t in ThresholdDefinition.objects.filter(agent=agent).order_by()}
-        return cls(agent=agent, live=config_get_live(agent=agent), definitions=defs)
+        # The live config carries the thresholds' gated actions, so a logged decision costs no query for them.
+        return cls(agent=agent, live=config_get_live(agent=agent))
 
     def threshold_for(self, entry: EntryInput) -> str:
         if entry.threshold_name is not None:
-            if entry.threshold_name not in self.definitions:
+            if entry.threshold_name not in self.live.gates:
                 raise InvalidEntry(
                     f"decision.thresholdName {entry.threshold_name!r} is not a threshold of {self.agent.agent_id}",
                     field="decision.thresholdName",
                 )
             return entry.threshold_name
-        gating = [name for name, t in self.definitions.items() if t.action == entry.action]
+        gating = [name for name, action in self.live.gates.items() if action == entry.action]
         if gating:
             exact = [n for n in gating if self.live.thresholds.get(n) == entry.threshold_used]
             return (exact or sorted(gating))[0]

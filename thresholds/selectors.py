@@ -17,6 +17,7 @@ class LiveConfig:
     version_pk: int
     activated_at: datetime
     thresholds: dict[str, float]
+    gates: dict[str, str]  # threshold name -> the action it gates; fixed when the agent is registered
 
     @property
     def etag(self) -> str:
@@ -24,7 +25,7 @@ class LiveConfig:
 
 
 def _cache_key(agent_pk: int) -> str:
-    return f"live-config:{agent_pk}"
+    return f"live-config:v2:{agent_pk}"  # v2: carries the gated actions
 
 
 def agent_get(*, agent_id: str) -> Agent:
@@ -47,6 +48,7 @@ def config_get_live(*, agent: Agent) -> LiveConfig:
         version_pk=version.pk,
         activated_at=version.activated_at,
         thresholds={k: float(v) for k, v in version.values.items()},
+        gates=dict(ThresholdDefinition.objects.filter(agent=agent).order_by().values_list("name", "action")),
     )
     cache.set(_cache_key(agent.pk), live, timeout=300)
     return live
