@@ -9,7 +9,9 @@ from django.contrib.auth import get_user_model
 
 from people.roles import Role, role_groups_ensure
 from thresholds.models import Agent
+from thresholds.selectors import config_get_live
 from thresholds.services import agent_create
+from tuner.models import Proposal, ProposalEvidence, TunerRun
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 
@@ -85,3 +87,50 @@ def entry(agent_id: str = "triage", **overrides: Any) -> dict[str, Any]:
     body["context"].update(overrides.pop("context", {}))
     body.update(overrides)
     return body
+
+
+def make_proposal(
+    agent: Agent,
+    *,
+    threshold: str = "flag_threshold",
+    proposed: float = 0.66,
+    current: float | None = None,
+    created_by: Any = None,
+    run: TunerRun | None = None,
+    evidence_ids: list[str] | None = None,
+    risk_flagged: bool = False,
+    now: datetime = NOW,
+    rank: int = 1,
+) -> Proposal:
+    """A pending proposal as the tuner would store it; ``current`` defaults to the live value."""
+    current = config_get_live(agent=agent).thresholds[threshold] if current is None else current
+    evidence_ids = evidence_ids or []
+    proposal = Proposal.objects.create(
+        agent=agent,
+        run=run,
+        rank=rank,
+        threshold_name=threshold,
+        current_value=current,
+        proposed_value=proposed,
+        direction="increase" if proposed > current else "decrease",
+        confidence="high",
+        expected_impact="Replayed over the window: false alarms -12 (40% of today's), missed signals +0",
+        impact={"falseAlarmChange": -12, "falseAlarmInterval": [-16, -8], "missChange": 0, "missInterval": [0, 1]},
+        evidence_count=len(evidence_ids),
+        sample_entry_ids=evidence_ids[:5],
+        risk_assessment=(
+            "RISK: may raise missed signals: the replay loses 1 case reviewers escalated"
+            if risk_flagged
+            else "No replayed rise in missed signals."
+        ),
+        risk_flagged=risk_flagged,
+        created_by=created_by,
+        created_at=now,
+    )
+    ProposalEvidence.objects.bulk_create(
+        [
+            ProposalEvidence(proposal=proposal, entry_id=i, kind="dismiss", is_sample=n < 5)
+            for n, i in enumerate(evidence_ids)
+        ]
+    )
+    return proposal

@@ -16,8 +16,7 @@ from django.test import Client
 from django.urls import resolve
 
 from people.services import token_create
-from tests.approvals.conftest import make_proposal
-from tests.factories import entry, make_agent, user_with_role
+from tests.factories import entry, make_agent, make_proposal, user_with_role
 from tests.web.conftest import log_pending
 
 ANON, REVIEWER, APPROVER, ADMIN, AGENT = "anonymous", "reviewer", "approver", "admin", "agent key"

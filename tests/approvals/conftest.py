@@ -12,8 +12,7 @@ from django.test import Client
 from auditlog.services import decision_log_batch
 from tests.factories import NOW, entry, user_with_role
 from thresholds.models import Agent
-from thresholds.selectors import config_get_live
-from tuner.models import Proposal, ProposalEvidence, TunerRun
+from tuner.models import TunerRun
 
 
 def iso(moment: datetime) -> str:
@@ -72,53 +71,6 @@ def make_run(agent: Agent, *, now: datetime = NOW) -> TunerRun:
         created_at=now,
         finished_at=now,
     )
-
-
-def make_proposal(
-    agent: Agent,
-    *,
-    threshold: str = "flag_threshold",
-    proposed: float = 0.66,
-    current: float | None = None,
-    created_by: Any = None,
-    run: TunerRun | None = None,
-    evidence_ids: list[str] | None = None,
-    risk_flagged: bool = False,
-    now: datetime = NOW,
-    rank: int = 1,
-) -> Proposal:
-    """A pending proposal as the tuner would store it; ``current`` defaults to the live value."""
-    current = config_get_live(agent=agent).thresholds[threshold] if current is None else current
-    evidence_ids = evidence_ids or []
-    proposal = Proposal.objects.create(
-        agent=agent,
-        run=run,
-        rank=rank,
-        threshold_name=threshold,
-        current_value=current,
-        proposed_value=proposed,
-        direction="increase" if proposed > current else "decrease",
-        confidence="high",
-        expected_impact="Replayed over the window: false alarms -12 (40% of today's), missed signals +0",
-        impact={"falseAlarmChange": -12, "falseAlarmInterval": [-16, -8], "missChange": 0, "missInterval": [0, 1]},
-        evidence_count=len(evidence_ids),
-        sample_entry_ids=evidence_ids[:5],
-        risk_assessment=(
-            "RISK: may raise missed signals: the replay loses 1 case reviewers escalated"
-            if risk_flagged
-            else "No replayed rise in missed signals."
-        ),
-        risk_flagged=risk_flagged,
-        created_by=created_by,
-        created_at=now,
-    )
-    ProposalEvidence.objects.bulk_create(
-        [
-            ProposalEvidence(proposal=proposal, entry_id=i, kind="dismiss", is_sample=n < 5)
-            for n, i in enumerate(evidence_ids)
-        ]
-    )
-    return proposal
 
 
 @pytest.fixture

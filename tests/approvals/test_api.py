@@ -3,9 +3,9 @@ from datetime import timedelta
 import pytest
 
 from approvals.services import proposal_decide
-from tests.approvals.conftest import log_responded, make_proposal
+from tests.approvals.conftest import log_responded
 from tests.conftest import client_for
-from tests.factories import NOW
+from tests.factories import NOW, make_proposal
 from thresholds.selectors import config_get_live
 
 

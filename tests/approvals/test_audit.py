@@ -7,9 +7,8 @@ from django.db import DatabaseError, connection, transaction
 
 from approvals.models import AuditEvent
 from approvals.services import config_rollback, proposal_decide
-from tests.approvals.conftest import make_proposal
 from tests.conftest import client_for
-from tests.factories import NOW, make_agent
+from tests.factories import NOW, make_agent, make_proposal
 
 
 def _history(agent, approver, approver2):

@@ -3,8 +3,8 @@ from datetime import timedelta
 import pytest
 from rest_framework.test import APIClient
 
-from tests.approvals.conftest import log_responded, make_proposal, sign_in
-from tests.factories import NOW, make_agent, user_with_role
+from tests.approvals.conftest import log_responded, sign_in
+from tests.factories import NOW, make_agent, make_proposal, user_with_role
 from tuner.models import Proposal
 
 

@@ -6,8 +6,7 @@ from django.core.management import CommandError, call_command
 
 from approvals.services import proposal_decide
 from approvals.tasks import digest_task, proposals_expire_task, watchdog_task
-from tests.approvals.conftest import make_proposal
-from tests.factories import NOW
+from tests.factories import NOW, make_proposal
 from thresholds.selectors import config_get_live
 from tuner.models import Proposal
 

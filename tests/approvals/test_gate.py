@@ -9,8 +9,8 @@ from approvals.exceptions import AlreadyDecided, GuardrailViolation, NotAnApprov
 from approvals.models import AuditEvent
 from approvals.services import config_rollback, proposal_create_manual, proposal_decide, proposals_expire
 from loopsite.exceptions import ValidationFailed
-from tests.approvals.conftest import log_responded, make_proposal
-from tests.factories import NOW, make_agent, user_with_role
+from tests.approvals.conftest import log_responded
+from tests.factories import NOW, make_agent, make_proposal, user_with_role
 from thresholds.models import ConfigVersion
 from thresholds.selectors import config_get_live
 from tuner.models import Proposal

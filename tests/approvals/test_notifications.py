@@ -4,8 +4,8 @@ import pytest
 
 from approvals.notifications import digest_send, proposals_notify
 from approvals.services import proposal_create_manual, proposal_decide
-from tests.approvals.conftest import log_responded, make_proposal, make_run
-from tests.factories import NOW, user_with_role
+from tests.approvals.conftest import log_responded, make_run
+from tests.factories import NOW, make_proposal, user_with_role
 
 
 @pytest.mark.django_db

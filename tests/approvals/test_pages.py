@@ -6,8 +6,8 @@ import time_machine
 from django.urls import reverse
 
 from approvals.services import proposal_decide
-from tests.approvals.conftest import log_responded, make_proposal
-from tests.factories import NOW
+from tests.approvals.conftest import log_responded
+from tests.factories import NOW, make_proposal
 from thresholds.selectors import config_get_live
 
 

@@ -10,8 +10,8 @@ from approvals.models import AuditEvent
 from approvals.selectors import ErrorCounts
 from approvals.services import proposal_decide
 from approvals.watchdog import watchdog_assess, watchdog_run
-from tests.approvals.conftest import log_responded, make_proposal
-from tests.factories import NOW, make_agent, user_with_role
+from tests.approvals.conftest import log_responded
+from tests.factories import NOW, make_agent, make_proposal, user_with_role
 from thresholds.models import ConfigVersion
 from thresholds.selectors import config_get_live
 from tuner.models import Proposal

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from approvals.models import AuditEvent
 from auditlog.models import Decision
-from tests.factories import NOW, make_agent
+from tests.factories import NOW, make_agent, make_proposal
 from tests.tuner.helpers import log_rows, output, spread
 from thresholds.models import Agent
 from tuner.generators import Generated, GenerationContext, StatisticalGenerator
@@ -117,18 +117,7 @@ def test_cycle__with_proposals__approvers_notified_after_commit(
 
 def test_cycle__older_pending_proposal__superseded_with_an_audit_row() -> None:
     agent, _ = make_agent()
-    old = Proposal.objects.create(
-        agent=agent,
-        threshold_name="escalate_threshold",
-        current_value=0.85,
-        proposed_value=0.9,
-        direction="increase",
-        confidence="low",
-        expected_impact="x",
-        evidence_count=5,
-        risk_assessment="x",
-        created_at=NOW - timedelta(days=7),
-    )
+    old = make_proposal(agent, threshold="escalate_threshold", current=0.85, proposed=0.9, now=NOW - timedelta(days=7))
     log_rows(agent, flag_too_low_rows())
     stat_run(agent)
     old.refresh_from_db()
@@ -336,18 +325,7 @@ def test_cycle__no_decisions_at_all__baseline_run_stored_without_error() -> None
 
 def test_cycle__healthy_cycle__still_supersedes_the_last_cycles_pending_proposals() -> None:
     agent, _ = make_agent()
-    old = Proposal.objects.create(
-        agent=agent,
-        threshold_name="flag_threshold",
-        current_value=0.6,
-        proposed_value=0.65,
-        direction="increase",
-        confidence="low",
-        expected_impact="x",
-        evidence_count=5,
-        risk_assessment="x",
-        created_at=NOW - timedelta(days=7),
-    )
+    old = make_proposal(agent, current=0.6, proposed=0.65, now=NOW - timedelta(days=7))
     run = stat_run(agent)
     old.refresh_from_db()
     assert output(run)["proposals"] == [] and old.status == "superseded"
