@@ -53,20 +53,45 @@ def _has_history(agent_id: str) -> bool:
     return agent is not None and agent.decisions.exists()
 
 
+def _history(
+    scenario_name: str,
+    *,
+    agent_id: str,
+    name: str,
+    weeks: int,
+    now: datetime,
+    approver: Any,
+    per_day: int,
+    approver_decides: bool = True,
+) -> Loop:
+    """Simulate ``weeks`` of a scenario's history for a demo agent, up to the current hour (the last days'
+    decisions are left in the queue)."""
+    scenario = scenario_get(scenario_name)
+    start = monday_on_or_before(now.date()) - timedelta(weeks=weeks)
+    loop = Loop(scenario=scenario, agent_id=agent_id, start=start, seed=SEED, name=name, approver=approver)
+    if not approver_decides:
+        loop.approver_decides = lambda now: None  # type: ignore[method-assign]
+    world = World(scenario, SEED)
+    days = (now.date() - start).days + 1
+    loop.run(days=days, cases_for_day=lambda day: world.cases(day, per_day), until=now, drain=False)
+    return loop
+
+
 def demo_triage(*, now: datetime, approver: Any, per_day: int, report: DemoReport) -> None:
     """Thresholds set too low eight weeks ago: dismissals high, falling through the cycles, then a quiet tuner.
     The history runs up to the current hour, so the last two days' decisions wait in the queue."""
     if _has_history(TRIAGE):
         report.agents.append((TRIAGE, "eight weeks of history (kept)", None))
         return
-    scenario = scenario_get("miscalibrated")
-    start = monday_on_or_before(now.date()) - timedelta(weeks=TRIAGE_WEEKS)
-    loop = Loop(
-        scenario=scenario, agent_id=TRIAGE, start=start, seed=SEED, name="Ticket triage (demo)", approver=approver
+    loop = _history(
+        "miscalibrated",
+        agent_id=TRIAGE,
+        name="Ticket triage (demo)",
+        weeks=TRIAGE_WEEKS,
+        now=now,
+        approver=approver,
+        per_day=per_day,
     )
-    world = World(scenario, SEED)
-    days = (now.date() - start).days + 1
-    loop.run(days=days, cases_for_day=lambda day: world.cases(day, per_day), until=now, drain=False)
     report.agents.append((TRIAGE, f"{TRIAGE_WEEKS} weeks of history, {per_day} decisions a day", loop.key))
 
 
@@ -75,16 +100,17 @@ def demo_rules(*, now: datetime, approver: Any, per_day: int, report: DemoReport
     if _has_history(RULES):
         report.agents.append((RULES, "rule-based agent (kept)", None))
         return
-    scenario = scenario_get("rules")
-    start = monday_on_or_before(now.date()) - timedelta(weeks=RULES_WEEKS)
-    loop = Loop(
-        scenario=scenario, agent_id=RULES, start=start, seed=SEED, name="Card payments rules (demo)", approver=approver
+    # The approver decides nothing here: the cycle of the current week leaves its proposals pending.
+    loop = _history(
+        "rules",
+        agent_id=RULES,
+        name="Card payments rules (demo)",
+        weeks=RULES_WEEKS,
+        now=now,
+        approver=approver,
+        per_day=per_day,
+        approver_decides=False,
     )
-    world = World(scenario, SEED)
-    days = (now.date() - start).days + 1
-    # The approver policy decides nothing here: the cycle of the current week leaves its proposals pending.
-    loop.approver_decides = lambda now: None  # type: ignore[method-assign]
-    loop.run(days=days, cases_for_day=lambda day: world.cases(day, per_day), until=now, drain=False)
     pending = Proposal.objects.filter(agent=loop.agent, status=Proposal.Status.PENDING).count()
     report.agents.append((RULES, f"rule-based, {pending} proposal(s) waiting for an approver", loop.key))
 
