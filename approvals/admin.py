@@ -95,7 +95,7 @@ class ProposalAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         proposal = get_object_or_404(Proposal.objects.select_related("agent", "run"), pk=object_id)
         chart = threshold_chart(agent=proposal.agent, threshold_name=proposal.threshold_name, now=timezone.now())
-        view = proposal_view(proposal=proposal)
+        view = proposal_view(proposal=proposal, now=timezone.now())
         chart.update(
             {"threshold": proposal.threshold_name, "current": view.live_value, "proposed": proposal.proposed_value}
         )

@@ -5,12 +5,14 @@ from typing import Any
 
 from django.http import HttpResponse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from approvals.lock import agent_config_lock, agent_config_unlock, lock_render
 from approvals.selectors import (
     AUDIT_CSV_COLUMNS,
     audit_event_render,
@@ -20,7 +22,7 @@ from approvals.selectors import (
     proposal_sample_ids,
     proposals_list,
 )
-from approvals.services import proposal_decide
+from approvals.services import proposal_create_manual, proposal_decide
 from auditlog.serializers import ErrorSerializer
 from loopsite.exceptions import Forbidden, ValidationFailed
 from people.roles import is_approver, is_staff
@@ -138,12 +140,19 @@ class AuditListOut(serializers.Serializer):
     results = AuditEventOut(many=True)
 
 
+PROPOSAL_ID = OpenApiParameter("proposal_id", int, OpenApiParameter.PATH, description="The proposal's id.")
 ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="Bad input; the message names the field."),
     401: OpenApiResponse(ErrorSerializer, description="No or unknown credentials."),
     403: OpenApiResponse(ErrorSerializer, description="Not an approver or staff (or deciding your own proposal)."),
     404: OpenApiResponse(ErrorSerializer, description="Unknown agent or proposal."),
 }
+
+
+class ManualProposalInput(serializers.Serializer):
+    thresholdName = serializers.CharField(max_length=100)
+    proposedValue = serializers.FloatField()
+    rationale = serializers.CharField(max_length=4000)
 
 
 class ProposalListApi(APIView):
@@ -164,43 +173,72 @@ class ProposalListApi(APIView):
             {"results": [proposal_render(p, live_value=live.thresholds.get(p.threshold_name)) for p in proposals]}
         )
 
+    @extend_schema(
+        summary="Propose a change by hand; another approver must decide it, and the change guard applies",
+        request=ManualProposalInput,
+        responses={
+            201: ProposalDetailOut,
+            409: OpenApiResponse(ErrorSerializer, description="The agent's config is locked."),
+            **ERRORS,
+        },
+    )
+    def post(self, request: Request, agent_id: str) -> Response:
+        require_approver_or_staff(request)
+        agent = agent_get(agent_id=agent_id)
+        data = ManualProposalInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        proposal = proposal_create_manual(
+            agent=agent,
+            threshold_name=data.validated_data["thresholdName"],
+            proposed_value=data.validated_data["proposedValue"],
+            rationale=data.validated_data["rationale"],
+            actor=request.user,
+            now=timezone.now(),
+        )
+        return Response(proposal_detail_render(proposal_get(proposal_id=proposal.pk)), status=201)
+
+
+def proposal_detail_render(proposal: Proposal) -> dict[str, Any]:
+    live = config_get_live(agent=proposal.agent)
+    body = proposal_render(proposal, live_value=live.thresholds.get(proposal.threshold_name))
+    evidence = list(proposal.evidence.order_by("id").values_list("entry_id", "kind"))
+    rendered = {e["id"]: e for e in entries_render([entry_id for entry_id, _ in evidence])}
+    body["evidence"] = [
+        {"entryId": entry_id, "kind": kind, "entry": rendered.get(entry_id)} for entry_id, kind in evidence
+    ]
+    body["sampleEntries"] = entries_render(proposal_sample_ids(proposal=proposal))
+    return body
+
 
 class ProposalDetailApi(APIView):
     @extend_schema(
         summary="One proposal with its evidence (the cited entries in the ActionLogEntry shape)",
         responses={200: ProposalDetailOut, **ERRORS},
+        parameters=[PROPOSAL_ID],
     )
-    def get(self, request: Request, proposal_id: int) -> Response:
+    def get(self, request: Request, proposal_id: str) -> Response:
         require_approver_or_staff(request)
-        proposal = proposal_get(proposal_id=proposal_id)
-        live = config_get_live(agent=proposal.agent)
-        body = proposal_render(proposal, live_value=live.thresholds.get(proposal.threshold_name))
-        evidence = list(proposal.evidence.order_by("id").values_list("entry_id", "kind"))
-        rendered = {e["id"]: e for e in entries_render([entry_id for entry_id, _ in evidence])}
-        body["evidence"] = [
-            {"entryId": entry_id, "kind": kind, "entry": rendered.get(entry_id)} for entry_id, kind in evidence
-        ]
-        body["sampleEntries"] = entries_render(proposal_sample_ids(proposal=proposal))
-        return Response(body)
+        return Response(proposal_detail_render(proposal_get(proposal_id=proposal_id)))
 
 
 class DecisionInput(serializers.Serializer):
     decision = serializers.ChoiceField(choices=["accept", "reject", "modify"])
-    value = serializers.FloatField(required=False, allow_null=True)
-    rationale = serializers.CharField(max_length=4000, allow_blank=True, required=False, default="")
+    value = serializers.FloatField(required=False, allow_null=True, help_text="Required for modify.")
+    rationale = serializers.CharField(max_length=4000, help_text="Why; required, and kept in the audit trail.")
 
 
 class ProposalDecisionApi(APIView):
     @extend_schema(
         summary="Accept, reject or modify a proposal; accept and modify make a new config version live at once",
         request=DecisionInput,
+        parameters=[PROPOSAL_ID],
         responses={
             200: ProposalDecisionOut,
             409: OpenApiResponse(ErrorSerializer, description="Already decided (by whom), expired or superseded."),
             **ERRORS,
         },
     )
-    def post(self, request: Request, proposal_id: int) -> Response:
+    def post(self, request: Request, proposal_id: str) -> Response:
         data = DecisionInput(data=request.data)
         data.is_valid(raise_exception=True)
         proposal = proposal_get(proposal_id=proposal_id)
@@ -216,6 +254,54 @@ class ProposalDecisionApi(APIView):
         body = proposal_render(decided, live_value=live.thresholds.get(decided.threshold_name))
         body["configVersion"] = live.version
         return Response(body)
+
+
+class LockInput(serializers.Serializer):
+    rationale = serializers.CharField(max_length=4000)
+
+
+class LockOut(serializers.Serializer):
+    agentId = serializers.CharField()
+    locked = serializers.BooleanField()
+    lockedAt = serializers.DateTimeField(allow_null=True)
+    lockedBy = serializers.CharField(allow_null=True)
+    rationale = serializers.CharField(help_text="Why it was locked; empty when unlocked.")
+
+
+LOCK_ERRORS = {409: OpenApiResponse(ErrorSerializer, description="Locked already / not locked."), **ERRORS}
+
+
+class AgentLockApi(APIView):
+    @extend_schema(summary="Whether the agent's config is locked", responses={200: LockOut, **ERRORS})
+    def get(self, request: Request, agent_id: str) -> Response:
+        require_approver_or_staff(request)
+        return Response(lock_render(agent_get(agent_id=agent_id)))
+
+    @extend_schema(
+        summary="Lock the agent's config: the tuner reports but proposes nothing; only rollbacks change it",
+        request=LockInput,
+        responses={200: LockOut, **LOCK_ERRORS},
+    )
+    def post(self, request: Request, agent_id: str) -> Response:
+        agent = agent_get(agent_id=agent_id)
+        data = LockInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        locked = agent_config_lock(
+            agent=agent, actor=request.user, rationale=data.validated_data["rationale"], now=timezone.now()
+        )
+        return Response(lock_render(locked))
+
+
+class AgentUnlockApi(APIView):
+    @extend_schema(summary="Unlock the agent's config", request=LockInput, responses={200: LockOut, **LOCK_ERRORS})
+    def post(self, request: Request, agent_id: str) -> Response:
+        agent = agent_get(agent_id=agent_id)
+        data = LockInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        unlocked = agent_config_unlock(
+            agent=agent, actor=request.user, rationale=data.validated_data["rationale"], now=timezone.now()
+        )
+        return Response(lock_render(unlocked))
 
 
 def audit_csv(events: Any, filename: str) -> HttpResponse:
@@ -242,7 +328,11 @@ def _csv_cell(value: Any) -> Any:
 class AuditTrailApi(APIView):
     @extend_schema(
         summary="The audit trail, oldest first; ?export=csv for a CSV file",
-        responses={200: AuditListOut, **ERRORS},
+        responses={
+            (200, "application/json"): AuditListOut,
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="With ?export=csv: one row an event."),
+            **ERRORS,
+        },
         parameters=[
             OpenApiParameter("agentId", str),
             OpenApiParameter("threshold", str),
@@ -254,6 +344,9 @@ class AuditTrailApi(APIView):
         agent_id = request.query_params.get("agentId")
         agent = agent_get(agent_id=agent_id) if agent_id else None
         events = audit_events(agent=agent, threshold=request.query_params.get("threshold") or None)
-        if request.query_params.get("export") == "csv":
+        export = request.query_params.get("export") or None
+        if export not in (None, "csv"):
+            raise ValidationFailed("export must be csv (or absent, for JSON)", field="export")
+        if export == "csv":
             return audit_csv(events, f"audit-{agent_id or 'all'}.csv")
         return Response({"results": [audit_event_render(e) for e in events]})

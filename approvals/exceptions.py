@@ -29,3 +29,17 @@ class AlreadyDecided(Conflict):
 
 class RollbackRefused(ValidationFailed):
     pass
+
+
+class AgentLocked(Conflict):
+    """The agent's config is locked: only a rollback changes it (contract rule 11)."""
+
+    code = "locked"
+
+
+class WatchNotFound(NotFound):
+    """No watched change of that agent and version number."""
+
+
+class WatchClosed(Conflict):
+    """The watched change is judged already (good or rolled back): nothing is left to decide."""

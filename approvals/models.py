@@ -16,6 +16,13 @@ class AuditEvent(models.Model):
         CONFIG_ROLLED_BACK = "config.rolled_back"
         CONFIG_MANUAL = "config.manual"
         TUNER_RUN = "tuner.run"
+        # The watchdog's verdicts on a watched change (approvals.watchdog): by the test, or by an approver.
+        WATCH_GOOD = "watch.good"
+        WATCH_MARKED_GOOD = "watch.marked_good"
+        WATCH_INCONCLUSIVE = "watch.inconclusive"
+        WATCH_ROLLED_BACK = "watch.rolled_back"
+        AGENT_LOCKED = "agent.locked"
+        AGENT_UNLOCKED = "agent.unlocked"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     at = models.DateTimeField()
@@ -42,3 +49,54 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.kind}"
+
+
+class VersionWatch(models.Model):
+    """The watchdog's verdict on one config version made live recently (contract rule 7).
+
+    One row per watched version: made live from a proposal, or a manual change that is not a rollback. It stays
+    ``watching`` until judged ``good`` (by the test or an approver), ``rolled_back`` (by the watchdog or an
+    approver), or ``inconclusive`` when its watch window (WATCHDOG_WATCH_DAYS) ends without a verdict.
+    """
+
+    class State(models.TextChoices):
+        WATCHING = "watching"
+        GOOD = "good"
+        INCONCLUSIVE = "inconclusive"
+        ROLLED_BACK = "rolled_back"
+
+    agent = models.ForeignKey("thresholds.Agent", on_delete=models.CASCADE, related_name="version_watches")
+    version = models.OneToOneField("thresholds.ConfigVersion", on_delete=models.CASCADE, related_name="watch")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.WATCHING)
+    watch_until = models.DateTimeField(help_text="When the watch window ends: activation + WATCHDOG_WATCH_DAYS.")
+    baseline = models.ForeignKey(
+        "thresholds.ConfigVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The last earlier version with enough responses of its own, at the last assessment.",
+    )
+    assessment = models.JSONField(default=dict, blank=True, help_text="The last assessment's figures.")
+    assessed_at = models.DateTimeField(null=True, blank=True)
+    judged_at = models.DateTimeField(null=True, blank=True)
+    judged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    judged_label = models.CharField(max_length=200, blank=True, help_text="Who judged: a username or 'watchdog'.")
+    rationale = models.TextField(blank=True)
+    rolled_back_by = models.ForeignKey(
+        "thresholds.ConfigVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The rollback version that undid it.",
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["state", "agent"], name="version_watch_state")]
+
+    def __str__(self) -> str:
+        return f"watch of {self.version} ({self.state})"

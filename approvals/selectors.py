@@ -7,9 +7,9 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 
 from approvals.exceptions import ProposalNotFound
-from approvals.models import AuditEvent
+from approvals.models import AuditEvent, VersionWatch
 from auditlog.labels import effective_label, is_error
-from auditlog.models import Decision
+from auditlog.models import Decision, ReviewReason
 from auditlog.render import entry_render
 from auditlog.services import decision_get
 from loopsite.exceptions import DomainError
@@ -22,7 +22,7 @@ SAMPLES_SHOWN = 5
 CHART_BINS = 20
 
 
-def proposal_get(*, proposal_id: int) -> Proposal:
+def proposal_get(*, proposal_id: int | str) -> Proposal:
     try:
         return Proposal.objects.select_related("agent", "run", "created_by", "decided_by").get(pk=proposal_id)
     except (Proposal.DoesNotExist, ValueError, TypeError):
@@ -68,6 +68,7 @@ class ProposalView:
     definition: ThresholdDefinition | None
     allowed_min: float | None
     allowed_max: float | None
+    allowance: Any  # approvals.guard.Allowance: this cycle's range, base value and changes left
     samples: list[dict[str, Any]]
     evidence_ids: list[str]
     impact: dict[str, Any] = field(default_factory=dict)
@@ -77,14 +78,16 @@ class ProposalView:
         return bool(self.proposal.risk_flagged)
 
 
-def proposal_view(*, proposal: Proposal) -> ProposalView:
-    from approvals.services import move_bounds
+def proposal_view(*, proposal: Proposal, now: datetime) -> ProposalView:
+    from approvals.guard import allowance
 
     live = config_get_live(agent=proposal.agent)
     definition = ThresholdDefinition.objects.filter(agent=proposal.agent, name=proposal.threshold_name).first()
-    lo = hi = None
+    lo = hi = allowed = None
     if definition is not None:
-        lo, hi = move_bounds(base_value=proposal.current_value, definition=definition)
+        # What this cycle allows, whatever else went live since the proposal was made (the guard's own answer).
+        allowed = allowance(agent=proposal.agent, threshold_name=proposal.threshold_name, now=now)
+        lo, hi = allowed.low, allowed.high
     return ProposalView(
         proposal=proposal,
         live_value=live.thresholds.get(proposal.threshold_name),
@@ -92,6 +95,7 @@ def proposal_view(*, proposal: Proposal) -> ProposalView:
         definition=definition,
         allowed_min=lo,
         allowed_max=hi,
+        allowance=allowed,
         samples=entries_render(proposal_sample_ids(proposal=proposal)),
         evidence_ids=list(proposal.evidence.order_by("id").values_list("entry_id", flat=True)),
         impact=dict(proposal.impact or {}),
@@ -128,44 +132,197 @@ def threshold_chart(*, agent: Agent, threshold_name: str, now: datetime, weeks: 
 
 # --- Watchdog -----------------------------------------------------------------------------------------------
 
+# A version is watched when it went live from a proposal, or by hand without restoring an earlier version (a
+# ``manual`` change that is not a rollback). Rollbacks restore values that were live before and are not watched.
+WATCHED_SOURCES = Q(source=ConfigVersion.Source.PROPOSAL) | Q(
+    source=ConfigVersion.Source.MANUAL, rolled_back_version__isnull=True
+)
+
 
 @dataclass(frozen=True)
 class ErrorCounts:
+    """Responded decisions and their errors ((dismiss + escalate + modify) / responded).
+
+    ``errors`` and ``responses`` are raw counts. The weighted sums count a sampled weakest-action decision
+    1 / sample rate times (contract: estimates that use the samples weight them so); left out, every response
+    weighs 1.
+    """
+
     errors: int
     responses: int
+    weighted_errors: float | None = None
+    weight: float | None = None
+    weight_sq: float | None = None
+    sampled: int = 0
+
+    @property
+    def total_weight(self) -> float:
+        return float(self.responses) if self.weight is None else self.weight
+
+    @property
+    def error_weight(self) -> float:
+        return float(self.errors) if self.weighted_errors is None else self.weighted_errors
 
     @property
     def rate(self) -> float | None:
+        """The weighted error rate."""
+        return self.error_weight / self.total_weight if self.total_weight > 0 else None
+
+    @property
+    def raw_rate(self) -> float | None:
         return self.errors / self.responses if self.responses else None
 
-
-def version_error_counts(
-    *, version: ConfigVersion, since: datetime | None = None, until: datetime | None = None
-) -> ErrorCounts:
-    """Errors ((dismiss + escalate + modify) / responded) among decisions logged under one version."""
-    qs = Decision.objects.filter(config_version=version, response_action__isnull=False)
-    if since is not None:
-        qs = qs.filter(timestamp__gte=since)
-    if until is not None:
-        qs = qs.filter(timestamp__lt=until)
-    by_action = dict(qs.values_list("response_action").annotate(n=Count("seq")).values_list("response_action", "n"))
-    responses = sum(by_action.values())
-    errors = sum(n for action, n in by_action.items() if is_error(action))
-    return ErrorCounts(errors=errors, responses=responses)
+    @property
+    def effective_n(self) -> float:
+        """Kish's effective sample size (sum w)^2 / sum w^2: what the weighted rate's variance is worth."""
+        squares = float(self.responses) if self.weight_sq is None else self.weight_sq
+        return self.total_weight**2 / squares if squares > 0 else 0.0
 
 
-def watched_versions(*, agent: Agent | None = None) -> QuerySet[ConfigVersion]:
-    """Live versions made live from a proposal that stands (not yet rolled back); of one agent when given."""
-    versions = ConfigVersion.objects.filter(
-        is_live=True,
-        source=ConfigVersion.Source.PROPOSAL,
-        proposal__status__in=[Proposal.Status.ACCEPTED, Proposal.Status.MODIFIED],
-    ).select_related("agent", "proposal")
+def sample_weight(*, agent: Agent) -> float:
+    """What one sampled weakest-action decision stands for: 1 / the agent's review sample rate."""
+    rate = float(agent.review_sample_rate or 0.0)
+    return 1.0 / rate if 0.0 < rate < 1.0 else 1.0
+
+
+Interval = tuple[datetime, datetime]
+
+
+def error_counts(*, agent: Agent, intervals: list[Interval]) -> ErrorCounts:
+    """Errors among the agent's responded decisions whose ``timestamp`` falls in one of ``intervals``
+    (each [start, end)), by the decisions' own time whatever version they were logged under."""
+    intervals = [(lo, hi) for lo, hi in intervals if hi > lo]
+    if not intervals:
+        return ErrorCounts(errors=0, responses=0, weighted_errors=0.0, weight=0.0, weight_sq=0.0)
+    when = Q()
+    for lo, hi in intervals:
+        when |= Q(timestamp__gte=lo, timestamp__lt=hi)
+    rows = (
+        Decision.objects.filter(agent=agent, response_action__isnull=False)
+        .filter(when)
+        .order_by()
+        .values_list("response_action", "review_reason")
+        .annotate(n=Count("seq"))
+    )
+    heavy = sample_weight(agent=agent)
+    errors = responses = sampled = 0
+    weighted_errors = weight = weight_sq = 0.0
+    for action, reason, n in rows:
+        w = heavy if reason == ReviewReason.SAMPLED else 1.0
+        responses += n
+        weight += n * w
+        weight_sq += n * w * w
+        if reason == ReviewReason.SAMPLED:
+            sampled += n
+        if is_error(action):
+            errors += n
+            weighted_errors += n * w
+    return ErrorCounts(
+        errors=errors,
+        responses=responses,
+        weighted_errors=weighted_errors,
+        weight=weight,
+        weight_sq=weight_sq,
+        sampled=sampled,
+    )
+
+
+def watch_baseline(*, version: ConfigVersion) -> tuple[ConfigVersion | None, ErrorCounts]:
+    """The last version before ``version`` with WATCHDOG_BASELINE_MIN_RESPONSES responses of its own, counted
+    by the decisions' timestamps in [its activation, its supersession), within the WATCHDOG_BASELINE_WEEKS
+    before ``version`` went live. Versions rolled back by the watchdog or by hand are skipped: their data are
+    known to be worse. Back-to-back changes thus share the last stable version as their baseline."""
+    change = version.activated_at
+    since = change - timedelta(weeks=int(rule("WATCHDOG_BASELINE_WEEKS")))
+    needed = int(rule("WATCHDOG_BASELINE_MIN_RESPONSES"))
+    candidates = (
+        ConfigVersion.objects.filter(agent=version.agent, number__lt=version.number, activated_at__lt=change)
+        .filter(Q(superseded_at__isnull=True) | Q(superseded_at__gt=since))
+        .exclude(watch__state=VersionWatch.State.ROLLED_BACK)
+        .order_by("-number")
+    )
+    for candidate in candidates:
+        lo = max(candidate.activated_at, since)
+        hi = min(candidate.superseded_at or change, change)
+        counts = error_counts(agent=version.agent, intervals=[(lo, hi)])
+        if counts.responses >= needed:
+            return candidate, counts
+    return None, ErrorCounts(errors=0, responses=0, weighted_errors=0.0, weight=0.0, weight_sq=0.0)
+
+
+def watch_new_intervals(*, version: ConfigVersion, until: datetime) -> list[Interval]:
+    """The new side of a watched version: from its activation to ``until``, less the time later versions that
+    were since rolled back were live (their data belong to them, not to this change)."""
+    start = version.activated_at
+    if until <= start:
+        return []
+    undone = (
+        ConfigVersion.objects.filter(
+            agent=version.agent, number__gt=version.number, watch__state=VersionWatch.State.ROLLED_BACK
+        )
+        .order_by("activated_at")
+        .values_list("activated_at", "superseded_at")
+    )
+    intervals: list[Interval] = []
+    cursor = start
+    for lo, hi in undone:
+        hi = min(hi or until, until)
+        if lo > cursor:
+            intervals.append((cursor, min(lo, until)))
+        cursor = max(cursor, hi)
+        if cursor >= until:
+            break
+    if cursor < until:
+        intervals.append((cursor, until))
+    return [(lo, hi) for lo, hi in intervals if hi > lo]
+
+
+def watchable_versions(*, agent: Agent | None = None) -> QuerySet[ConfigVersion]:
+    versions = ConfigVersion.objects.filter(WATCHED_SOURCES)
     return versions if agent is None else versions.filter(agent=agent)
 
 
-def previous_version(*, version: ConfigVersion) -> ConfigVersion | None:
-    return ConfigVersion.objects.filter(agent=version.agent, number__lt=version.number).order_by("-number").first()
+@dataclass(frozen=True)
+class WatchRow:
+    """One change under watch (or judged) as the dashboard lists it."""
+
+    version: ConfigVersion
+    state: str
+
+    @property
+    def label(self) -> str:
+        return self.state.replace("_", " ")
+
+
+def version_watches(*, agent: Agent, now: datetime, limit: int = 8) -> list[WatchRow]:
+    """An agent's watched changes, newest first: the watch rows, and the versions made live since the
+    watchdog's last pass (watching, though their rows are made by the next pass)."""
+    rows = [
+        WatchRow(version=w.version, state=w.state)
+        for w in VersionWatch.objects.filter(agent=agent)
+        .select_related("version", "version__proposal")
+        .order_by("-version__number")[:limit]
+    ]
+    fresh = watchable_versions(agent=agent).filter(
+        activated_at__gte=now - timedelta(days=int(rule("WATCHDOG_WATCH_DAYS"))),
+        activated_at__lte=now,
+        watch__isnull=True,
+    )
+    rows += [WatchRow(version=v, state=VersionWatch.State.WATCHING) for v in fresh.select_related("proposal")]
+    return sorted(rows, key=lambda r: -r.version.number)[:limit]
+
+
+def proposal_watch(*, proposal: Proposal) -> tuple[ConfigVersion | None, VersionWatch | None]:
+    """The version a proposal made live, if any, and its watch (None until the watchdog's next pass or the
+    watch page makes it)."""
+    version = (
+        ConfigVersion.objects.filter(proposal=proposal, source=ConfigVersion.Source.PROPOSAL)
+        .order_by("-number")
+        .first()
+    )
+    if version is None:
+        return None, None
+    return version, VersionWatch.objects.filter(version=version).first()
 
 
 # --- Audit trail ----------------------------------------------------------------------------------------------

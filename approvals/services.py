@@ -5,7 +5,6 @@ Every change here writes its audit rows in the same transaction and sends its em
 """
 
 import logging
-import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,14 +13,15 @@ from django.db import transaction
 from approvals.audit import audit_record
 from approvals.exceptions import (
     AlreadyDecided,
-    GuardrailViolation,
     NotAnApprover,
     ProposalNotFound,
     RollbackRefused,
     SelfApprovalError,
 )
+from approvals.guard import EPS, agent_lock, approver_check, change_check, rationale_check
 from approvals.models import AuditEvent
 from loopsite.exceptions import ValidationFailed
+from loopsite.outbox import outbox_send
 from loopsite.rules import rule
 from people.roles import is_approver, is_staff
 from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
@@ -41,54 +41,13 @@ _AUDIT_KIND = {
     "modify": AuditEvent.Kind.PROPOSAL_MODIFIED,
     "reject": AuditEvent.Kind.PROPOSAL_REJECTED,
 }
-# Float noise: 0.6 * 1.2 is 0.72 on paper and 0.7199999999999999 in binary.
-_EPS = 1e-9
 
 
-def move_bounds(*, base_value: float, definition: ThresholdDefinition) -> tuple[float, float]:
-    """The values a threshold may take this cycle: within 20 % of ``base_value`` and within its min/max."""
-    step = abs(base_value) * float(rule("MAX_MOVE_FRACTION"))
-    return max(definition.min_value, base_value - step), min(definition.max_value, base_value + step)
-
-
-def value_check(*, value: float, base_value: float, definition: ThresholdDefinition, field: str = "value") -> float:
-    """Refuse a value that moves more than 20 % of the value at the cycle's start, or leaves the bounds."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValidationFailed(f"{field} must be a finite number", field=field)
-    value = float(value)
-    if value < definition.min_value - _EPS:
-        raise GuardrailViolation(
-            f"{field} {value:g} is below {definition.name}'s minimum {definition.min_value:g}", field=field
-        )
-    if value > definition.max_value + _EPS:
-        raise GuardrailViolation(
-            f"{field} {value:g} is above {definition.name}'s maximum {definition.max_value:g}", field=field
-        )
-    fraction = float(rule("MAX_MOVE_FRACTION"))
-    if abs(value - base_value) > abs(base_value) * fraction + _EPS:
-        lo, hi = base_value * (1 - fraction), base_value * (1 + fraction)
-        raise GuardrailViolation(
-            f"{field} {value:g} moves {definition.name} more than {fraction:.0%} from {base_value:g} "
-            f"(the 20 % bound allows {min(lo, hi):.4g} to {max(lo, hi):.4g})",
-            field=field,
-        )
-    return value
-
-
-def _definition(agent: Agent, threshold_name: str, field: str = "threshold") -> ThresholdDefinition:
+def _definition(agent: Agent, threshold_name: str, field: str = "thresholdName") -> ThresholdDefinition:
     try:
         return ThresholdDefinition.objects.get(agent=agent, name=threshold_name)
     except ThresholdDefinition.DoesNotExist:
         raise ValidationFailed(f"{agent.agent_id} has no threshold {threshold_name!r}", field=field) from None
-
-
-def _rationale(rationale: Any) -> str:
-    text = str(rationale or "").strip()
-    if not text:
-        raise ValidationFailed("rationale is required", field="rationale")
-    if len(text) > 4000:
-        raise ValidationFailed("rationale is longer than 4,000 characters", field="rationale")
-    return text
 
 
 def _who(user: Any) -> str:
@@ -108,13 +67,15 @@ def proposal_decide(
     """
     if decision not in DECISIONS:
         raise ValidationFailed("decision must be accept, reject or modify", field="decision")
-    text = _rationale(rationale)
-    if not is_approver(actor):
-        raise NotAnApprover(f"{_who(actor)} is not an approver; only approvers decide proposals")
+    text = rationale_check(rationale)
+    approver_check(actor, "decide proposals")
     if decision == "modify" and value is None:
         raise ValidationFailed("modify needs a value", field="value")
 
     with transaction.atomic():
+        # The agent row first, as every change of its config does: concurrent accepts, locks and rollbacks of
+        # one agent run one after the other, each seeing what the one before it made live.
+        agent = agent_lock(proposal.agent)
         try:
             locked = Proposal.objects.select_for_update(of=("self",)).select_related("agent", "run").get(pk=proposal.pk)
         except Proposal.DoesNotExist:
@@ -123,17 +84,14 @@ def proposal_decide(
             raise AlreadyDecided(_not_pending_message(locked))
         if locked.created_by_id is not None and locked.created_by_id == getattr(actor, "pk", None):
             raise SelfApprovalError("you proposed this change; another approver must decide it")
-        agent = locked.agent
-        definition = _definition(agent, locked.threshold_name)
-        live = ConfigVersion.objects.select_for_update().get(agent=agent, is_live=True)
+        live = ConfigVersion.objects.get(agent=agent, is_live=True)
         live_value = live.values.get(locked.threshold_name)
         evidence_ids = _evidence_ids(locked)
 
         new_value: float | None = None
         if decision != "reject":
             chosen = locked.proposed_value if decision == "accept" else value
-            assert chosen is not None
-            new_value = value_check(value=chosen, base_value=locked.current_value, definition=definition, field="value")
+            new_value = change_check(agent=agent, threshold_name=locked.threshold_name, value=chosen, now=now)
 
         locked.status = _DECIDED_STATUS[decision]
         locked.decided_by = actor
@@ -212,15 +170,18 @@ def proposal_create_manual(
     """A change proposed by a staff member. It goes through the same gate: another approver must decide it."""
     if not (is_staff(actor) or is_approver(actor)):
         raise NotAnApprover(f"{_who(actor)} may not propose threshold changes")
-    text = _rationale(rationale)
+    text = rationale_check(rationale)
     definition = _definition(agent, threshold_name)
     with transaction.atomic():
+        agent = agent_lock(agent)
         live = ConfigVersion.objects.get(agent=agent, is_live=True)
         if threshold_name not in live.values:
-            raise ValidationFailed(f"the live config has no {threshold_name!r}", field="threshold")
+            raise ValidationFailed(f"the live config has no {threshold_name!r}", field="thresholdName")
         current = float(live.values[threshold_name])
-        value = value_check(value=proposed_value, base_value=current, definition=definition, field="proposedValue")
-        if abs(value - current) <= _EPS:
+        value = change_check(
+            agent=agent, threshold_name=threshold_name, value=proposed_value, now=now, field="proposedValue"
+        )
+        if abs(value - current) <= EPS:
             raise ValidationFailed(f"{threshold_name} is {current:g} already", field="proposedValue")
         increase = value > current
         # A higher threshold fires its action less often: what it used to catch may now be missed.
@@ -260,15 +221,9 @@ def proposal_create_manual(
             detail={"manual": True, "direction": proposal.direction},
             message=text,
         )
-        transaction.on_commit(lambda: _notify_manual(proposal.pk))
+        outbox_send("notify.manual_proposal", proposal_id=proposal.pk)  # after commit; retried if mail is down
     logger.info("proposal.created", extra={"proposal_id": proposal.pk, "agent_id": agent.agent_id, "manual": True})
     return proposal
-
-
-def _notify_manual(proposal_id: int) -> None:
-    from approvals.notifications import proposal_manual_notify
-
-    proposal_manual_notify(proposal_id=proposal_id)
 
 
 def proposals_expire(*, now: datetime) -> list[Proposal]:
@@ -308,10 +263,10 @@ def config_rollback(
     Rolling back to the version just before the live one is a ``rollback`` (and a live proposal change is
     marked rolled back); going back further is a ``manual`` change. Either way it is audited like any change.
     """
-    if not is_approver(actor):
-        raise NotAnApprover(f"{_who(actor)} is not an approver; only approvers roll back configs")
-    text = _rationale(reason)
+    approver_check(actor, "roll back configs")
+    text = rationale_check(reason)
     with transaction.atomic():
+        agent = agent_lock(agent)  # a rollback is exempt from the guard and the lock, but queues like any change
         live = (
             ConfigVersion.objects.select_for_update(of=("self",))
             .select_related("proposal")
@@ -361,15 +316,9 @@ def config_rollback(
             },
             message=text,
         )
-        transaction.on_commit(lambda: _notify_rollback(version.pk))
+        outbox_send("notify.rollback", version_id=version.pk)  # after commit; retried if mail is down
     logger.info(
         "config.rolled_back",
         extra={"agent_id": agent.agent_id, "version": version.number, "to": target.number, "by": _who(actor)},
     )
     return version
-
-
-def _notify_rollback(version_id: int) -> None:
-    from approvals.notifications import rollback_notify
-
-    rollback_notify(version_id=version_id)

@@ -11,11 +11,30 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from approvals.api import audit_csv
-from approvals.selectors import audit_events, proposal_get, proposal_view, proposals_list, threshold_chart
+from approvals.guard import allowance
+from approvals.lock import agent_config_lock, agent_config_unlock
+from approvals.models import VersionWatch
+from approvals.selectors import (
+    audit_events,
+    proposal_get,
+    proposal_view,
+    proposal_watch,
+    proposals_list,
+    threshold_chart,
+)
 from approvals.services import config_rollback, proposal_create_manual, proposal_decide
+from approvals.watchdog import (
+    Assessment,
+    change_author_id,
+    rollback_target,
+    watch_assess,
+    watch_get,
+    watch_mark_good,
+    watch_rollback,
+)
 from loopsite.exceptions import DomainError
 from people.roles import is_approver, is_staff
-from thresholds.models import Agent
+from thresholds.models import Agent, ConfigVersion
 from thresholds.selectors import agent_get, config_get_live, config_versions_list, threshold_definitions
 from tuner.models import Proposal
 
@@ -63,8 +82,9 @@ def proposal_list(request: HttpRequest) -> HttpResponse:
 
 
 def _detail_context(request: HttpRequest, proposal: Proposal) -> dict[str, Any]:
-    view = proposal_view(proposal=proposal)
+    view = proposal_view(proposal=proposal, now=timezone.now())
     chart = threshold_chart(agent=proposal.agent, threshold_name=proposal.threshold_name, now=timezone.now())
+    watch_version, watch = proposal_watch(proposal=proposal)
     chart.update(
         {
             "threshold": proposal.threshold_name,
@@ -80,6 +100,8 @@ def _detail_context(request: HttpRequest, proposal: Proposal) -> dict[str, Any]:
         and proposal.status == Proposal.Status.PENDING
         and proposal.created_by_id != request.user.pk,
         "own_proposal": proposal.created_by_id is not None and proposal.created_by_id == request.user.pk,
+        "watch_version": watch_version,
+        "watch": watch,
     }
 
 
@@ -168,10 +190,12 @@ def proposal_new(request: HttpRequest) -> HttpResponse:
             messages.success(request, "Proposed. Another approver has been asked to decide it.")
             return redirect("proposal-detail", pk=proposal.pk)
     thresholds = []
+    now = timezone.now()
     for a in agents:
         live = config_get_live(agent=a).thresholds
         for name in threshold_definitions(agent=a):
-            thresholds.append({"agent": a.agent_id, "name": name, "value": live.get(name)})
+            allowed = allowance(agent=a, threshold_name=name, now=now)
+            thresholds.append({"agent": a.agent_id, "name": name, "value": live.get(name), "allowed": allowed})
     return render(
         request,
         "approvals/proposal_new.html",
@@ -244,3 +268,95 @@ def config_rollback_page(request: HttpRequest, agent_id: str) -> HttpResponse:
         },
         status=400 if error else 200,
     )
+
+
+@login_required
+@require_http_methods(["POST"])
+def config_lock_page(request: HttpRequest, agent_id: str) -> HttpResponse:
+    """Lock or unlock an agent's config from its dashboard; the answer is a message there."""
+    agent = _agent_or_none(agent_id)
+    if agent is None:
+        return render(request, "approvals/error.html", {"message": f"unknown agent {agent_id!r}"}, status=404)
+    if not is_approver(request.user):
+        raise PermissionDenied("only approvers lock and unlock an agent's config")
+    service = agent_config_unlock if request.POST.get("action") == "unlock" else agent_config_lock
+    try:
+        done = service(agent=agent, actor=request.user, rationale=request.POST.get("rationale", ""), now=timezone.now())
+    except DomainError as exc:
+        messages.error(request, f"Nothing changed: {exc.message}.")
+    else:
+        if done.is_locked:
+            messages.success(
+                request, f"{agent.agent_id}'s config is locked: the tuner proposes nothing until it is unlocked."
+            )
+        else:
+            messages.success(request, f"{agent.agent_id}'s config is unlocked: the next tuner cycle may propose again.")
+    return redirect("dashboard-agent", agent_id=agent.agent_id)
+
+
+def _version_changes(version: ConfigVersion) -> list[dict[str, Any]]:
+    """What a version changed against the one before it."""
+    before = ConfigVersion.objects.filter(agent=version.agent, number__lt=version.number).order_by("-number").first()
+    old = before.values if before is not None else {}
+    return [
+        {"name": k, "before": old.get(k), "after": version.values.get(k)}
+        for k in sorted(set(old) | set(version.values))
+        if old.get(k) != version.values.get(k)
+    ]
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def version_watch_page(request: HttpRequest, agent_id: str, number: int) -> HttpResponse:
+    """One watched change: the watchdog's verdict and figures, and an approver's mark good / roll back."""
+    _require(request)
+    agent = _agent_or_none(agent_id)
+    if agent is None:
+        return render(request, "approvals/error.html", {"message": f"unknown agent {agent_id!r}"}, status=404)
+    now = timezone.now()
+    try:
+        watch = watch_get(agent=agent, number=number, now=now)
+    except DomainError as exc:
+        return render(request, "approvals/error.html", {"message": exc.message}, status=exc.status_code)
+    error: DomainError | None = None
+    form = {"action": request.POST.get("action", ""), "rationale": request.POST.get("rationale", "")}
+    if request.method == "POST":
+        if not is_approver(request.user):
+            raise PermissionDenied("only approvers judge a watched change")
+        try:
+            if form["action"] == "good":
+                watch_mark_good(watch=watch, actor=request.user, rationale=form["rationale"], now=now)
+                messages.success(request, f"v{number} is marked good: the watchdog no longer watches it.")
+            elif form["action"] == "rollback":
+                rollback = watch_rollback(watch=watch, actor=request.user, rationale=form["rationale"], now=now)
+                messages.success(
+                    request, f"Rolled back: v{rollback.number} is live with the values of v{rollback_target(rollback)}."
+                )
+            else:
+                raise DomainError("choose mark good or roll back", field="action")
+        except DomainError as exc:
+            error = exc
+            watch = watch_get(agent=agent, number=number, now=now)
+        else:
+            return redirect("version-watch", agent_id=agent.agent_id, number=number)
+    assessment: Assessment | None
+    if watch.state == VersionWatch.State.WATCHING:
+        assessment, _ = watch_assess(watch=watch, now=now)  # fresh figures; the pass stores them hourly
+    else:
+        assessment = Assessment.from_dict(watch.assessment)
+    open_ = watch.state != VersionWatch.State.ROLLED_BACK
+    context = {
+        "agent": agent,
+        "watch": watch,
+        "version": watch.version,
+        "proposal": watch.version.proposal,
+        "changes": _version_changes(watch.version),
+        "assessment": assessment,
+        "can_judge": is_approver(request.user) and open_,
+        "can_mark_good": watch.state in (VersionWatch.State.WATCHING, VersionWatch.State.INCONCLUSIVE),
+        "own_change": change_author_id(watch.version) == request.user.pk,
+        "error": error.message if error else None,
+        "form": form,
+        "now": now,
+    }
+    return render(request, "approvals/version_watch.html", context, status=error.status_code if error else 200)

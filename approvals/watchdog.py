@@ -1,28 +1,48 @@
 """The rollback watchdog (contract rule 7), run hourly and by ``run_watchdog``.
 
-For the live version made live from a proposal, once WATCHDOG_MIN_RESPONSES responses exist under it, its error
-rate p1 is compared with the baseline p0 (the previous version's rate over the 2 weeks before the change). The
-change is rolled back when p1 exceeds p0 by more than WATCHDOG_TOLERANCE of p0 *and* that is significant:
+Every version made live in the last WATCHDOG_WATCH_DAYS from a proposal (or by hand, other than a rollback) has a
+``VersionWatch`` row and stays under watch until it is judged good or rolled back; when its window ends without
+a verdict it becomes inconclusive. Each hourly pass compares, for every version still ``watching``:
 
-    H0: p1 <= (1 + tol) * p0        H1: p1 > (1 + tol) * p0
-    z = (p1 - (1 + tol) * p0) / sqrt(p1 (1 - p1) / n1 + (1 + tol)^2 p0 (1 - p0) / n0)
+- its error rate p1: the agent's responded decisions timestamped from the version's activation on (to now or
+  the end of its window), less the time later versions that were rolled back were live;
+- with its baseline p0: the last earlier version with WATCHDOG_BASELINE_MIN_RESPONSES responses of its own
+  (decisions timestamped while it was live, within the WATCHDOG_BASELINE_WEEKS before the change), so that
+  back-to-back changes are judged together against the last stable version.
 
-a one-sided two-proportion z-test with a non-inferiority margin (unpooled variance), rejected at WATCHDOG_ALPHA.
-See docs/watchdog.md for why this test and what it costs.
+Sampled weakest-action decisions weigh 1 / sample rate in both rates, and the variances use Kish's effective
+sample sizes n_eff = (sum w)^2 / sum w^2. With limit = (1 + tol) * p0:
+
+    se = sqrt(p1 (1 - p1) / n1_eff + (1 + tol)^2 p0 (1 - p0) / n0_eff),   z = (p1 - limit) / se
+    rollback:  H0: p1 <= limit  rejected at WATCHDOG_ALPHA  (one-sided p = 1 - Phi(z))
+    good:      H0: p1 >= limit  rejected at WATCHDOG_ALPHA  (the mirror test, p = Phi(z))
+
+Nothing is decided before WATCHDOG_MIN_RESPONSES raw responses under the change. A rollback restores the last
+version judged good after the baseline (or the baseline itself), and every watched version after it is rolled
+back together. See docs/watchdog.md for why this test, what it costs, and the Monte Carlo figures.
 """
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
 from statistics import NormalDist
-from typing import Literal
+from typing import Any, Literal
 
 from django.db import transaction
 
 from approvals.audit import audit_record
-from approvals.models import AuditEvent
-from approvals.selectors import ErrorCounts, previous_version, version_error_counts, watched_versions
+from approvals.exceptions import SelfApprovalError, WatchClosed, WatchNotFound
+from approvals.guard import agent_lock, approver_check, rationale_check
+from approvals.models import AuditEvent, VersionWatch
+from approvals.selectors import (
+    ErrorCounts,
+    error_counts,
+    watch_baseline,
+    watch_new_intervals,
+    watchable_versions,
+)
+from loopsite.outbox import outbox_send
 from loopsite.rules import rule
 from thresholds.models import Agent, ConfigVersion
 from thresholds.services import config_version_activate
@@ -30,11 +50,15 @@ from tuner.models import Proposal
 
 logger = logging.getLogger(__name__)
 
-Verdict = Literal["waiting", "no_baseline", "ok", "rollback"]
+Verdict = Literal["waiting", "no_baseline", "ok", "good", "rollback"]
+State = VersionWatch.State
+_NORMAL = NormalDist()
 
 
 @dataclass(frozen=True)
 class Assessment:
+    """One test of one watched version. Rates are weighted; counts are raw responses."""
+
     verdict: Verdict
     new_errors: int
     new_responses: int
@@ -44,34 +68,137 @@ class Assessment:
     base_rate: float | None
     limit_rate: float | None
     z: float | None
-    p_value: float | None
+    p_value: float | None  # one-sided: the chance of a rate this far above the limit if it were within tolerance
     min_responses: int
     tolerance: float
     alpha: float
+    p_good: float | None = None  # the mirror: the chance of a rate this far below the limit if it were not
+    new_sampled: int = 0
+    base_sampled: int = 0
+    new_effective_n: float | None = None
+    base_effective_n: float | None = None
+    sample_weight: float | None = None  # what one sampled weakest-action decision counts for
+    version: int | None = None
+    baseline_version: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Assessment | None":
+        """The stored figures (a watch's last assessment, an audit row's detail) back as an Assessment."""
+        names = {f.name for f in fields(cls)}
+        try:
+            return cls(**{k: v for k, v in (data or {}).items() if k in names})
+        except TypeError:
+            return None
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: _finite(v) for k, v in asdict(self).items()}
+
+    def _since(self) -> str:
+        return f"v{self.version}" if self.version is not None else "the change"
+
+    def _side(self, rate: float | None, errors: int, responses: int, sampled: int, n_eff: float | None) -> str:
+        text = f"{rate:.1%} ({errors}/{responses}" if rate is not None else f"— ({errors}/{responses}"
+        if sampled:
+            text += f", {sampled} sampled weighted, effective n {n_eff or 0:.0f}"
+        return text + ")"
 
     def explain(self) -> str:
+        """The figures on one line: for the log, the command, the rollback's reason and the audit trail."""
         if self.verdict == "waiting":
-            return f"{self.new_responses} of {self.min_responses} responses needed under the new version"
+            return f"{self.new_responses} of {self.min_responses} responses needed since {self._since()} went live"
         if self.verdict == "no_baseline":
-            return "no responses under the previous version in the 2 weeks before the change"
-        assert self.new_rate is not None and self.base_rate is not None and self.limit_rate is not None
+            return "no earlier version has enough responses of its own in the weeks before the change to compare with"
+        assert self.limit_rate is not None
+        base = f"v{self.baseline_version}'s " if self.baseline_version is not None else ""
+        new = self._side(self.new_rate, self.new_errors, self.new_responses, self.new_sampled, self.new_effective_n)
+        old = self._side(
+            self.base_rate, self.base_errors, self.base_responses, self.base_sampled, self.base_effective_n
+        )
         figures = (
-            f"error rate {self.new_rate:.1%} ({self.new_errors}/{self.new_responses}) against baseline "
-            f"{self.base_rate:.1%} ({self.base_errors}/{self.base_responses}); tolerance limit {self.limit_rate:.1%}; "
-            f"z = {self.z:.2f}, one-sided p = {self.p_value:.4f}"
+            f"error rate {new} since {self._since()} against {base}baseline {old}; tolerance limit "
+            f"{self.limit_rate:.1%}; z = {_num(self.z, '.2f')}, one-sided p = {_num(self.p_value, '.4f')}"
         )
         if self.verdict == "rollback":
             return f"{figures}: significantly above the limit at alpha {self.alpha}"
-        return f"{figures}: not significantly above the limit"
+        if self.verdict == "good":
+            return f"{figures}: significantly below the limit at alpha {self.alpha} (p = {_num(self.p_good, '.4f')})"
+        return f"{figures}: neither significantly above nor below the limit yet"
+
+    def summary(self) -> str:
+        """The verdict in plain sentences, for the watch page."""
+        since = self._since()
+        if self.verdict == "waiting":
+            return (
+                f"{self.new_responses} of the {self.min_responses} reviewer responses needed have come in since "
+                f"{since} went live. Nothing is judged before then."
+            )
+        if self.verdict == "no_baseline":
+            return (
+                f"No earlier version has enough responses of its own in the weeks before {since} went live, so "
+                "there is nothing to compare it with. It stays under watch until its window ends, then it is "
+                "inconclusive; an approver can still judge it by hand."
+            )
+        assert self.new_rate is not None and self.base_rate is not None and self.limit_rate is not None
+        base = f"v{self.baseline_version}" if self.baseline_version is not None else "the baseline"
+        weighted = (
+            f" Sampled weakest-action decisions count {self.sample_weight:g} times each, as they stand for the "
+            "ones nobody reviewed."
+            if self.sample_weight and (self.new_sampled or self.base_sampled)
+            else ""
+        )
+        lead = (
+            f"Since {since} went live, reviewers found an error in {self.new_rate:.1%} of decisions "
+            f"({self.new_errors} of {self.new_responses} responses), against {self.base_rate:.1%} under {base} "
+            f"({self.base_errors} of {self.base_responses}).{weighted} The rule tolerates up to "
+            f"{self.limit_rate:.1%} ({self.base_rate:.1%} plus {self.tolerance:.0%} of it)."
+        )
+        if self.verdict == "rollback":
+            return (
+                f"{lead} A rate this far above it would turn up by chance with probability "
+                f"{_num(self.p_value, '.4f')} if the change were within tolerance, less than {self.alpha}: the "
+                "change made things worse."
+            )
+        if self.verdict == "good":
+            return (
+                f"{lead} A rate this far below it would turn up by chance with probability "
+                f"{_num(self.p_good, '.4f')} if the change were worse than tolerated, less than {self.alpha}: the "
+                "change is not worse."
+            )
+        return (
+            f"{lead} The difference is not yet significant either way (p = {_num(self.p_value, '.4f')} above, "
+            f"{_num(self.p_good, '.4f')} below; {self.alpha} needed): it stays under watch as responses come in."
+        )
+
+
+def _sample_weight(counts: ErrorCounts) -> float | None:
+    """The weight of one sampled decision, read back from the sums: sum w = (n - s) + s * w."""
+    if not counts.sampled:
+        return None
+    return (counts.total_weight - (counts.responses - counts.sampled)) / counts.sampled
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _finite(value: object) -> object:
+    """JSON has no infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def watchdog_assess(
     *, new: ErrorCounts, base: ErrorCounts, min_responses: int, tolerance: float, alpha: float
 ) -> Assessment:
-    """Pure: the verdict for one version from its error counts and the baseline's."""
+    """Pure: the verdict for one version from its (weighted) error counts and the baseline's."""
 
     def verdict_of(
-        verdict: Verdict, limit: float | None = None, z: float | None = None, p: float | None = None
+        verdict: Verdict,
+        limit: float | None = None,
+        z: float | None = None,
+        p: float | None = None,
+        p_good: float | None = None,
     ) -> Assessment:
         return Assessment(
             verdict=verdict,
@@ -84,37 +211,169 @@ def watchdog_assess(
             limit_rate=limit,
             z=z,
             p_value=p,
+            p_good=p_good,
             min_responses=min_responses,
             tolerance=tolerance,
             alpha=alpha,
+            new_sampled=new.sampled,
+            base_sampled=base.sampled,
+            new_effective_n=new.effective_n,
+            base_effective_n=base.effective_n,
+            sample_weight=_sample_weight(new) or _sample_weight(base),
         )
 
     if new.responses < min_responses:
         return verdict_of("waiting")
-    if base.responses == 0:
+    p1, p0 = new.rate, base.rate
+    if base.responses == 0 or p0 is None or p1 is None:
         return verdict_of("no_baseline")
-    p1, p0 = new.errors / new.responses, base.errors / base.responses
     factor = 1.0 + tolerance
     limit = factor * p0
     diff = p1 - limit
-    variance = p1 * (1 - p1) / new.responses + factor**2 * p0 * (1 - p0) / base.responses
+    # The new side's variance is p(1 - p) at the observed rate or at the limit, whichever is larger: a run of
+    # few errors among a few heavily weighted responses must not look like certainty that the change is good.
+    spread = max(p1 * (1 - p1), limit * (1 - limit)) if limit <= 1 else p1 * (1 - p1)
+    variance = spread / new.effective_n + factor**2 * p0 * (1 - p0) / base.effective_n
     # Both rates 0 or 1 leave no sampling noise to weigh the difference against: the sign decides.
     no_noise = math.inf if diff > 0 else -math.inf if diff < 0 else 0.0
     z = diff / math.sqrt(variance) if variance > 0 else no_noise
-    p_value = 1.0 - NormalDist().cdf(z) if math.isfinite(z) else (0.0 if z > 0 else 1.0)
-    return verdict_of("rollback" if diff > 0 and p_value < alpha else "ok", limit, z, p_value)
-
-
-def version_assess(*, version: ConfigVersion) -> tuple[Assessment, ConfigVersion | None]:
-    previous = previous_version(version=version)
-    new = version_error_counts(version=version)
-    if previous is None:
-        base = ErrorCounts(errors=0, responses=0)
+    if math.isfinite(z):
+        p_above, p_below = 1.0 - _NORMAL.cdf(z), _NORMAL.cdf(z)
     else:
-        weeks = int(rule("WATCHDOG_BASELINE_WEEKS"))
-        base = version_error_counts(
-            version=previous, since=version.activated_at - timedelta(weeks=weeks), until=version.activated_at
+        p_above, p_below = (0.0, 1.0) if z > 0 else (1.0, 0.0)
+    if diff > 0 and p_above < alpha:
+        verdict: Verdict = "rollback"
+    elif diff < 0 and p_below < alpha:
+        verdict = "good"
+    else:
+        verdict = "ok"
+    return verdict_of(verdict, limit, z, p_above, p_below)
+
+
+# --- The watched versions ---------------------------------------------------------------------------------
+
+
+def watches_ensure(*, now: datetime, agent: Agent | None = None) -> int:
+    """A watch row for every watchable version made live in the last WATCHDOG_WATCH_DAYS that lacks one.
+
+    Every path that makes a version live goes through ``config_version_activate``; rather than hook each, the
+    watchdog pass (and the watch page) create the rows they miss. A version made live between two passes is
+    thus watched from its activation: its data are counted by timestamp, not from the row's creation."""
+    days = int(rule("WATCHDOG_WATCH_DAYS"))
+    versions = watchable_versions(agent=agent).filter(
+        activated_at__gte=now - timedelta(days=days), activated_at__lte=now, watch__isnull=True
+    )
+    rows = [
+        VersionWatch(agent_id=v.agent_id, version=v, watch_until=v.activated_at + timedelta(days=days))
+        for v in versions
+    ]
+    if rows:
+        VersionWatch.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def _restored_numbers(rollbacks: list[ConfigVersion]) -> dict[int, int]:
+    """The version whose values each rollback restored, from its audit row (``toVersion``; ``toValuesOf`` in
+    the watchdog's older rows), else the version before the one it undid."""
+    found: dict[int, int] = {}
+    events = AuditEvent.objects.filter(
+        config_version__in=rollbacks, kind__in=[AuditEvent.Kind.CONFIG_ROLLED_BACK, AuditEvent.Kind.CONFIG_MANUAL]
+    ).values_list("config_version_id", "detail")
+    for version_id, detail in events:
+        target = (detail or {}).get("toVersion", (detail or {}).get("toValuesOf"))
+        if isinstance(target, int) and version_id is not None:
+            found[version_id] = target
+    for r in rollbacks:
+        if r.pk not in found and r.rolled_back_version is not None:
+            found[r.pk] = r.rolled_back_version.number - 1
+    return found
+
+
+def rollback_target(rollback: ConfigVersion) -> int | None:
+    """The version whose values a rollback restored."""
+    return _restored_numbers([rollback]).get(rollback.pk)
+
+
+def watches_reconcile(*, agent: Agent, now: datetime) -> int:
+    """Watches undone by a rollback made elsewhere (the config versions page, ``rollback_config``) become
+    ``rolled_back``, with their proposals. Returns how many."""
+    open_rows = list(
+        VersionWatch.objects.filter(agent=agent).exclude(state=State.ROLLED_BACK).select_related("version")
+    )
+    if not open_rows:
+        return 0
+    first = min(w.version.number for w in open_rows)
+    rollbacks = list(
+        ConfigVersion.objects.filter(
+            agent=agent, number__gt=first, rolled_back_version__isnull=False, activated_at__lte=now
         )
+        .select_related("rolled_back_version", "approved_by")
+        .order_by("number")
+    )
+    if not rollbacks:
+        return 0
+    restored = _restored_numbers(rollbacks)
+    changed = 0
+    for watch in open_rows:
+        n = watch.version.number
+        undoing = next(
+            (
+                r
+                for r in rollbacks
+                if r.number > n
+                and r.rolled_back_version is not None
+                and r.rolled_back_version.number >= n
+                and restored.get(r.pk, n) < n
+            ),
+            None,
+        )
+        if undoing is None:
+            continue
+        with transaction.atomic():
+            done = (
+                VersionWatch.objects.filter(pk=watch.pk)
+                .exclude(state=State.ROLLED_BACK)
+                .update(
+                    state=State.ROLLED_BACK,
+                    judged_at=undoing.activated_at,
+                    judged_by=undoing.approved_by,
+                    judged_label=undoing.approved_by.get_username() if undoing.approved_by else "by hand",
+                    rationale=f"undone by v{undoing.number} ({undoing.source}): {undoing.reason}"[:4000],
+                    rolled_back_by=undoing,
+                )
+            )
+            if done and watch.version.proposal_id is not None:
+                Proposal.objects.filter(
+                    pk=watch.version.proposal_id, status__in=[Proposal.Status.ACCEPTED, Proposal.Status.MODIFIED]
+                ).update(status=Proposal.Status.ROLLED_BACK, rolled_back_at=undoing.activated_at)
+        changed += done
+    return changed
+
+
+def watch_get(*, agent: Agent, number: int, now: datetime) -> VersionWatch:
+    """The watch of an agent's version ``number``, made now if the version is watchable, recent and lacks one."""
+    watches_ensure(now=now, agent=agent)
+    watches_reconcile(agent=agent, now=now)
+    watch = (
+        VersionWatch.objects.filter(agent=agent, version__number=number)
+        .select_related("agent", "version", "version__agent", "version__proposal", "baseline", "judged_by")
+        .first()
+    )
+    if watch is None:
+        raise WatchNotFound(
+            f"{agent.agent_id} v{number} is not under watch: only versions made live from a proposal (or changed "
+            f"by hand) in the last {rule('WATCHDOG_WATCH_DAYS')} days are",
+            field="version",
+        )
+    return watch
+
+
+def watch_assess(*, watch: VersionWatch, now: datetime) -> tuple[Assessment, ConfigVersion | None]:
+    """Test one watched version now. Returns the assessment and the baseline version it used."""
+    version = watch.version
+    baseline, base = watch_baseline(version=version)
+    until = min(now, watch.watch_until)
+    new = error_counts(agent=watch.agent, intervals=watch_new_intervals(version=version, until=until))
     assessment = watchdog_assess(
         new=new,
         base=base,
@@ -122,97 +381,333 @@ def version_assess(*, version: ConfigVersion) -> tuple[Assessment, ConfigVersion
         tolerance=float(rule("WATCHDOG_TOLERANCE")),
         alpha=float(rule("WATCHDOG_ALPHA")),
     )
-    return assessment, previous
+    assessment = replace(
+        assessment, version=version.number, baseline_version=baseline.number if baseline is not None else None
+    )
+    return assessment, baseline
+
+
+# --- The pass -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Watched:
+    """What one pass did with one watched version."""
+
+    watch: VersionWatch
+    assessment: Assessment
+    outcome: str  # watching, good, inconclusive, rolled_back
+    rollback: ConfigVersion | None = None
+
+
+def watchdog_pass(*, now: datetime, agent: Agent | None = None) -> list[Watched]:
+    """One pass over every watched version (of one agent when given, as a simulation on its own clock must)."""
+    watches_ensure(now=now, agent=agent)
+    open_rows = VersionWatch.objects.exclude(state=State.ROLLED_BACK)
+    if agent is not None:
+        open_rows = open_rows.filter(agent=agent)
+    agent_pks = sorted(set(open_rows.order_by().values_list("agent_id", flat=True)))
+    results: list[Watched] = []
+    for pk in agent_pks:
+        one = agent if agent is not None else Agent.objects.get(pk=pk)
+        watches_reconcile(agent=one, now=now)
+        results.extend(_agent_pass(agent=one, now=now))
+    return results
 
 
 def watchdog_run(*, now: datetime, agent: Agent | None = None) -> list[ConfigVersion]:
-    """One pass over every watched version (of one agent when given, as a simulation on its own clock must).
-    Returns the rollback versions it made live."""
-    rolled: list[ConfigVersion] = []
-    for version in watched_versions(agent=agent):
-        assessment, previous = version_assess(version=version)
+    """One pass; returns the rollback versions it made live."""
+    return [w.rollback for w in watchdog_pass(now=now, agent=agent) if w.rollback is not None]
+
+
+def _agent_pass(*, agent: Agent, now: datetime) -> list[Watched]:
+    results: list[Watched] = []
+    watching = (
+        VersionWatch.objects.filter(agent=agent, state=State.WATCHING)
+        .select_related("agent", "version", "version__agent", "version__proposal")
+        .order_by("version__number")
+    )
+    # Oldest first: when an earlier change is already worse, its rollback takes every later one with it.
+    for watch in watching:
+        assessment, baseline = watch_assess(watch=watch, now=now)
+        VersionWatch.objects.filter(pk=watch.pk, state=State.WATCHING).update(
+            assessment=assessment.as_json(), assessed_at=now, baseline=baseline
+        )
         logger.info(
             "watchdog.assessed",
-            extra={"agent_id": version.agent.agent_id, "version": version.number, "verdict": assessment.verdict},
+            extra={"agent_id": agent.agent_id, "version": watch.version.number, "verdict": assessment.verdict},
         )
-        if assessment.verdict != "rollback" or previous is None:
-            continue
-        rollback = _rollback(version=version, previous=previous, assessment=assessment, now=now)
-        if rollback is not None:
-            rolled.append(rollback)
-    return rolled
+        if assessment.verdict == "rollback":
+            rollback = _rollback(watch=watch, baseline=baseline, assessment=assessment, now=now)
+            results.append(Watched(watch, assessment, "rolled_back" if rollback else "watching", rollback))
+            break
+        if assessment.verdict == "good":
+            outcome = _judge(watch=watch, state=State.GOOD, assessment=assessment, now=now)
+        elif now >= watch.watch_until:
+            outcome = _judge(watch=watch, state=State.INCONCLUSIVE, assessment=assessment, now=now)
+        else:
+            outcome = State.WATCHING
+        results.append(Watched(watch, assessment, str(outcome)))
+    return results
 
 
-def _rollback(
-    *, version: ConfigVersion, previous: ConfigVersion, assessment: Assessment, now: datetime
-) -> ConfigVersion | None:
-    """Restore ``previous``'s values unless another run got there first (then None)."""
+def _change_of(version: ConfigVersion) -> tuple[str, Proposal | None]:
+    proposal = version.proposal
+    return (proposal.threshold_name if proposal is not None else ""), proposal
+
+
+def _judge(*, watch: VersionWatch, state: str, assessment: Assessment, now: datetime) -> str:
+    """The watchdog's own verdict: good (the mirror test) or inconclusive (the window ended), audited."""
     with transaction.atomic():
-        # Lock the version; a concurrent pass that already rolled it back has made it not live, so this finds
-        # nothing and stops. The conditional update on the proposal is a second guard (and SQLite's).
-        locked = ConfigVersion.objects.select_for_update().filter(pk=version.pk, is_live=True).first()
-        if locked is None:
-            return None
-        if version.proposal_id is None:
-            return None
-        proposal = Proposal.objects.select_related("run").get(pk=version.proposal_id)
-        claimed = Proposal.objects.filter(
-            pk=proposal.pk, status__in=[Proposal.Status.ACCEPTED, Proposal.Status.MODIFIED]
-        ).update(status=Proposal.Status.ROLLED_BACK, rolled_back_at=now)
-        if not claimed:
-            return None
-        proposal.refresh_from_db()
-        why = assessment.explain()
-        rollback = config_version_activate(
-            agent=version.agent,
-            values={k: float(v) for k, v in previous.values.items()},
-            source=ConfigVersion.Source.ROLLBACK,
-            now=now,
-            reason=f"watchdog: {why}",
-            rolled_back_version=locked,
+        agent_lock(watch.agent)
+        done = VersionWatch.objects.filter(pk=watch.pk, state=State.WATCHING).update(
+            state=state, judged_at=now, judged_label="watchdog", assessment=assessment.as_json(), assessed_at=now
         )
-        name = proposal.threshold_name
+        if not done:
+            return str(VersionWatch.objects.get(pk=watch.pk).state)
+        name, proposal = _change_of(watch.version)
         audit_record(
-            kind=AuditEvent.Kind.CONFIG_ROLLED_BACK,
-            agent=version.agent,
+            kind=AuditEvent.Kind.WATCH_GOOD if state == State.GOOD else AuditEvent.Kind.WATCH_INCONCLUSIVE,
+            agent=watch.agent,
             at=now,
             actor_label="watchdog",
             threshold_name=name,
-            before=locked.values,
+            proposal=proposal,
+            run=proposal.run if proposal is not None else None,
+            config_version=watch.version,
+            detail={"version": watch.version.number, "state": state, "assessment": assessment.as_json()},
+            message=assessment.explain()
+            if state == State.GOOD
+            else f"watch window ended without a verdict: {assessment.explain()}",
+        )
+    logger.info(
+        "watch.judged", extra={"agent_id": watch.agent.agent_id, "version": watch.version.number, "state": state}
+    )
+    return state
+
+
+def _restore_target(*, version: ConfigVersion, baseline: ConfigVersion | None) -> ConfigVersion | None:
+    """The last version judged good after the baseline, else the baseline; with no baseline (a rollback by
+    hand), the last earlier version not rolled back."""
+    earlier = ConfigVersion.objects.filter(agent=version.agent, number__lt=version.number)
+    floor = baseline.number if baseline is not None else 0
+    good = earlier.filter(number__gt=floor, watch__state=State.GOOD).order_by("-number").first()
+    if good is not None:
+        return good
+    if baseline is not None:
+        return baseline
+    return earlier.exclude(watch__state=State.ROLLED_BACK).order_by("-number").first()
+
+
+def _rollback(
+    *,
+    watch: VersionWatch,
+    baseline: ConfigVersion | None,
+    assessment: Assessment,
+    now: datetime,
+    actor: Any = None,
+    rationale: str = "",
+) -> ConfigVersion | None:
+    """Restore the last good version before ``watch``'s change (or its baseline) as a new live version; every
+    watched version after it is rolled back with it. None when another pass or person got there first.
+
+    The agent row is locked first (as every change of an agent's config does), then the watch is claimed with a
+    conditional update: of two overlapping passes exactly one rolls back. Allowed while the agent is locked."""
+    by_hand = actor is not None
+    label = getattr(actor, "username", "") if by_hand else "watchdog"
+    with transaction.atomic():
+        agent = agent_lock(watch.agent)
+        locked = (
+            VersionWatch.objects.select_for_update(of=("self",))
+            .select_related("version", "version__agent", "version__proposal", "version__proposal__run")
+            .filter(pk=watch.pk)
+            .first()
+        )
+        if locked is None or locked.state == State.ROLLED_BACK:
+            return None
+        if not by_hand and locked.state != State.WATCHING:
+            return None
+        target = _restore_target(version=locked.version, baseline=baseline)
+        if target is None:
+            return None
+        live = ConfigVersion.objects.select_for_update().get(agent=agent, is_live=True)
+        undone = list(
+            VersionWatch.objects.filter(agent=agent, version__number__gt=target.number)
+            .exclude(state=State.ROLLED_BACK)
+            .select_related("version")
+            .order_by("version__number")
+        )
+        numbers = [w.version.number for w in undone]
+        values = {k: float(v) for k, v in target.values.items()}
+        why = assessment.explain()
+        together = f" Rolled back v{', v'.join(map(str, numbers))} to the values of v{target.number}."
+        rollback = config_version_activate(
+            agent=agent,
+            values=values,
+            source=ConfigVersion.Source.ROLLBACK,
+            now=now,
+            reason=(
+                f"rolled back v{locked.version.number} by hand by {label}: {rationale}. {why}.{together}"
+                if by_hand
+                else f"watchdog: {why}.{together}"
+            ),
+            approved_by=actor if by_hand else None,
+            rolled_back_version=live,
+        )
+        VersionWatch.objects.filter(pk__in=[w.pk for w in undone]).update(
+            state=State.ROLLED_BACK,
+            judged_at=now,
+            judged_by=actor if by_hand else None,
+            judged_label=label,
+            rationale=rationale,
+            rolled_back_by=rollback,
+        )
+        VersionWatch.objects.filter(pk=locked.pk).update(
+            assessment=assessment.as_json(), assessed_at=now, baseline=baseline
+        )
+        proposal_ids = list(
+            ConfigVersion.objects.filter(
+                agent=agent, number__gt=target.number, number__lte=live.number, proposal__isnull=False
+            ).values_list("proposal_id", flat=True)
+        )
+        Proposal.objects.filter(
+            pk__in=proposal_ids, status__in=[Proposal.Status.ACCEPTED, Proposal.Status.MODIFIED]
+        ).update(status=Proposal.Status.ROLLED_BACK, rolled_back_at=now)
+        name, proposal = _change_of(locked.version)
+        if proposal is not None:
+            proposal.refresh_from_db()
+        changed = sorted(k for k in set(values) | set(live.values) if values.get(k) != live.values.get(k))
+        figures = assessment.as_json()
+        detail = {
+            "fromVersion": live.number,
+            "toVersion": target.number,
+            "toValuesOf": target.number,
+            "version": rollback.number,
+            "watchedVersion": locked.version.number,
+            "baselineVersion": baseline.number if baseline is not None else None,
+            "undoneVersions": numbers,
+            "changed": changed,
+            "manual": by_hand,
+            "assessment": figures,
+        }
+        audit_record(
+            kind=AuditEvent.Kind.CONFIG_ROLLED_BACK,
+            agent=agent,
+            at=now,
+            actor=actor if by_hand else None,
+            actor_label=label,
+            threshold_name=changed[0] if len(changed) == 1 else "",
+            before=live.values,
             after=rollback.values,
             proposal=proposal,
-            run=proposal.run,
+            run=proposal.run if proposal is not None else None,
             config_version=rollback,
-            evidence_entry_ids=list(proposal.evidence.order_by("id").values_list("entry_id", flat=True)),
-            detail={
-                "fromVersion": locked.number,
-                "toValuesOf": previous.number,
-                "version": rollback.number,
-                "assessment": {k: _finite(v) for k, v in asdict(assessment).items()},
-            },
-            message=why,
+            evidence_entry_ids=(
+                list(proposal.evidence.order_by("id").values_list("entry_id", flat=True)) if proposal else []
+            ),
+            detail=detail,
+            message=f"{rationale} ({why}){together}" if by_hand else f"{why}.{together}",
         )
-        transaction.on_commit(lambda: _notify(rollback.pk))
+        if by_hand:
+            audit_record(
+                kind=AuditEvent.Kind.WATCH_ROLLED_BACK,
+                agent=agent,
+                at=now,
+                actor=actor,
+                threshold_name=name,
+                before=live.values,
+                after=rollback.values,
+                proposal=proposal,
+                run=proposal.run if proposal is not None else None,
+                config_version=locked.version,
+                detail={**detail, "state": State.ROLLED_BACK},
+                message=rationale,
+            )
+        rollback_pk = rollback.pk
+        outbox_send("notify.rollback", version_id=rollback_pk)  # after commit; retried if mail is down
     logger.warning(
         "config.rolled_back",
         extra={
-            "agent_id": version.agent.agent_id,
+            "agent_id": agent.agent_id,
             "version": rollback.number,
-            "undid": version.number,
-            "proposal_id": proposal.pk,
+            "undid": numbers,
+            "restored": target.number,
+            "by": label,
         },
     )
     return rollback
 
 
-def _finite(value: object) -> object:
-    """JSON has no infinity."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+# --- By hand: an approver judges a watched change -----------------------------------------------------------
 
 
-def _notify(version_id: int) -> None:
-    from approvals.notifications import rollback_notify
+def change_author_id(version: ConfigVersion) -> int | None:
+    """Who made a watched change: the proposal's author for a hand-made proposal, the approver of a manual one."""
+    if version.proposal is not None:
+        return version.proposal.created_by_id
+    if version.source == ConfigVersion.Source.MANUAL:
+        return version.approved_by_id
+    return None
 
-    rollback_notify(version_id=version_id)
+
+def watch_mark_good(*, watch: VersionWatch, actor: Any, rationale: str, now: datetime) -> VersionWatch:
+    """An approver judges a watched (or inconclusive) change good: the watchdog stops watching it."""
+    approver_check(actor, "judge a watched change")
+    text = rationale_check(rationale)
+    if change_author_id(watch.version) == getattr(actor, "pk", None):
+        raise SelfApprovalError("you made this change; another approver must judge it")
+    with transaction.atomic():
+        agent = agent_lock(watch.agent)
+        current = VersionWatch.objects.select_related("agent", "version", "version__agent", "version__proposal").get(
+            pk=watch.pk
+        )
+        if current.state not in (State.WATCHING, State.INCONCLUSIVE):
+            raise WatchClosed(f"v{current.version.number} is {current.state.replace('_', ' ')} already")
+        assessment, baseline = watch_assess(watch=current, now=now)
+        VersionWatch.objects.filter(pk=current.pk).update(
+            state=State.GOOD,
+            judged_at=now,
+            judged_by=actor,
+            judged_label=actor.username,
+            rationale=text,
+            assessment=assessment.as_json(),
+            assessed_at=now,
+            baseline=baseline,
+        )
+        name, proposal = _change_of(current.version)
+        audit_record(
+            kind=AuditEvent.Kind.WATCH_MARKED_GOOD,
+            agent=agent,
+            at=now,
+            actor=actor,
+            threshold_name=name,
+            proposal=proposal,
+            run=proposal.run if proposal is not None else None,
+            config_version=current.version,
+            detail={
+                "version": current.version.number,
+                "before": current.state,
+                "state": State.GOOD,
+                "assessment": assessment.as_json(),
+            },
+            message=text,
+        )
+    logger.info("watch.marked_good", extra={"agent_id": agent.agent_id, "version": current.version.number})
+    current.refresh_from_db()
+    return current
+
+
+def watch_rollback(*, watch: VersionWatch, actor: Any, rationale: str, now: datetime) -> ConfigVersion:
+    """An approver rolls a watched change back by hand, through the watchdog's own rollback."""
+    approver_check(actor, "roll back configs")
+    text = rationale_check(rationale)
+    current = VersionWatch.objects.select_related("agent", "version", "version__agent", "version__proposal").get(
+        pk=watch.pk
+    )
+    if current.state == State.ROLLED_BACK:
+        raise WatchClosed(f"v{current.version.number} is rolled back already")
+    assessment, baseline = watch_assess(watch=current, now=now)
+    rollback = _rollback(watch=current, baseline=baseline, assessment=assessment, now=now, actor=actor, rationale=text)
+    if rollback is None:
+        raise WatchClosed(f"v{current.version.number} was rolled back by someone else meanwhile")
+    return rollback

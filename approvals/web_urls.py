@@ -8,4 +8,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("proposals/<int:pk>/", views.proposal_detail, name="proposal-detail"),
     path("audit/", views.audit_trail, name="audit-trail"),
     path("rollback/<str:agent_id>/", views.config_rollback_page, name="config-rollback"),
+    path("lock/<str:agent_id>/", views.config_lock_page, name="config-lock"),
+    path("watch/<str:agent_id>/v<int:number>/", views.version_watch_page, name="version-watch"),
 ]

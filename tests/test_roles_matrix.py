@@ -59,6 +59,9 @@ CASES = [
     Case("dashboard", "GET", "/dashboard/", PEOPLE, page=True),
     Case("agent dashboard", "GET", "/dashboard/{agent}/", PEOPLE, page=True),
     Case("admin", "GET", "/admin/", frozenset({ADMIN}), page=True),
+    Case("decision page", "GET", "/decisions/{entry}/", PEOPLE, page=True),
+    Case("lock from the dashboard", "POST", "/lock/{agent}/", APPROVERS, page=True, form={"rationale": "done"}),
+    Case("a change under watch", "GET", "/watch/{agent}/v1/", APPROVERS, page=True),
     # --- API ---------------------------------------------------------------------------------------------
     Case("live config", "GET", "/api/v1/agents/{agent}/config", frozenset({ADMIN, AGENT})),
     Case("config versions", "GET", "/api/v1/agents/{agent}/config/versions", frozenset({ADMIN, AGENT})),
@@ -68,6 +71,17 @@ CASES = [
     Case("read a decision", "GET", "/api/v1/decisions/{entry}", PEOPLE | {AGENT}),
     Case("respond", "POST", "/api/v1/decisions/{entry}/response", PEOPLE, body={"action": "dismiss"}),
     Case("proposals of an agent", "GET", "/api/v1/agents/{agent}/proposals", APPROVERS),
+    Case(
+        "propose by hand",
+        "POST",
+        "/api/v1/agents/{agent}/proposals",
+        APPROVERS,
+        body={"thresholdName": "flag_threshold", "proposedValue": 0.65, "rationale": "noisy"},
+    ),
+    Case("lock state", "GET", "/api/v1/agents/{agent}/lock", APPROVERS),
+    Case("lock", "POST", "/api/v1/agents/{agent}/lock", APPROVERS, body={"rationale": "converged"}),
+    Case("unlock", "POST", "/api/v1/agents/{agent}/unlock", APPROVERS, body={"rationale": "new season"}),
+    Case("own config (agent client)", "GET", "/api/v1/config", frozenset({AGENT})),
     Case("read a proposal", "GET", "/api/v1/proposals/{proposal}", APPROVERS),
     Case(
         "decide a proposal",
@@ -171,6 +185,9 @@ def test_roles_matrix__every_route_is_in_the_table() -> None:
     covered = {shape(c.path).lstrip("/") for c in CASES}
     covered |= {c.lstrip("/") for c in ("/accounts/login/", "/accounts/logout/")}
     routes = walk(get_resolver().url_patterns)
-    normalised = {r.replace("<int:pk>", "{proposal}").replace("<int:proposal_id>", "{proposal}") for r in routes}
+    normalised = {
+        r.replace("<int:pk>", "{proposal}").replace("<str:proposal_id>", "{proposal}").replace("v<int:number>", "v1")
+        for r in routes
+    }
     missing = sorted(r for r in normalised if r not in covered and r != "")
     assert missing == [], f"routes without a line in the roles matrix: {missing}"

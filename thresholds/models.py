@@ -24,12 +24,23 @@ class Agent(models.Model):
     miss_cost = models.FloatField(default=5.0, help_text="With the cost objective: a miss costs N false alarms.")
     approvers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="approver_of")
     created_at = models.DateTimeField(auto_now_add=True)
+    # The loop's end state (contract rule 11): a locked config changes only by rollback. Set and cleared only
+    # through approvals.lock.agent_lock / agent_unlock, which audit it.
+    locked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    locked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    lock_rationale = models.TextField(blank=True, editable=False)
 
     class Meta:
         ordering = ["agent_id"]
 
     def __str__(self) -> str:
         return self.agent_id
+
+    @property
+    def is_locked(self) -> bool:
+        return self.locked_at is not None
 
     @property
     def weakest_action(self) -> str:

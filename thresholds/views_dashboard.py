@@ -14,7 +14,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from people.roles import is_reviewer, is_staff
+from people.roles import is_approver, is_reviewer, is_staff
 from thresholds.metrics import threshold_histories, weekly_metrics
 from thresholds.models import Agent, ConfigVersion
 from tuner.models import Proposal, TunerRun
@@ -121,5 +121,6 @@ def dashboard_agent(request: HttpRequest, agent_id: str) -> HttpResponse:
         "chart": chart,
         "weeks": weeks,
         "week_choices": WEEK_CHOICES,
+        "can_lock": is_approver(request.user),
     }
     return render(request, "dashboard/agent.html", context)

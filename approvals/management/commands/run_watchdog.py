@@ -6,8 +6,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from approvals.selectors import watched_versions
-from approvals.watchdog import version_assess, watchdog_run
+from approvals.models import VersionWatch
+from approvals.watchdog import watchdog_pass
 
 
 def parse_now(value: str | None) -> datetime:
@@ -23,25 +23,27 @@ def parse_now(value: str | None) -> datetime:
 
 
 class Command(BaseCommand):
-    help = "Run one watchdog pass: roll back live proposal changes whose error rate rose significantly."
+    help = "Run one watchdog pass: judge every change under watch; roll back those whose error rate rose significantly."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--now", help="Act as of this time (ISO 8601 with offset).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         now = parse_now(options.get("now"))
-        for version in watched_versions():
-            assessment, _ = version_assess(version=version)
+        results = watchdog_pass(now=now)
+        for done in results:
+            version = done.watch.version
+            source = f"proposal #{version.proposal_id}" if version.proposal_id else version.source
             self.stdout.write(
-                f"watching {version.agent.agent_id} v{version.number} (proposal #{version.proposal_id}): "
-                f"{assessment.verdict}: {assessment.explain()}"
+                f"watching {version.agent.agent_id} v{version.number} ({source}): {done.assessment.verdict}, "
+                f"now {done.outcome}: {done.assessment.explain()}"
             )
-        rolled = watchdog_run(now=now)
+        rolled = [done.rollback for done in results if done.rollback is not None]
         for v in rolled:
-            undone = v.rolled_back_version
-            self.stdout.write(
-                f"rolled back {v.agent.agent_id} v{undone.number if undone else '?'} -> v{v.number} "
-                f"{v.values}: {v.reason}"
-            )
+            undone = VersionWatch.objects.filter(rolled_back_by=v).order_by("version__number")
+            numbers = ", ".join(f"v{n}" for n in undone.values_list("version__number", flat=True)) or "?"
+            self.stdout.write(f"rolled back {v.agent.agent_id} {numbers} -> v{v.number} {v.values}: {v.reason}")
+        if not results:
+            self.stdout.write("nothing under watch")
         if not rolled:
             self.stdout.write("nothing rolled back")

@@ -1,0 +1,168 @@
+"""The one guard every new live threshold value passes (contract rules 3 and 11), whoever asks.
+
+Within an agent's cycle (the ISO week in its timezone, ``thresholds.cycles``):
+
+- at most ``MAX_PROPOSALS_PER_CYCLE`` config versions made live from proposals (rollbacks restore and are exempt);
+- no threshold further than ``MAX_MOVE_FRACTION`` from its value *at the cycle's start*, so stacked changes
+  cannot walk a threshold past the bound one 20 % step at a time;
+- always within the threshold's own min/max;
+- nothing at all while the agent's config is locked.
+
+``change_check`` is called by every path that makes a value live or proposes one: accepting or modifying a
+proposal (page, admin, API, simulation), a hand-made proposal. Callers hold ``agent_lock`` first, so two
+approvers accepting at once on PostgreSQL are serialised on the agent row and the second one sees the first
+one's change; a lock racing an accept likewise.
+"""
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from approvals.exceptions import AgentLocked, GuardrailViolation, NotAnApprover
+from loopsite.exceptions import ValidationFailed
+from loopsite.rules import rule
+from people.roles import is_approver
+from thresholds.cycles import cycle_monday, cycle_start
+from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
+
+# Float noise: 0.6 * 1.2 is 0.72 on paper and 0.7199999999999999 in binary.
+EPS = 1e-9
+
+
+def rationale_check(text: Any, field: str = "rationale") -> str:
+    """Every decision on a change says why: required, at most 4,000 characters."""
+    value = str(text or "").strip()
+    if not value:
+        raise ValidationFailed(f"{field} is required", field=field)
+    if len(value) > 4000:
+        raise ValidationFailed(f"{field} is longer than 4,000 characters", field=field)
+    return value
+
+
+def approver_check(actor: Any, verb: str) -> None:
+    """Only approvers (and admins) ``verb``: decide proposals, roll back, lock, judge a watched change."""
+    if not is_approver(actor):
+        who = str(getattr(actor, "username", "") or "someone")
+        raise NotAnApprover(f"{who} is not an approver; only approvers {verb}")
+
+
+def agent_lock(agent: Agent) -> Agent:
+    """Lock the agent's row for the rest of the transaction; every change of its config takes this first."""
+    return Agent.objects.select_for_update().get(pk=agent.pk)
+
+
+@dataclass(frozen=True)
+class CycleState:
+    """What the guard needs to know about the agent's current cycle."""
+
+    cycle: date
+    started_at: datetime
+    base_values: dict[str, float]  # the live values at the cycle's start
+    changes: int  # versions made live from proposals since the cycle's start
+
+    @property
+    def next_cycle(self) -> date:
+        return self.cycle + timedelta(weeks=1)
+
+
+def cycle_state(*, agent: Agent, now: datetime) -> CycleState:
+    start = cycle_start(agent=agent, now=now)
+    versions = ConfigVersion.objects.filter(agent=agent)
+    # The version live at the cycle's start; an agent registered during the cycle starts from its first version.
+    base = versions.filter(activated_at__lte=start).order_by("-number").first() or versions.order_by("number").first()
+    changes = versions.filter(source=ConfigVersion.Source.PROPOSAL, activated_at__gte=start).count()
+    return CycleState(
+        cycle=cycle_monday(agent=agent, now=now),
+        started_at=start,
+        base_values={k: float(v) for k, v in (base.values if base is not None else {}).items()},
+        changes=changes,
+    )
+
+
+def _range(base: float, definition: ThresholdDefinition) -> tuple[float, float]:
+    step = abs(base) * float(rule("MAX_MOVE_FRACTION"))
+    return max(definition.min_value, base - step), min(definition.max_value, base + step)
+
+
+def _definition(agent: Agent, threshold_name: str, field: str) -> ThresholdDefinition:
+    try:
+        return ThresholdDefinition.objects.get(agent=agent, name=threshold_name)
+    except ThresholdDefinition.DoesNotExist:
+        raise ValidationFailed(f"{agent.agent_id} has no threshold {threshold_name!r}", field=field) from None
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What one threshold may still do this cycle, as the approval page and the tuner show it."""
+
+    low: float
+    high: float
+    base: float  # its value at the cycle's start
+    cycle: date
+    changes_left: int
+    locked: bool
+
+
+def allowance(*, agent: Agent, threshold_name: str, now: datetime) -> Allowance:
+    definition = _definition(agent, threshold_name, "thresholdName")
+    state = cycle_state(agent=agent, now=now)
+    base = state.base_values.get(threshold_name, definition.min_value)
+    low, high = _range(base, definition)
+    left = max(0, int(rule("MAX_PROPOSALS_PER_CYCLE")) - state.changes)
+    return Allowance(low, high, base, state.cycle, left, agent.is_locked)
+
+
+def allowed_range(*, agent: Agent, threshold_name: str, now: datetime) -> tuple[float, float]:
+    """The values ``threshold_name`` may take this cycle: within 20 % of its value at the cycle's start and
+    within its min/max."""
+    a = allowance(agent=agent, threshold_name=threshold_name, now=now)
+    return a.low, a.high
+
+
+def changes_left(*, agent: Agent, now: datetime) -> int:
+    """How many more changes from proposals may go live this cycle."""
+    return max(0, int(rule("MAX_PROPOSALS_PER_CYCLE")) - cycle_state(agent=agent, now=now).changes)
+
+
+def change_check(*, agent: Agent, threshold_name: str, value: object, now: datetime, field: str = "value") -> float:
+    """The value as a float when it may go live now, else a 4xx naming the rule and what is allowed."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValidationFailed(f"{field} must be a finite number", field=field)
+    if agent.is_locked:
+        by = agent.locked_by.username if agent.locked_by is not None else "an approver"
+        raise AgentLocked(
+            f"{agent.agent_id}'s config is locked (by {by}: {agent.lock_rationale}); only a rollback changes it "
+            "until it is unlocked",
+            field="agentId",
+        )
+    definition = _definition(agent, threshold_name, "thresholdName")
+    value = float(value)
+    if value < definition.min_value - EPS:
+        raise GuardrailViolation(
+            f"{field} {value:g} is below {threshold_name}'s minimum {definition.min_value:g}", field=field
+        )
+    if value > definition.max_value + EPS:
+        raise GuardrailViolation(
+            f"{field} {value:g} is above {threshold_name}'s maximum {definition.max_value:g}", field=field
+        )
+    state = cycle_state(agent=agent, now=now)
+    cap = int(rule("MAX_PROPOSALS_PER_CYCLE"))
+    if state.changes >= cap:
+        raise GuardrailViolation(
+            f"{agent.agent_id} has had {state.changes} changes from proposals go live this cycle (the week of "
+            f"{state.cycle:%Y-%m-%d}); at most {cap} a cycle. The next may go live from {state.next_cycle:%Y-%m-%d}.",
+            field=field,
+        )
+    base = state.base_values.get(threshold_name)
+    if base is None:
+        raise ValidationFailed(f"the live config has no {threshold_name!r}", field="thresholdName")
+    fraction = float(rule("MAX_MOVE_FRACTION"))
+    if abs(value - base) > abs(base) * fraction + EPS:
+        lo, hi = _range(base, definition)
+        raise GuardrailViolation(
+            f"{field} {value:g} is more than {fraction:.0%} from {base:g}, {threshold_name}'s value at the start of "
+            f"this cycle (the week of {state.cycle:%Y-%m-%d}); this cycle allows {lo:.4g} to {hi:.4g}",
+            field=field,
+        )
+    return value
