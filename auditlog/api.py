@@ -5,7 +5,6 @@ Views parse the request, make one service call and render; the checks live in ``
 refused before parsing and NaN or infinite numbers reach the entry checks, which name the field at fault.
 """
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -21,10 +20,11 @@ from auditlog import serializers as s
 from auditlog.entry import parse_time
 from auditlog.exceptions import InvalidEntry
 from auditlog.models import Decision
-from auditlog.render import entry_render
+from auditlog.render import entry_render, entry_render_with_history
 from auditlog.selectors import DecisionFilters, decision_page
-from auditlog.services import decision_get, decision_log, decision_log_batch, response_record
+from auditlog.services import decision_get, decision_log, decision_log_batch, response_history, response_record
 from loopsite.exceptions import DomainError, Forbidden
+from loopsite.input_checks import json_load
 from people.authentication import acting_agent
 from people.roles import is_reviewer, is_staff
 from thresholds.selectors import agent_get
@@ -89,10 +89,7 @@ def json_body(request: Request, *, limit: int) -> Any:
     body = request.body
     if len(body) > limit:
         raise RequestTooLarge(f"body is larger than {limit} bytes", field="body")
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidEntry(f"body is not valid JSON: {exc}", field="body") from None
+    return json_load(body)
 
 
 def _query_time(request: Request, name: str, now: datetime) -> datetime | None:
@@ -159,9 +156,17 @@ class DecisionListCreateApi(APIView):
             OpenApiParameter("action", str),
             OpenApiParameter("hasHumanResponse", bool),
             OpenApiParameter("cursor", str, description="The `next` of the previous page."),
-            OpenApiParameter("limit", int, description=f"1 to {MAX_PAGE}, default {DEFAULT_PAGE}."),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                description=f"1 to {MAX_PAGE}, default {DEFAULT_PAGE}.",
+            ),
         ],
-        responses={200: s.DecisionPageSerializer, **ERRORS},
+        responses={
+            200: s.DecisionPageSerializer,
+            404: OpenApiResponse(s.ErrorSerializer, description="Unknown agentId."),
+            **ERRORS,
+        },
     )
     def get(self, request: Request) -> Response:
         now = timezone.now()
@@ -217,13 +222,13 @@ class DecisionDetailApi(APIView):
 
     @extend_schema(
         operation_id="decisions_get",
-        summary="One decision with its human response, if any",
-        responses={200: s.EntryOutSerializer, 404: s.ErrorSerializer, **ERRORS},
+        summary="One decision with its human response, if any, and every answer it was given",
+        responses={200: s.EntryDetailOutSerializer, 404: s.ErrorSerializer, **ERRORS},
     )
     def get(self, request: Request, entry_id: str) -> Response:
         decision = decision_get(entry_id=entry_id)
         _own_decision(request, decision)
-        return Response(entry_render(decision))
+        return Response(entry_render_with_history(decision, response_history(decision)))
 
 
 class DecisionResponseApi(APIView):
@@ -231,7 +236,10 @@ class DecisionResponseApi(APIView):
 
     @extend_schema(
         operation_id="decisions_respond",
-        summary="Record the human response (once; a second gets 409 and the first stands)",
+        summary=(
+            "Record the human response; a second gets 409 unless it says amends: its author within 24 h, or an "
+            "approver, replaces the label, and every answer stays in responseHistory"
+        ),
         request=s.ResponseInSerializer,
         responses={
             201: s.EntryOutSerializer,
@@ -243,11 +251,16 @@ class DecisionResponseApi(APIView):
     )
     def post(self, request: Request, entry_id: str) -> Response:
         raw = json_body(request, limit=settings.API_MAX_BODY_BYTES)
+        amends = raw.get("amends", False) if isinstance(raw, dict) else False
+        if not isinstance(amends, bool):
+            raise InvalidEntry("amends must be true or false", field="amends")
         decision = response_record(
             entry_id=entry_id,
             raw=raw,
             responder_id=request.user.get_username(),
             now=timezone.now(),
             field_prefix="",
+            amends=amends,
+            actor=request.user,
         )
-        return Response(entry_render(decision), status=201)
+        return Response(entry_render_with_history(decision, response_history(decision)), status=201)

@@ -8,11 +8,12 @@ UPDATE matches the row wins; no lock is held across requests.
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from django.db.models import Q
 
 from auditlog.exceptions import AlreadyResponded
+from auditlog.labels import THUMBS, binary_meaning, binary_response
 from auditlog.models import Decision, DecisionKey
 from auditlog.services import response_record
 from loopsite.exceptions import DomainError
@@ -87,6 +88,57 @@ def claim_release(*, entry_id: str, reviewer: str) -> bool:
     return bool(released)
 
 
+def _raw(action: str, modified_action: str | None, note: str | None) -> dict[str, str]:
+    raw: dict[str, str] = {"action": action}
+    if modified_action:
+        raw["modifiedAction"] = modified_action
+    if note and note.strip():
+        raw["note"] = note.strip()
+    return raw
+
+
+def thumb_meanings(entry_ids: list[str], thumb: str) -> dict[str, tuple[str, str]]:
+    """{entry id: (the action a thumb records for it, the words saying so)}; empty for an unknown thumb."""
+    if thumb not in THUMBS:
+        return {}
+    rows = Decision.objects.filter(entry_id__in=entry_ids).values_list("entry_id", "action", "agent__actions")
+    return {
+        entry_id: (
+            binary_response(thumb, taken_action=taken, actions=actions),
+            binary_meaning(thumb, taken_action=taken, actions=actions),
+        )
+        for entry_id, taken, actions in rows
+        if taken in actions
+    }
+
+
+def amended_response_record(
+    *,
+    entry_id: str,
+    reviewer: str,
+    action: str,
+    now: datetime,
+    modified_action: str | None = None,
+    note: str | None = None,
+    actor: Any = None,
+) -> RespondResult:
+    """Change an answer from the queue page (the undo key): through ``response_amend``, no claim needed."""
+    try:
+        decision = response_record(
+            entry_id=entry_id,
+            raw=_raw(action, modified_action, note),
+            responder_id=reviewer,
+            now=now,
+            source="web",
+            amends=True,
+            actor=actor,
+        )
+    except DomainError as exc:
+        return RespondResult(entry_id, "invalid", f"{entry_id} was not changed: {exc.message}")
+    label = f"{action} → {modified_action}" if action == "modify" and modified_action else action
+    return RespondResult(entry_id, "recorded", f"{entry_id}: changed to {label}", decision)
+
+
 def claimed_response_record(
     *,
     entry_id: str,
@@ -95,6 +147,7 @@ def claimed_response_record(
     now: datetime,
     modified_action: str | None = None,
     note: str | None = None,
+    actor: Any = None,
 ) -> RespondResult:
     """Respond from the queue page: hold (or take) the claim, then record through ``response_record``.
 
@@ -111,13 +164,10 @@ def claimed_response_record(
                 f"{claim.responded_by} already answered {entry_id}; their response stands.",
             )
         return RespondResult(entry_id, "claimed_by_other", f"{claim.holder} is reviewing {entry_id}; skipped.")
-    raw: dict[str, str] = {"action": action}
-    if modified_action:
-        raw["modifiedAction"] = modified_action
-    if note and note.strip():
-        raw["note"] = note.strip()
     try:
-        decision = response_record(entry_id=entry_id, raw=raw, responder_id=reviewer, now=now, source="web")
+        decision = response_record(
+            entry_id=entry_id, raw=_raw(action, modified_action, note), responder_id=reviewer, now=now, source="web"
+        )
     except AlreadyResponded:
         return RespondResult(entry_id, "already_responded", f"{entry_id} was answered meanwhile; that response stands.")
     except DomainError as exc:

@@ -11,13 +11,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+
 from auditlog.exceptions import InvalidEntry
+from loopsite.input_checks import text_problem
 
 MAX_FEATURES = 200
 MAX_RULES = 100
 MAX_TEXT = 4000
 MAX_ID = 128
 MAX_FUTURE = timedelta(minutes=5)
+MAX_TIME_TO_RESPOND = 10 * 365.25 * 86400.0
 RESPONSE_ACTIONS = ("approve", "dismiss", "modify", "escalate")
 
 
@@ -47,6 +51,7 @@ class EntryInput:
     features: dict[str, float]
     matched_rules: list[str]
     human_response: ResponseInput | None = None
+    config_version: int | None = None  # the version the agent decided under, when it says so
     content_hash: str = field(default="", compare=False)
 
 
@@ -64,6 +69,9 @@ def _str(obj: dict[str, Any], key: str, name: str, *, required: bool = True, lim
         return None
     if not isinstance(value, str):
         raise InvalidEntry(f"{name} must be a string", field=name)
+    problem = text_problem(value)
+    if problem:
+        raise InvalidEntry(f"{name} {problem}", field=name)
     if required and not value.strip():
         raise InvalidEntry(f"{name} must not be empty", field=name)
     if len(value) > limit:
@@ -81,7 +89,10 @@ def _num(obj: dict[str, Any], key: str, name: str) -> float:
 def finite_number(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidEntry(f"{name} must be a number", field=name)
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise InvalidEntry(f"{name} is outside the range of a double-precision number", field=name) from None
     if not math.isfinite(number):
         raise InvalidEntry(f"{name} must be a finite number (not NaN or infinite)", field=name)
     return number
@@ -97,6 +108,11 @@ def parse_time(value: Any, name: str, *, now: datetime, max_future: timedelta | 
         raise InvalidEntry(f"{name} is not an ISO 8601 time: {value[:40]!r}", field=name) from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise InvalidEntry(f"{name} must carry a UTC offset (e.g. 'Z' or '+02:00')", field=name)
+    # Filters (no future bound) may reach back further; entries and responses start in API_EARLIEST_YEAR.
+    earliest = 2 if max_future is None else int(settings.API_EARLIEST_YEAR)
+    if not earliest <= parsed.year <= 9998:
+        # Also keeps the conversion to UTC inside what a datetime can hold (year 1 at +05:00 cannot be).
+        raise InvalidEntry(f"{name} must be a time from the year {earliest} on, not {value[:40]!r}", field=name)
     if max_future is not None and parsed > now + max_future:
         raise InvalidEntry(f"{name} is more than 5 minutes in the future", field=name)
     return parsed
@@ -124,6 +140,11 @@ def response_parse(raw: Any, *, now: datetime, name: str = "humanResponse") -> R
     responded_at = parse_time(obj["respondedAt"], _at(name, "respondedAt"), now=now) if "respondedAt" in obj else now
     responder = _str(obj, "responderId", _at(name, "responderId"), required=False) or ""
     ttr = obj.get("timeToRespond")
+    if ttr is not None and not 0.0 <= finite_number(ttr, _at(name, "timeToRespond")) <= MAX_TIME_TO_RESPOND:
+        raise InvalidEntry(
+            f"{_at(name, 'timeToRespond')} must be between 0 and {MAX_TIME_TO_RESPOND:.0f} seconds (ten years)",
+            field=_at(name, "timeToRespond"),
+        )
     return ResponseInput(
         action=str(action),
         responded_at=responded_at,
@@ -150,6 +171,9 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
     if not 0.0 <= confidence <= 1.0:
         raise InvalidEntry("decision.confidence must be between 0 and 1", field="decision.confidence")
     threshold_used = _num(decision, "thresholdUsed", "decision.thresholdUsed")
+    if not 0.0 <= threshold_used <= 1.0:
+        # Thresholds are compared with confidences, which lie in 0..1 (contract, "Threshold").
+        raise InvalidEntry("decision.thresholdUsed must be between 0 and 1", field="decision.thresholdUsed")
     reasoning = _str(decision, "reasoning", "decision.reasoning", required=False, limit=MAX_TEXT) or ""
     threshold_name = _str(decision, "thresholdName", "decision.thresholdName", required=False, limit=100)
 
@@ -163,6 +187,9 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
     for key, value in features_raw.items():
         if len(key) > 200:
             raise InvalidEntry("context.features has a name longer than 200 characters", field="context.features")
+        problem = text_problem(key)
+        if problem:
+            raise InvalidEntry(f"context.features has a name that {problem}", field="context.features")
         # Fast path for the usual finite float; anything else gets the full check and its message.
         features[key] = (
             value if type(value) is float and isfinite(value) else finite_number(value, f"context.features.{key}")
@@ -174,6 +201,16 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
         raise InvalidEntry(f"context.matchedRules has more than {MAX_RULES} rules", field="context.matchedRules")
     if any(len(r) > 200 for r in rules_raw):
         raise InvalidEntry("context.matchedRules has a rule longer than 200 characters", field="context.matchedRules")
+    for rule_name in rules_raw:
+        problem = text_problem(rule_name)
+        if problem:
+            raise InvalidEntry(f"context.matchedRules has a rule that {problem}", field="context.matchedRules")
+
+    config_version = obj.get("configVersion")
+    if config_version is not None and (
+        isinstance(config_version, bool) or not isinstance(config_version, int) or not 1 <= config_version < 2**31
+    ):
+        raise InvalidEntry("configVersion must be a version number (a whole number from 1)", field="configVersion")
 
     response = None
     if obj.get("humanResponse") is not None:
@@ -200,6 +237,7 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
         features=features,
         matched_rules=list(rules_raw),
         human_response=response,
+        config_version=config_version,
     )
     return _with_hash(entry)
 
@@ -208,7 +246,7 @@ def _content(entry: EntryInput) -> dict[str, Any]:
     """The entry as ``dataclasses.asdict`` gives it, less ``content_hash`` and ``id_given``, built by hand:
     ``asdict`` deep-copies every value and cost most of a batch's parsing time."""
     response = entry.human_response
-    return {
+    content = {
         "id": entry.id,
         "timestamp": entry.timestamp,
         "agent_id": entry.agent_id,
@@ -232,6 +270,10 @@ def _content(entry: EntryInput) -> dict[str, Any]:
             "time_to_respond": response.time_to_respond,
         },
     }
+    if entry.config_version is not None:
+        # Only when sent, so the hashes of entries stored before the field existed still match a resend.
+        content["config_version"] = entry.config_version
+    return content
 
 
 def _with_hash(entry: EntryInput) -> EntryInput:

@@ -26,3 +26,27 @@ def effective_label(
 def is_error(response_action: str | None) -> bool:
     """The watchdog's error: anything but approve."""
     return response_action is not None and response_action != APPROVE
+
+
+THUMBS = ("up", "down")
+
+
+def binary_response(thumb: str, *, taken_action: str, actions: Sequence[str]) -> str:
+    """What a thumb in binary mode records (the one mapping the queue page and the simulator both use):
+    up is ``approve``; down on a decision that fired is ``dismiss`` (it should not have fired); down on a
+    weakest-action decision, sampled for review, is ``escalate`` (it should have acted: a missed signal)."""
+    if thumb not in THUMBS:
+        raise ValueError(f"thumb must be up or down, not {thumb!r}")
+    if thumb == "up":
+        return APPROVE
+    return ESCALATE if list(actions).index(taken_action) == 0 else DISMISS
+
+
+def binary_meaning(thumb: str, *, taken_action: str, actions: Sequence[str]) -> str:
+    """The words the queue shows after a thumb: what it meant and what was recorded."""
+    action = binary_response(thumb, taken_action=taken_action, actions=actions)
+    if thumb == "up":
+        return "thumbs up: the agent was right → approve"
+    if action == ESCALATE:
+        return "thumbs down: should have acted → escalate"
+    return "thumbs down: should not have fired → dismiss"

@@ -118,3 +118,30 @@ class Decision(models.Model):
     @property
     def has_response(self) -> bool:
         return self.response_action is not None
+
+
+class ResponseRevision(models.Model):
+    """The history of one decision's human response, append-only: the first answer (number 1) and every
+    amendment after it. The decision row carries the latest, the label the tuner, the watchdog, the metrics and
+    the exports read. A decision that was never amended has no rows here: its history is its one response.
+    """
+
+    entry_id = models.CharField(max_length=128)
+    agent = models.ForeignKey("thresholds.Agent", on_delete=models.PROTECT, related_name="+")
+    decision_timestamp = models.DateTimeField(help_text="The decision's timestamp (finds its week's partition).")
+    number = models.PositiveSmallIntegerField(help_text="1 for the first answer, then each amendment.")
+    action = models.CharField(max_length=16, choices=ResponseAction.choices)
+    modified_action = models.CharField(max_length=100, null=True, blank=True)
+    note = models.TextField(null=True, blank=True)
+    responder_id = models.CharField(max_length=200)
+    responded_at = models.DateTimeField()
+    time_to_respond = models.FloatField(null=True, blank=True)
+    source = models.CharField(max_length=16, null=True, blank=True)
+    recorded_at = models.DateTimeField(help_text="When loopsite stored this revision.")
+
+    class Meta:
+        ordering = ["agent", "entry_id", "number"]
+        constraints = [models.UniqueConstraint(fields=["agent", "entry_id", "number"], name="response_revision_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.entry_id} response #{self.number}"

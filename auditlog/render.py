@@ -47,3 +47,26 @@ def entry_render(d: Decision, *, agent_id: str | None = None, config_version: in
     if response is not None:
         entry["humanResponse"] = response
     return entry
+
+
+def revision_render(r: Any) -> dict[str, Any]:
+    """One answer of a decision's ``responseHistory`` (an ``auditlog.models.ResponseRevision``)."""
+    out: dict[str, Any] = {
+        "revision": r.number,
+        "action": r.action,
+        "respondedAt": _iso(r.responded_at),
+        "responderId": r.responder_id,
+        "timeToRespond": r.time_to_respond,
+    }
+    if r.modified_action is not None:
+        out["modifiedAction"] = r.modified_action
+    if r.note is not None:
+        out["note"] = r.note
+    return out
+
+
+def entry_render_with_history(d: Decision, history: list[Any]) -> dict[str, Any]:
+    """The entry as ``GET /decisions/{id}`` shows it: with every answer it was given, oldest first."""
+    entry = entry_render(d)
+    entry["responseHistory"] = [revision_render(r) for r in history]
+    return entry

@@ -17,6 +17,7 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
 from auditlog.exceptions import InvalidEntry
+from auditlog.labels import binary_meaning
 from auditlog.models import Decision
 from loopsite.rules import rule
 from thresholds.models import Agent
@@ -93,6 +94,7 @@ class QueueItem:
     age: timedelta
     features: list[FeatureValue]
     claimed_by_me: bool
+    amending: bool = False  # shown again so its reviewer can change the answer (the undo key)
 
     @property
     def entry_id(self) -> str:
@@ -102,6 +104,10 @@ class QueueItem:
     def other_actions(self) -> list[str]:
         """What a reviewer may change the action to: every action of the agent but the one taken."""
         return [a for a in self.actions if a != self.decision.action]
+
+    @property
+    def thumb_down_meaning(self) -> str:
+        return binary_meaning("down", taken_action=self.decision.action, actions=self.actions)
 
     @property
     def action_rank(self) -> int:
@@ -223,6 +229,35 @@ def queue_page(
         filters=filters,
         cursor=cursor,
         agents=sorted(agents.values(), key=lambda a: a.agent_id),
+    )
+
+
+def last_answer(*, reviewer: str, now: datetime) -> Decision | None:
+    """The reviewer's latest answer while they may still change it (the queue's undo key)."""
+    since = now - timedelta(hours=int(rule("AMEND_WINDOW_HOURS")))
+    return (
+        Decision.objects.filter(responder_id=reviewer, response_action__isnull=False, responded_at__gte=since)
+        .order_by("-responded_at", "-seq")
+        .first()
+    )
+
+
+def amend_item(*, entry_id: str, reviewer: str, now: datetime) -> QueueItem | None:
+    """An answered decision shown again at the top of the queue so its answer can be changed; None when it is
+    not this reviewer's answer any more (the service decides who may amend; this only offers one's own)."""
+    decision = last_answer(reviewer=reviewer, now=now)
+    if decision is None or decision.entry_id != entry_id:
+        return None
+    agent = Agent.objects.get(pk=decision.agent_id)
+    return QueueItem(
+        decision=decision,
+        agent_id=agent.agent_id,
+        actions=[str(a) for a in agent.actions],
+        binary_mode=agent.binary_mode,
+        age=max(now - decision.timestamp, timedelta(0)),
+        features=features_ranked(decision.features or {}),
+        claimed_by_me=False,
+        amending=True,
     )
 
 

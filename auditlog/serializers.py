@@ -51,8 +51,31 @@ class EntryOutSerializer(EntryInSerializer):
     queuedForReview = serializers.BooleanField()
 
 
+class ResponseRevisionSerializer(serializers.Serializer):
+    revision = serializers.IntegerField(help_text="1 for the first answer, then each amendment.")
+    action = serializers.ChoiceField(choices=["approve", "dismiss", "modify", "escalate"])
+    respondedAt = serializers.DateTimeField()
+    responderId = serializers.CharField()
+    timeToRespond = serializers.FloatField(allow_null=True)
+    modifiedAction = serializers.CharField(required=False)
+    note = serializers.CharField(required=False)
+
+
+class EntryDetailOutSerializer(EntryOutSerializer):
+    responseHistory = ResponseRevisionSerializer(
+        many=True, help_text="Every answer, oldest first; the last one is the humanResponse everyone reads."
+    )
+
+
 class BatchInSerializer(serializers.Serializer):
-    entries = EntryInSerializer(many=True, help_text="At most 1000 entries; body at most 10 MiB.")
+    entries = serializers.ListField(
+        child=serializers.JSONField(),
+        max_length=1000,
+        help_text=(
+            "At most 1000 ActionLogEntry objects (the shape of POST /decisions); body at most 10 MiB. Each is checked "
+            "on its own: a bad one is `invalid` in its slot of the results and the others are stored."
+        ),
+    )
 
 
 class BatchResultSerializer(serializers.Serializer):
@@ -77,6 +100,11 @@ class ResponseInSerializer(serializers.Serializer):
     modifiedAction = serializers.CharField(required=False, help_text="Required when action is modify.")
     note = serializers.CharField(required=False, max_length=4000)
     respondedAt = serializers.DateTimeField(required=False, help_text="Defaults to now.")
+    amends = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Replace an existing answer: its author within 24 hours (AMEND_WINDOW_HOURS), an approver any time.",
+    )
 
 
 class ErrorBodySerializer(serializers.Serializer):

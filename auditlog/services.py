@@ -1,18 +1,20 @@
 """Writes to the decision log: logging decisions (one or a batch) and recording a human response once."""
 
+import bisect
 import json
 import logging
 import operator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from django.db import IntegrityError, connection, models, transaction
 
 from auditlog.entry import EntryInput, ResponseInput, entry_parse, response_parse, sample_draw
 from auditlog.exceptions import AlreadyResponded, DecisionNotFound, EntryConflict, InvalidEntry
-from auditlog.models import Decision, DecisionKey, ReviewReason
+from auditlog.models import Decision, DecisionKey, ResponseRevision, ReviewReason
 from loopsite.exceptions import DomainError, Forbidden
+from loopsite.rules import rule
 from thresholds.models import Agent, ConfigVersion
 from thresholds.selectors import LiveConfig, config_get_live
 
@@ -21,17 +23,66 @@ logger = logging.getLogger(__name__)
 Status = Literal["created", "duplicate", "conflict", "invalid"]
 
 
+@dataclass(frozen=True)
+class _Version:
+    pk: int
+    number: int
+    activated_at: datetime
+    values: dict[str, float]
+
+
 @dataclass
 class _AgentContext:
     """What checking and storing an agent's entries needs, loaded once per request or batch."""
 
     agent: Agent
     live: LiveConfig
+    _history: list[_Version] | None = None
 
     @classmethod
     def load(cls, agent: Agent) -> "_AgentContext":
         # The live config carries the thresholds' gated actions, so a logged decision costs no query for them.
         return cls(agent=agent, live=config_get_live(agent=agent))
+
+    def history(self) -> list[_Version]:
+        """Every version of the agent, oldest first; read once, and only for entries older than the live one."""
+        if self._history is None:
+            rows = ConfigVersion.objects.filter(agent_id=self.agent.pk).order_by("number")
+            self._history = [
+                _Version(v.pk, v.number, v.activated_at, {k: float(x) for k, x in v.values.items()}) for v in rows
+            ]
+        return self._history
+
+    def version_for(self, entry: EntryInput, *, threshold_name: str) -> _Version:
+        """The version the decision was made under (contract, "Decision"): the one the agent names in
+        ``configVersion``, checked against its ``thresholdUsed``; else the one live at the decision's timestamp,
+        so an upload that was buffered or retried is not blamed on a version that went live after it."""
+        live = self.live
+        if entry.config_version is None:
+            if entry.timestamp >= live.activated_at:
+                return _Version(live.version_pk, live.version, live.activated_at, live.thresholds)
+            history = self.history()
+            at = bisect.bisect_right([v.activated_at for v in history], entry.timestamp)
+            return history[max(0, at - 1)]
+        if entry.config_version == live.version:
+            version = _Version(live.version_pk, live.version, live.activated_at, live.thresholds)
+        else:
+            found = [v for v in self.history() if v.number == entry.config_version]
+            if not found:
+                raise InvalidEntry(
+                    f"configVersion {entry.config_version} is not a version of {self.agent.agent_id} "
+                    f"(1 to {live.version})",
+                    field="configVersion",
+                )
+            version = found[0]
+        value = version.values.get(threshold_name)
+        if value is not None and abs(value - entry.threshold_used) > 1e-9:
+            raise InvalidEntry(
+                f"configVersion {version.number} has {threshold_name} = {value:g}, but decision.thresholdUsed is "
+                f"{entry.threshold_used:g}",
+                field="configVersion",
+            )
+        return version
 
     def threshold_for(self, entry: EntryInput) -> str:
         if entry.threshold_name is not None:
@@ -66,6 +117,7 @@ class _AgentContext:
 
     def values(self, entry: EntryInput, *, threshold_name: str, now: datetime) -> dict[str, Any]:
         """The decision row as {attribute name: value}: what ``build`` makes a model of and COPY writes."""
+        version = self.version_for(entry, threshold_name=threshold_name)
         fired = entry.action != self.agent.weakest_action
         sampled = not fired and sample_draw(entry.id) < self.agent.review_sample_rate
         reason = ReviewReason.FIRED if fired else ReviewReason.SAMPLED if sampled else ReviewReason.NONE
@@ -85,7 +137,7 @@ class _AgentContext:
             "input_hash": entry.input_hash,
             "features": entry.features,
             "matched_rules": entry.matched_rules,
-            "config_version_id": self.live.version_pk,
+            "config_version_id": version.pk,
             "review_reason": reason.value,
             "queued": fired or sampled,
             "content_hash": entry.content_hash,
@@ -100,15 +152,12 @@ class _AgentContext:
 
     def build(self, entry: EntryInput, *, threshold_name: str, now: datetime) -> Decision:
         row = self.values(entry, threshold_name=threshold_name, now=now)
+        version = self.version_for(entry, threshold_name=threshold_name)
         del row["agent_id"], row["config_version_id"]
-        return Decision(agent=self.agent, config_version=self.version(), **row)
-
-    def version(self) -> ConfigVersion:
-        """The live version as a model with only its id, agent and number loaded (the rest load on access),
-        so that rendering a just-logged decision costs no query."""
-        return ConfigVersion.from_db(
-            None, ["id", "agent_id", "number"], [self.live.version_pk, self.agent.pk, self.live.version]
-        )
+        # Only its id, agent and number loaded (the rest load on access): rendering a just-logged decision
+        # costs no query.
+        model = ConfigVersion.from_db(None, ["id", "agent_id", "number"], [version.pk, self.agent.pk, version.number])
+        return Decision(agent=self.agent, config_version=model, **row)
 
 
 _NO_RESPONSE: dict[str, Any] = {
@@ -302,6 +351,7 @@ def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Ag
             agent = _agent_for(entry, acting_agent)
             ctx = contexts.get(agent.agent_id) or contexts.setdefault(agent.agent_id, _AgentContext.load(agent))
             threshold_name = ctx.check(entry)
+            row = ctx.values(entry, threshold_name=threshold_name, now=now)
         except DomainError as exc:
             results.append(BatchResult(raw_id, "invalid", _error(exc)))
             continue
@@ -317,7 +367,7 @@ def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Ag
             continue
         seen[entry.id] = entry.content_hash
         results.append(BatchResult(entry.id, "created"))
-        pending.append((len(results) - 1, entry, ctx.values(entry, threshold_name=threshold_name, now=now)))
+        pending.append((len(results) - 1, entry, row))
 
     # Ids the server made are new by construction; only the given ones can be in the registry already.
     known = _known_hashes([e.id for _, e, _d in pending if e.id_given])
@@ -347,6 +397,21 @@ def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Ag
     return results
 
 
+def _checked_response(decision: Decision, raw: object, *, responder_id: str, now: datetime, name: str) -> ResponseInput:
+    response = response_parse(raw, now=now, name=name)
+    if response.action == "modify" and response.modified_action not in decision.agent.actions:
+        raise InvalidEntry(f"modifiedAction must be one of {', '.join(decision.agent.actions)}", field="modifiedAction")
+    if response.responded_at < decision.timestamp:
+        raise InvalidEntry("respondedAt is before the decision's timestamp", field="respondedAt")
+    return ResponseInput(
+        action=response.action,
+        responded_at=response.responded_at,
+        responder_id=responder_id,
+        modified_action=response.modified_action,
+        note=response.note,
+    )
+
+
 def response_record(
     *,
     entry_id: str,
@@ -355,25 +420,22 @@ def response_record(
     now: datetime,
     source: str = "api",
     field_prefix: str = "response",
+    amends: bool = False,
+    actor: Any = None,
 ) -> Decision:
-    """Record the one human response to a decision. A second one raises ``AlreadyResponded``; the first stands.
+    """Record the human response to a decision. Without ``amends`` it is the first one: a second raises
+    ``AlreadyResponded`` and the first stands. With ``amends`` it replaces the current label (see
+    ``response_amend``); ``actor`` is the user, for the rule of who may amend.
 
     ``raw`` is ``{"action", "modifiedAction"?, "note"?, "respondedAt"?}``; ``timeToRespond`` is computed here.
     Errors name fields as ``<field_prefix>.action``; "" names them as the keys of ``raw`` (the API's body).
     """
+    if amends:
+        return response_amend(
+            entry_id=entry_id, raw=raw, actor=actor, now=now, source=source, field_prefix=field_prefix
+        )
     decision = decision_get(entry_id=entry_id)
-    response = response_parse(raw, now=now, name=field_prefix)
-    if response.action == "modify" and response.modified_action not in decision.agent.actions:
-        raise InvalidEntry(f"modifiedAction must be one of {', '.join(decision.agent.actions)}", field="modifiedAction")
-    if response.responded_at < decision.timestamp:
-        raise InvalidEntry("respondedAt is before the decision's timestamp", field="respondedAt")
-    response = ResponseInput(
-        action=response.action,
-        responded_at=response.responded_at,
-        responder_id=responder_id,
-        modified_action=response.modified_action,
-        note=response.note,
-    )
+    response = _checked_response(decision, raw, responder_id=responder_id, now=now, name=field_prefix)
     _apply_response(decision, response, source=source)
     # One conditional UPDATE: whoever writes first wins, with no lock held across the request.
     written = Decision.objects.filter(
@@ -393,6 +455,106 @@ def response_record(
         raise AlreadyResponded(f"decision {entry_id!r} has a response already; the first one stands", field="id")
     logger.info("decision.responded", extra={"entry_id": entry_id, "action": response.action, "by": responder_id})
     return decision
+
+
+def _revision(decision: Decision, *, number: int, recorded_at: datetime) -> ResponseRevision:
+    return ResponseRevision(
+        entry_id=decision.entry_id,
+        agent_id=decision.agent_id,
+        decision_timestamp=decision.timestamp,
+        number=number,
+        action=str(decision.response_action),
+        modified_action=decision.modified_action,
+        note=decision.response_note,
+        responder_id=str(decision.responder_id or ""),
+        responded_at=decision.responded_at or recorded_at,
+        time_to_respond=decision.time_to_respond,
+        source=decision.response_source,
+        recorded_at=recorded_at,
+    )
+
+
+def response_amend(
+    *, entry_id: str, raw: object, actor: Any, now: datetime, source: str = "api", field_prefix: str = ""
+) -> Decision:
+    """Amend the label of an answered decision: its author within ``AMEND_WINDOW_HOURS`` of their answer, an
+    approver at any time. Nothing is overwritten: the answer being replaced and the amendment both stay in the
+    decision's ``ResponseRevision`` history, and the amendment becomes the label everyone reads from now on
+    (a tuner run already done keeps the output it stored).
+
+    The write is conditional on the label not having changed since it was read, so of two amendments at once
+    one wins and the other is told to look again.
+    """
+    from people.roles import is_approver
+
+    username = str(getattr(actor, "get_username", lambda: "")() or "")
+    decision = decision_get(entry_id=entry_id)
+    if decision.response_action is None:
+        raise InvalidEntry(f"decision {entry_id!r} has no response to amend; send it without amends", field="amends")
+    window = timedelta(hours=int(rule("AMEND_WINDOW_HOURS")))
+    own = bool(username) and username == decision.responder_id
+    if not is_approver(actor):
+        if not own:
+            raise Forbidden(
+                f"{decision.responder_id} answered {entry_id}; only they (within {window.total_seconds() / 3600:g} h) "
+                "or an approver may amend it",
+                field="amends",
+            )
+        answered = decision.responded_at or now
+        if now - answered > window:
+            raise Forbidden(
+                f"your answer to {entry_id} is older than {window.total_seconds() / 3600:g} h; ask an approver to "
+                "amend it",
+                field="amends",
+            )
+    response = _checked_response(decision, raw, responder_id=username, now=now, name=field_prefix)
+    before = (decision.response_action, decision.responded_at, decision.responder_id)
+    with transaction.atomic():
+        history = ResponseRevision.objects.filter(agent_id=decision.agent_id, entry_id=entry_id)
+        last = history.order_by("-number").values_list("number", flat=True).first()
+        revisions = []
+        if last is None:
+            revisions.append(_revision(decision, number=1, recorded_at=now))  # the original answer, kept
+            last = 1
+        _apply_response(decision, response, source=source)
+        revisions.append(_revision(decision, number=last + 1, recorded_at=now))
+        written = Decision.objects.filter(
+            seq=decision.seq,
+            timestamp=decision.timestamp,
+            response_action=before[0],
+            responded_at=before[1],
+            responder_id=before[2],
+        ).update(
+            response_action=decision.response_action,
+            responded_at=decision.responded_at,
+            responder_id=decision.responder_id,
+            modified_action=decision.modified_action,
+            response_note=decision.response_note,
+            time_to_respond=decision.time_to_respond,
+            response_source=source,
+        )
+        if not written:
+            raise AlreadyResponded(f"the response to {entry_id!r} changed meanwhile; read it again", field="id")
+        try:
+            with transaction.atomic():
+                ResponseRevision.objects.bulk_create(revisions)
+        except IntegrityError:
+            raise AlreadyResponded(
+                f"the response to {entry_id!r} changed meanwhile; read it again", field="id"
+            ) from None
+    logger.info(
+        "decision.response_amended",
+        extra={"entry_id": entry_id, "action": response.action, "by": username, "was": before[0]},
+    )
+    return decision
+
+
+def response_history(decision: Decision) -> list[ResponseRevision]:
+    """Every answer to the decision, oldest first; a never-amended answer is its own one-item history."""
+    rows = list(ResponseRevision.objects.filter(agent_id=decision.agent_id, entry_id=decision.entry_id))
+    if rows or decision.response_action is None:
+        return rows
+    return [_revision(decision, number=1, recorded_at=decision.responded_at or decision.received_at)]
 
 
 @dataclass(frozen=True)

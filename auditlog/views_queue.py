@@ -17,9 +17,24 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from auditlog.claims import RespondResult, claim_acquire, claim_release, claimed_response_record
+from auditlog.claims import (
+    RespondResult,
+    amended_response_record,
+    claim_acquire,
+    claim_release,
+    claimed_response_record,
+    thumb_meanings,
+)
 from auditlog.entry import RESPONSE_ACTIONS
-from auditlog.selectors import Cursor, QueueFilters, queue_page, queue_stats, week_rate_note_responses
+from auditlog.selectors import (
+    Cursor,
+    QueueFilters,
+    amend_item,
+    last_answer,
+    queue_page,
+    queue_stats,
+    week_rate_note_responses,
+)
 from loopsite.rules import rule
 from people.roles import is_reviewer
 
@@ -78,6 +93,10 @@ def _body_context(
     reviewer = _reviewer(request)
     filters = _filters(data)
     page = queue_page(filters=filters, reviewer=reviewer, now=now, cursor=Cursor.decode(data.get("after")))
+    amending = amend_item(entry_id=str(data.get("amend") or ""), reviewer=reviewer, now=now)
+    if amending is not None:
+        page.items.insert(0, amending)
+    undo = None if amending is not None else last_answer(reviewer=reviewer, now=now)
     filter_qs = urlencode(filters.as_query())
     next_url = ""
     if page.next_cursor is not None:
@@ -91,8 +110,10 @@ def _body_context(
         "stats": queue_stats(reviewer=reviewer, now=now) if with_stats else None,
         "notices": notices or [],
         "filter_query": filters.as_query(),
+        "undo": undo,
         "response_actions": RESPONSE_ACTIONS,
         "claim_minutes": rule("CLAIM_MINUTES"),
+        "amend_hours": rule("AMEND_WINDOW_HOURS"),
     }
 
 
@@ -119,25 +140,35 @@ def queue_respond(request: HttpRequest) -> HttpResponse:
     """One or several responses (``entry_id`` repeated); answers with the re-rendered queue body."""
     entry_ids = [e for e in dict.fromkeys(request.POST.getlist("entry_id")) if e][:MAX_BULK]
     modify_to = (request.POST.get("modify_to") or "").strip()
+    thumb = (request.POST.get("thumb") or "").strip()
     action = "modify" if modify_to else (request.POST.get("response") or "").strip()
+    amends = request.POST.get("amends") == "1"
     now = timezone.now()
     notices: list[RespondResult] = []
+    # In binary mode a thumb means approve, dismiss or escalate depending on what the agent did.
+    meanings = thumb_meanings(entry_ids, thumb) if thumb else {}
     if not entry_ids:
         notices.append(RespondResult("", "invalid", "Nothing selected."))
-    elif action not in RESPONSE_ACTIONS:
+    elif thumb and not meanings:
+        notices.append(RespondResult("", "invalid", f"Unknown thumb {thumb!r}."))
+    elif not thumb and action not in RESPONSE_ACTIONS:
         notices.append(RespondResult("", "invalid", f"Unknown response {action!r}."))
     else:
         for entry_id in entry_ids:
-            notices.append(
-                claimed_response_record(
-                    entry_id=entry_id,
-                    reviewer=_reviewer(request),
-                    action=action,
-                    modified_action=modify_to or None,
-                    note=request.POST.get("note"),
-                    now=now,
-                )
+            chosen, meaning = meanings.get(entry_id, (action, ""))
+            record = amended_response_record if amends else claimed_response_record
+            result = record(
+                entry_id=entry_id,
+                reviewer=_reviewer(request),
+                action=chosen,
+                modified_action=modify_to or None,
+                note=request.POST.get("note"),
+                now=now,
+                actor=request.user,
             )
+            if meaning and result.outcome == "recorded":
+                result = RespondResult(entry_id, "recorded", f"{entry_id}: {meaning}", result.decision)
+            notices.append(result)
         recorded = [n.decision for n in notices if n.outcome == "recorded" and n.decision is not None]
         week_rate_note_responses(decisions=recorded, now=now)
     if not getattr(request, "htmx", False):

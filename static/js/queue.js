@@ -1,6 +1,7 @@
 /* The review queue's keyboard and claims. No framework: htmx does the requests, this file the focus.
  *
- * j/k move, a/d/e respond, m opens the action picker (then 1-9), n a note, x selects, ? shows the help.
+ * j/k move, a/d/e respond, m opens the action picker (then 1-9), n a note, x selects, z brings the last
+ * answer back to change it, ? shows the help.
  * Keys do nothing while typing in a field. Focusing an item claims it (and releases the one left behind).
  */
 (function () {
@@ -119,7 +120,8 @@
     items().forEach((el) => el.classList.toggle("focused", el === item));
     focusedId = item.dataset.entryId;
     item.scrollIntoView({ block: "nearest" });
-    if (claimedId !== focusedId) claim(item);
+    // An answer being changed is no longer in the queue: there is nothing to claim.
+    if (claimedId !== focusedId && !item.dataset.amending) claim(item);
   }
 
   function move(step) {
@@ -233,6 +235,13 @@
       case "x":
         toggleSelect(item);
         break;
+      case "z": {
+        const undo = body.querySelector("[data-undo]");
+        if (!undo) return;
+        wantFocus = undo.dataset.undo;
+        undo.click();
+        break;
+      }
       default:
         return;
     }

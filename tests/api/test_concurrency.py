@@ -61,7 +61,9 @@ def test_post_decision__outside_a_transaction_on_postgresql__created_duplicate_c
     assert post(body).status_code == 200
     assert post({**body, "sessionId": "other"}).status_code == 409
     stored = client.get("/api/v1/decisions/solo").json()
+    history = stored.pop("responseHistory")  # the detail read adds every answer; the imported one is the only one
     assert stored == created.json()
+    assert [(r["revision"], r["action"], r["note"]) for r in history] == [(1, "dismiss", "noise")]
     assert stored["humanResponse"]["note"] == "noise"
     assert stored["context"]["features"] == {"amount_z": 3.2, "night": 1.0}
     assert Decision.objects.filter(entry_id="solo").count() == DecisionKey.objects.filter(entry_id="solo").count() == 1

@@ -1,5 +1,6 @@
 """The review queue in real Chromium: keys, clicks, claims. Every test checks the stored rows, not only the page."""
 
+import re
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -9,7 +10,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from auditlog.models import Decision
+from auditlog.models import Decision, ResponseRevision
 from tests.factories import make_agent
 from tests.web.conftest import log_pending, stored
 
@@ -205,9 +206,12 @@ def test_browser__bulk_with_mouse__checkboxes_and_button(open_page: Any, reviewe
     assert stored(ids[0]).response_action is None
 
 
-def test_browser__binary_mode__thumbs_stored_as_approve_and_dismiss(open_page: Any, reviewer: Any) -> None:
-    make_agent("thumbs", binary_mode=True)
+def test_browser__binary_mode__thumbs_stored_as_approve_and_dismiss__down_on_a_sampled_miss_is_escalate(
+    open_page: Any, reviewer: Any
+) -> None:
+    make_agent("thumbs", binary_mode=True, review_sample_rate=1.0)
     ids = log_pending("thumbs", 3)
+    (sampled,) = log_pending("thumbs", 1, decision={"action": "auto-resolve"})
     page = open_page("rita")
     wait_focused(page, ids[0])
     first = item(page, ids[0])
@@ -221,6 +225,38 @@ def test_browser__binary_mode__thumbs_stored_as_approve_and_dismiss(open_page: A
     expect(item(page, ids[1])).to_have_count(0)
     assert_web_response(answered(ids[0]), "approve")
     assert_web_response(answered(ids[1]), "dismiss")
+    expect(page.locator(".notices")).to_contain_text("thumbs down: should not have fired → dismiss")
+    # The agent did nothing and the reviewer says it should have acted: a missed signal, not a correct non-fire.
+    item(page, sampled).click()
+    wait_focused(page, sampled)
+    respond_and_wait(page, "d", sampled, None)
+    assert_web_response(answered(sampled), "escalate")
+    expect(page.locator(".notices")).to_contain_text("thumbs down: should have acted → escalate")
+
+
+def test_browser__undo_key__last_answer_comes_back_and_is_amended_history_kept(
+    open_page: Any, reviewer: Any, agent: Any
+) -> None:
+    ids = log_pending(agent.agent_id, 2)
+    page = open_page("rita")
+    wait_focused(page, ids[0])
+    respond_and_wait(page, "d", ids[0], ids[1])
+    assert answered(ids[0]).response_action == "dismiss"
+
+    page.keyboard.press("z")
+    back = item(page, ids[0])
+    expect(back).to_have_class(re.compile("amending"))
+    expect(back).to_contain_text("You answered dismiss")
+    wait_focused(page, ids[0])
+    page.keyboard.press("a")
+    expect(page.locator(".notices")).to_contain_text(f"{ids[0]}: changed to approve")
+    expect(item(page, ids[0])).to_have_count(0)
+    assert_web_response(stored(ids[0]), "approve")
+    history = list(ResponseRevision.objects.filter(entry_id=ids[0]).values_list("number", "action", "responder_id"))
+    assert history == [(1, "dismiss", "rita"), (2, "approve", "rita")]
+    assert stored(ids[1]).response_action is None
+    page.keyboard.press("?")
+    expect(page.locator("#help")).to_contain_text("change your last answer")
 
 
 def test_browser__two_reviewers_same_item__claim_keeps_them_apart_and_second_response_refused(

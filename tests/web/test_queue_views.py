@@ -243,3 +243,75 @@ def test_queue_page__header_figures_load_in_their_own_request(reviewer: Any, pen
     html = signed_in(reviewer).get("/queue/").content.decode()
     assert 'hx-get="/queue/stats/"' in html and 'hx-trigger="load"' in html
     assert signed_in(reviewer).get("/queue/stats/").status_code == 200
+
+
+# --- binary mode and changing an answer (issue 10) ----------------------------------------------------------
+
+
+def test_respond__thumb_down__dismiss_on_an_alert_escalate_on_a_sampled_miss(reviewer: Any) -> None:
+    make_agent("thumbs", binary_mode=True, review_sample_rate=1.0)
+    (fired,) = log_pending("thumbs", 1)
+    (sampled,) = log_pending("thumbs", 1, decision={"action": "auto-resolve"})
+
+    html = ""
+    for entry_id in (fired, sampled):
+        html += (
+            signed_in(reviewer)
+            .post("/queue/respond/", {"entry_id": entry_id, "thumb": "down"}, headers=HX)
+            .content.decode()
+        )
+
+    assert (stored(fired).response_action, stored(sampled).response_action) == ("dismiss", "escalate")
+    assert "thumbs down: should not have fired → dismiss" in html
+    assert "thumbs down: should have acted → escalate" in html
+    bad = signed_in(reviewer).post("/queue/respond/", {"entry_id": fired, "thumb": "sideways"}, headers=HX)
+    assert "Unknown thumb" in bad.content.decode()
+
+
+def test_undo__last_answer_offered_shown_again_and_amended(reviewer: Any, pending: list[str]) -> None:
+    client = signed_in(reviewer)
+    client.post("/queue/respond/", {"entry_id": pending[0], "response": "dismiss"}, headers=HX)
+    page = client.get("/queue/").content.decode()
+    assert f'data-undo="{pending[0]}"' in page and "Change your last answer" in page
+
+    shown = client.get(f"/queue/?amend={pending[0]}", headers=HX).content.decode()
+    assert f'data-entry-id="{pending[0]}" data-amending="1"' in shown
+    assert 'name="amends" value="1"' in shown and "You answered <strong>dismiss" in shown
+
+    done = client.post("/queue/respond/", {"entry_id": pending[0], "response": "approve", "amends": "1"}, headers=HX)
+    assert f"{pending[0]}: changed to approve" in done.content.decode()
+    assert stored(pending[0]).response_action == "approve"
+
+
+def test_undo__another_reviewers_answer_is_not_offered(reviewer: Any, pending: list[str]) -> None:
+    signed_in(reviewer).post("/queue/respond/", {"entry_id": pending[0], "response": "dismiss"}, headers=HX)
+    other = signed_in(user_with_role("reviewer", username="ron"))
+
+    shown = other.get(f"/queue/?amend={pending[0]}").content.decode()
+    assert "data-amending" not in shown and "data-undo" not in shown
+    refused = other.post("/queue/respond/", {"entry_id": pending[0], "response": "approve", "amends": "1"}, headers=HX)
+    assert "was not changed: rita answered" in refused.content.decode()
+    assert stored(pending[0]).response_action == "dismiss"
+
+
+def test_decision_page__shows_every_answer_and_amends_through_the_service(
+    reviewer: Any, approver: Any, pending: list[str]
+) -> None:
+    signed_in(reviewer).post("/queue/respond/", headers=HX, data={"entry_id": pending[0], "response": "dismiss"})
+
+    changed = signed_in(approver).post(
+        f"/decisions/{pending[0]}/",
+        {"action": "modify", "modified_action": "escalate", "note": "real one"},
+        follow=True,
+    )
+
+    html = changed.content.decode()
+    assert "the answer is now modify" in html
+    rows = html.split('data-testid="response-history"')[1]
+    assert rows.index("dismiss") < rows.index("modify → escalate") and "real one" in rows and "alice" in rows
+    assert stored(pending[0]).response_action == "modify"
+    refused = signed_in(user_with_role("reviewer", username="ron")).post(
+        f"/decisions/{pending[0]}/", {"action": "approve"}
+    )
+    assert refused.status_code == 400 and "only they" in refused.content.decode()
+    assert signed_in(reviewer).get("/decisions/nope/").status_code == 404
