@@ -2,14 +2,20 @@
 
 from typing import Any
 
+from django.conf import settings
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from loopsite.exceptions import DomainError
+from loopsite.middleware import UNAVAILABLE, unavailable_body, unavailable_logged
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, UNAVAILABLE):
+        request = context.get("request")
+        unavailable_logged(exc, getattr(request, "path", ""))
+        return Response(unavailable_body(exc), status=503, headers={"Retry-After": str(settings.DB_RETRY_AFTER)})
     if isinstance(exc, DomainError):
         return Response(
             {"error": {"code": exc.code, "message": exc.message, "field": exc.field}}, status=exc.status_code

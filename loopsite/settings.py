@@ -44,7 +44,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "loopsite.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "loopsite.input_checks.RefuseUnstorableText",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -92,23 +94,76 @@ if _engine == "django.db.backends.sqlite3":
     }
 elif _engine == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django requires 0 with it
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+    # The pool checks a connection before handing it out, so after a database restart no request gets a dead one.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    _pg_options = DATABASES["default"].setdefault("OPTIONS", {})
+    _pg_options.setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=2))  # seconds; libpq's least is 2
+    _statement_ms = env.int("DB_STATEMENT_TIMEOUT_MS", default=60_000)  # 0: no limit
+    if _statement_ms:
+        _pg_options.setdefault("options", f"-c statement_timeout={_statement_ms}")
+    _pg_options["pool"] = {
         "min_size": env.int("DB_POOL_MIN", default=1),
         "max_size": env.int("DB_POOL_MAX", default=20),
-        "timeout": 10,
+        # How long a request waits for a connection before it is answered 503 (the database is down or saturated).
+        "timeout": env.float("DB_POOL_TIMEOUT", default=1.5),
+        # A slot that cannot reconnect for this long is given up and a fresh attempt starts with the next request,
+        # rather than waiting out a long backoff after the database is back.
+        "reconnect_timeout": env.float("DB_POOL_RECONNECT_TIMEOUT", default=2.0),
     }
 else:
     raise ImproperlyConfigured(f"DATABASE_URL: unsupported engine {_engine!r}; use sqlite:// or postgres://")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 IS_POSTGRES = _engine == "django.db.backends.postgresql"
+# With the database unreachable the API answers 503 with this Retry-After (seconds).
+DB_RETRY_AFTER = env.int("DB_RETRY_AFTER", default=5)
+
+# --- The tuner's worker ----------------------------------------------------------------------------------
+# One number sets the cycle task's hard time limit (tuner/tasks.py) and the Redis broker's visibility timeout below:
+# a message a dead worker took is handed out again once it has been out this long, and no healthy cycle outlives it.
+TUNER_TIME_LIMIT = env.int("TUNER_TIME_LIMIT", default=20 * 60)  # seconds
+TUNER_SOFT_TIME_LIMIT = TUNER_TIME_LIMIT - min(300, TUNER_TIME_LIMIT // 4)  # the cycle is told to stop, then killed
+# The worker computing a cycle writes TunerRun.heartbeat_at this often; three missed beats make the run stale, and
+# the next delivery, `run_tuner` or API request takes it over.
+TUNER_HEARTBEAT_SECONDS = env.float("TUNER_HEARTBEAT_SECONDS", default=60.0)
+if TUNER_HEARTBEAT_SECONDS <= 0 or TUNER_TIME_LIMIT <= 3 * TUNER_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured(
+        f"TUNER_HEARTBEAT_SECONDS ({TUNER_HEARTBEAT_SECONDS:g}) must be above 0 and three beats must fit in "
+        f"TUNER_TIME_LIMIT ({TUNER_TIME_LIMIT} s)"
+    )
 
 # --- Redis: cache and broker ----------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     if not REDIS_URL.startswith(("redis://", "rediss://")):
         raise ImproperlyConfigured(f"REDIS_URL must start with redis:// or rediss://, got {REDIS_URL!r}")
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # The cache is an optimisation: unreachable, it misses (see loopsite/cache.py) and callers use the database.
+    CACHE_TIMEOUT = env.float("CACHE_TIMEOUT", default=0.5)  # seconds to connect to / hear from Redis
+    CACHES = {
+        "default": {
+            "BACKEND": "loopsite.cache.DegradingRedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {
+                "socket_connect_timeout": CACHE_TIMEOUT,
+                "socket_timeout": CACHE_TIMEOUT,
+                "DOWN_PAUSE": env.float("CACHE_DOWN_PAUSE", default=5.0),  # seconds without trying after a failure
+            },
+        }
+    }
     CELERY_BROKER_URL = REDIS_URL
+    # Work for the broker goes through the outbox (loopsite/outbox.py): a send that fails is retried from there,
+    # so a send need not wait long for a broker that is down.
+    CELERY_BROKER_CONNECTION_TIMEOUT = env.float("BROKER_TIMEOUT", default=2.0)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+        "socket_timeout": 5.0,  # above the worker's 1 s blocking poll of the queue
+        # A late-acknowledged message whose worker died goes back to the queue after this long (kombu's default is
+        # an hour). It equals the tuner's time limit, the longest of the tasks' limits (keep it so, and keep retry
+        # countdowns below it), so a live task is never handed out twice. Workers look for such messages every
+        # few seconds.
+        "visibility_timeout": TUNER_TIME_LIMIT,
+        "unacked_restore_interval": max(1, min(10, TUNER_TIME_LIMIT // 20)),
+        "unacked_restore_throttle": 1,
+    }
 else:
     # A file cache is shared by the web, worker and beat processes of `serve`, so an invalidation is seen by all.
     CACHES = {
@@ -176,7 +231,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["loopsite.input_checks.CheckedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "loopsite.exception_handlers.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -195,6 +250,8 @@ SPECTACULAR_SETTINGS = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024
 API_MAX_BODY_BYTES = 1024 * 1024
 API_MAX_BATCH_BODY_BYTES = 10 * 1024 * 1024
+# Decisions and responses dated before this year are refused as input errors (contract, "Bad input").
+API_EARLIEST_YEAR = env.int("API_EARLIEST_YEAR", default=2000)
 
 # --- Logging: structured JSON events named entity.action --------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
@@ -236,14 +293,33 @@ LOOPSITE_RULES = {
     "DISMISS_CLUSTER_SIMILARITY": 0.8,
     "ESCALATE_CLUSTER_MIN_SIZE": 3,
     "ESCALATE_CLUSTER_SIMILARITY": 0.7,
-    "MISS_TOLERANCE": 0.05,
     "REJECTIONS_BEFORE_MEMORY": 3,
+    # The miss side (contract rule 10): what a move may give up, per cycle and against the agent's reference.
+    "MISS_TOLERANCE": 0.10,
+    # The miss budget's absolute slack, a share of the real cases: misses may exceed the reference by the
+    # tolerance or by this, whichever is larger, so a reference of zero still leaves room for noise.
+    "MISS_BUDGET_SLACK": 0.003,
+    # ...and never less than this many real cases of the window: below one case a replay cannot tell loss from noise.
+    "MISS_BUDGET_SLACK_CASES": 1,
+    # The highest rate of reviewers' slips the tuner subtracts as noise from a population; above it is signal.
+    "NOISE_FLOOR_MAX": 0.05,
+    # A replayed rise in misses is a material risk (flagged) when it exceeds this share of today's misses.
+    "RISK_MATERIAL_SHARE": 0.10,
+    # Threshold creep: no verdict on fewer escalations than this, before and since the change together.
+    "CREEP_MIN_ESCALATIONS": 20,
+    # Threshold creep: the one-sided p-value under which the fall in escalations since a rise is not chance.
+    "CREEP_ALPHA": 0.01,
+    # The watchdog (contract rule 7).
     "WATCHDOG_MIN_RESPONSES": env.int("WATCHDOG_MIN_RESPONSES", default=50),
     "WATCHDOG_TOLERANCE": 0.10,
     "WATCHDOG_BASELINE_WEEKS": 2,
     "WATCHDOG_ALPHA": 0.05,
+    "WATCHDOG_WATCH_DAYS": env.int("WATCHDOG_WATCH_DAYS", default=14),
+    "WATCHDOG_BASELINE_MIN_RESPONSES": env.int("WATCHDOG_BASELINE_MIN_RESPONSES", default=50),
     "PROPOSAL_EXPIRY_DAYS": 14,
     "CLAIM_MINUTES": 10,
+    # How long a reviewer may amend their own response; approvers may amend any at any time.
+    "AMEND_WINDOW_HOURS": env.int("AMEND_WINDOW_HOURS", default=24),
     "LOW_RESPONSE_WARNING": 0.60,
 }
 TUNER_MODEL = env.str("TUNER_MODEL", default="claude-sonnet-5-5")

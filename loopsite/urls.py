@@ -9,3 +9,5 @@ urlpatterns = [
     path("", include("approvals.web_urls")),  # proposals, the audit trail
     path("", include("thresholds.web_urls")),  # the dashboard
 ]
+
+handler404 = "loopsite.errors.not_found"

@@ -36,6 +36,9 @@ def _isolated_cache(settings: Any) -> Iterator[None]:
 
     if "FileBasedCache" in settings.CACHES["default"]["BACKEND"]:
         settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}
+    else:
+        # The machine's Redis is never flushed: tests keep to keys of their own, and clear() deletes only those.
+        settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": f"loopsite-tests-{os.getpid()}"}}
     cache.clear()
     yield
     cache.clear()

@@ -24,6 +24,13 @@ class LiveConfigSerializer(serializers.Serializer):
     thresholds = serializers.DictField(child=serializers.FloatField(), help_text="{threshold name: value}")
 
 
+class OwnConfigSerializer(LiveConfigSerializer):
+    actions = serializers.ListField(child=serializers.CharField(), help_text="The agent's actions, weakest first.")
+    gatedActions = serializers.DictField(
+        child=serializers.CharField(), help_text="{threshold name: the action it gates}"
+    )
+
+
 class ConfigVersionSerializer(serializers.Serializer):
     version = serializers.IntegerField()
     values = serializers.DictField(child=serializers.FloatField())
@@ -118,6 +125,40 @@ class LiveConfigApi(APIView):
         if _etag_matches(request.headers.get("If-None-Match", ""), live.etag):
             return Response(status=304, headers=headers)
         return Response(live_config_render(live), headers=headers)
+
+
+class IsAgentKey(BasePermission):
+    message = "only an agent key has a config of its own; people read /api/v1/agents/{agentId}/config"
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return acting_agent(request) is not None
+
+
+class OwnConfigApi(APIView):
+    """What an agent client reads: whose key this is, and everything the decision rule needs."""
+
+    permission_classes = [IsAgentKey]
+
+    @extend_schema(
+        operation_id="config_own",
+        summary="The calling agent's live config, with its actions and the action each threshold gates "
+        "(agent keys only); If-None-Match with the ETag gets 304",
+        responses={
+            200: OwnConfigSerializer,
+            304: OpenApiResponse(description="Unchanged since the ETag sent in If-None-Match."),
+            401: ERRORS[401],
+            403: OpenApiResponse(ErrorSerializer, description="Not an agent key."),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        agent = acting_agent(request)
+        assert agent is not None  # the permission let only agent keys in
+        live = config_get_live(agent=agent)
+        headers = {"ETag": live.etag, "Cache-Control": "private, no-cache"}
+        if _etag_matches(request.headers.get("If-None-Match", ""), live.etag):
+            return Response(status=304, headers=headers)
+        body = {**live_config_render(live), "actions": list(agent.actions), "gatedActions": dict(live.gates)}
+        return Response(body, headers=headers)
 
 
 class ConfigVersionsApi(APIView):

@@ -67,7 +67,13 @@ class WeeklyMetricsApi(APIView):
     @extend_schema(
         operation_id="agents_metrics_weekly",
         summary="The four numbers to watch, one row a week",
-        parameters=[OpenApiParameter("weeks", int, description=f"How many weeks (1-{MAX_WEEKS}, default 8).")],
+        parameters=[
+            OpenApiParameter(
+                "weeks",
+                {"type": "integer", "minimum": 1, "maximum": MAX_WEEKS},
+                description=f"How many weeks (1-{MAX_WEEKS}, default 8).",
+            )
+        ],
         responses={
             200: WeeklyMetricsSerializer,
             400: OpenApiResponse(ErrorSerializer, description="Bad weeks."),

@@ -5,6 +5,8 @@ from datetime import datetime
 
 from django.core.cache import cache
 
+from loopsite.cache import CacheUnavailable, cache_delete_strict
+from loopsite.outbox import outbox_send
 from thresholds.exceptions import AgentNotFound
 from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
 
@@ -36,7 +38,10 @@ def agent_get(*, agent_id: str) -> Agent:
 
 
 def config_get_live(*, agent: Agent) -> LiveConfig:
-    """The agent's live config, from the cache when it is there. Every change calls ``config_cache_clear``."""
+    """The agent's live config, from the cache when it is there. Every change calls ``config_cache_clear``.
+
+    The cache is an optimisation: with it unreachable the read misses and the config comes from the database
+    (``loopsite.cache.DegradingRedisCache`` turns cache failures into misses and skipped writes)."""
     cached = cache.get(_cache_key(agent.pk))
     if cached is not None:
         return cached
@@ -55,7 +60,13 @@ def config_get_live(*, agent: Agent) -> LiveConfig:
 
 
 def config_cache_clear(*, agent: Agent) -> None:
-    cache.delete(_cache_key(agent.pk))
+    """Drop the cached live config. When the cache cannot be reached, the delete goes to the outbox and is retried
+    until it lands, so a cache that comes back does not go on serving the version this change replaced."""
+    key = _cache_key(agent.pk)
+    try:
+        cache_delete_strict(key)
+    except CacheUnavailable:
+        outbox_send("cache.delete", key=key)
 
 
 def config_versions_list(*, agent: Agent) -> list[ConfigVersion]:

@@ -67,11 +67,38 @@ ENTRY_CASES = [
         400,
         "humanResponse.action",
     ),
+    # Issue 11: each of these was a 500 on PostgreSQL (and, in a batch, sank the valid entries beside it).
+    ("NUL in reasoning", _set("decision.reasoning", "over\u0000limit"), 400, "decision.reasoning"),
+    ("NUL in sessionId", _set("sessionId", "s\u0000"), 400, "sessionId"),
+    ("NUL in id", _set("id", "id-\u0000"), 400, "id"),
+    ("NUL in a feature name", _set("context.features", {"amount\u0000": 1.0}), 400, "context.features"),
+    ("NUL in a matched rule", _set("context.matchedRules", ["r\u0000"]), 400, "context.matchedRules"),
+    ("NUL in inputHash", _set("context.inputHash", "\u0000"), 400, "context.inputHash"),
+    ("lone surrogate in reasoning", _set("decision.reasoning", "\ud800"), 400, "decision.reasoning"),
+    ("lone surrogate in sessionId", _set("sessionId", "x\udfff"), 400, "sessionId"),
+    ("400-digit confidence", _set("decision.confidence", 10**400), 400, "decision.confidence"),
+    ("400-digit feature", _set("context.features.amount_z", -(10**400)), 400, "context.features.amount_z"),
+    ("timestamp in year 1", _set("timestamp", "0001-01-01T00:00:00+05:00"), 400, "timestamp"),
+    ("timestamp before 2000", _set("timestamp", "1999-12-31T23:59:59Z"), 400, "timestamp"),
+    ("thresholdUsed above 1", _set("decision.thresholdUsed", 1.5), 400, "decision.thresholdUsed"),
+    (
+        "NUL in a response note",
+        _set("humanResponse", {"action": "approve", "responderId": "rita", "note": "a\u0000"}),
+        400,
+        "humanResponse.note",
+    ),
+    (
+        "negative timeToRespond",
+        _set("humanResponse", {"action": "approve", "responderId": "rita", "timeToRespond": -1}),
+        400,
+        "humanResponse.timeToRespond",
+    ),
 ]
 
 
 def _send(client: APIClient, body: Any, url: str = URL) -> Any:
-    # allow_nan: NaN and Infinity go out as the bare words many JSON encoders write.
+    # allow_nan: NaN and Infinity go out as the bare words many JSON encoders write; NUL characters and lone
+    # surrogates go out as the JSON escapes \\u0000 and \\ud800, as any client sends them.
     return client.post(url, data=json.dumps(body, allow_nan=True), content_type="application/json")
 
 
@@ -205,3 +232,50 @@ def test_reads__bad_filters__400_naming_the_parameter(agent_client):
         response = agent_client.get(f"{URL}?{query}")
         assert response.status_code == 400, query
         assert response.json()["error"]["field"] == field
+
+
+# --- Issue 11: no 500 on any input ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_batch__one_poison_entry__invalid_in_its_slot_the_valid_ones_stored(agent_client):
+    poison = entry(id="poison")
+    poison["sessionId"] = "s\u0000"
+    response = _send(agent_client, {"entries": [entry(id="ok-1"), entry(id="ok-2"), poison]}, URL + "/batch")
+
+    assert response.status_code == 200
+    assert [r["status"] for r in response.json()["results"]] == ["created", "created", "invalid"]
+    assert "sessionId" in response.json()["results"][2]["errors"]
+    assert rows() == (2, 2)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", [URL, URL + "/batch", URL + "/d-1/response"])
+def test_deeply_nested_json__400_naming_body(agent_client, reviewer, url):
+    client = client_for(reviewer) if url.endswith("response") else agent_client
+    response = client.post(url, data='{"a":' * 100_000, content_type="application/json")
+
+    assert response.status_code == 400, response.content[:200]
+    assert response.json()["error"]["field"] == "body"
+
+
+@pytest.mark.django_db
+def test_other_api_bodies__nul_and_nesting__400_not_500(agent, approver):
+    url = f"/api/v1/agents/{agent.agent_id}/proposals"
+    client = client_for(approver)
+    for raw in (
+        '{"thresholdName": "flag_threshold", "proposedValue": 0.66, "rationale": "a\\u0000b"}',
+        '{"thresholdName": "flag_threshold", "proposedValue": 0.66, "rationale": "\\ud800"}',
+        '{"a":' * 100_000,
+    ):
+        response = client.post(url, data=raw, content_type="application/json")
+        assert response.status_code == 400, response.content[:300]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", [URL + "/a%00b", URL + "?agentId=a%00b", URL + "?from=%00"])
+def test_nul_in_path_or_query__400_json(agent_client, path):
+    response = agent_client.get(path)
+
+    assert response.status_code == 400
+    assert "NUL" in response.json()["error"]["message"]

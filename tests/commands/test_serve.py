@@ -117,7 +117,7 @@ class Serve:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/admin/login/", timeout=5) as response:
                     if response.status == 200 and len(_children(self.process.pid)) == 3:
                         return
-            except (urllib.error.URLError, ConnectionError):
+            except (urllib.error.URLError, ConnectionError, TimeoutError):  # a slow answer on a busy machine
                 pass
             time.sleep(0.5)
         pytest.fail(f"serve did not answer within {DEADLINE_SECONDS}s:\n{self.output()}")

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from approvals.tasks import digest_task, proposals_expire_task, watchdog_task
+from loopsite.tasks import outbox_drain_task
 from thresholds.models import Agent
 from tuner.tasks import tuner_weekly_task
 
@@ -14,8 +15,8 @@ TUNER_TASK = str(tuner_weekly_task.name)
 class Command(BaseCommand):
     help = (
         "Create or update the beat schedules: each agent's tuner weekly on Monday 03:00 in its timezone, and the "
-        "watchdog hourly, expiry of undecided proposals daily and the approvers' digest on Monday 08:00 UTC. "
-        "Schedules stay editable in the admin; running this again keeps edited crontabs."
+        "watchdog hourly, expiry of undecided proposals daily, the approvers' digest on Monday 08:00 UTC and the "
+        "outbox drain every minute. Schedules stay editable in the admin; running this again keeps edited crontabs."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -61,3 +62,9 @@ class Command(BaseCommand):
             defaults={"task": str(digest_task.name), "crontab": monday, "interval": None, "args": "[]"},
         )
         self.stdout.write("scheduled approvers digest: Monday 08:00 UTC")
+        minutely, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.MINUTES)
+        PeriodicTask.objects.update_or_create(
+            name="outbox drain every minute",
+            defaults={"task": str(outbox_drain_task.name), "interval": minutely, "crontab": None, "args": "[]"},
+        )
+        self.stdout.write("scheduled outbox drain: every minute")

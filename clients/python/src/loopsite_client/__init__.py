@@ -1,0 +1,8 @@
+"""The agent side of loopsite: read the live thresholds, decide, and log every decision without waiting."""
+
+__version__ = "0.1.0"
+
+from loopsite_client.client import Client, ClientClosed  # noqa: E402
+from loopsite_client.config import Config, ConfigUnavailable  # noqa: E402
+
+__all__ = ["Client", "ClientClosed", "Config", "ConfigUnavailable", "__version__"]

@@ -1,0 +1,144 @@
+"""The cache is an optimisation: with Redis unreachable, reads miss and writes are skipped, so every caller goes to
+the database instead of failing.
+
+``DegradingRedisCache`` is Django's Redis cache with short socket timeouts and a breaker: after one failure the
+process leaves Redis alone for ``DOWN_PAUSE`` seconds (every read a miss, every write skipped), then tries again.
+A delete that must land (a config change invalidating the cached live config) goes through ``cache_delete_strict``,
+which raises ``CacheUnavailable`` so that the caller can record it in the outbox and have it retried.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.core.cache import caches
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.redis import RedisCache
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+FAILURES = (RedisError, OSError)
+
+
+class CacheUnavailable(Exception):
+    """The cache could not be reached."""
+
+
+class _Breaker:
+    def __init__(self, pause: float) -> None:
+        self.pause = pause
+        self.open_until = 0.0
+        self._lock = threading.Lock()
+
+    def allows(self) -> bool:
+        return time.monotonic() >= self.open_until
+
+    def trip(self, exc: BaseException) -> None:
+        with self._lock:
+            was_closed = self.open_until == 0.0
+            self.open_until = time.monotonic() + self.pause
+        if was_closed:
+            logger.warning("cache.unavailable", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+
+    def reset(self) -> None:
+        if self.open_until:
+            with self._lock:
+                self.open_until = 0.0
+            logger.info("cache.available")
+
+
+class DegradingRedisCache(RedisCache):
+    """``OPTIONS`` as for Django's ``RedisCache`` (socket timeouts go to redis-py), plus ``DOWN_PAUSE`` seconds."""
+
+    def __init__(self, server: str, params: dict[str, Any]) -> None:
+        options = dict(params.get("OPTIONS") or {})
+        pause = float(options.pop("DOWN_PAUSE", 5.0))
+        super().__init__(server, {**params, "OPTIONS": options})
+        self.breaker = _Breaker(pause)
+
+    def _guard(self, fallback: Any, operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self.breaker.allows():
+            return fallback
+        try:
+            result = operation(*args, **kwargs)
+        except FAILURES as exc:
+            self.breaker.trip(exc)
+            return fallback
+        self.breaker.reset()
+        return result
+
+    def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> bool:
+        return bool(self._guard(False, super().add, key, value, timeout, version=version))
+
+    def get(self, key: Any, default: Any = None, version: Any = None) -> Any:
+        return self._guard(default, super().get, key, default, version=version)
+
+    def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> None:
+        self._guard(None, super().set, key, value, timeout, version=version)
+
+    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> bool:
+        return bool(self._guard(False, super().touch, key, timeout, version=version))
+
+    def delete(self, key: Any, version: Any = None) -> bool:
+        return bool(self._guard(False, super().delete, key, version=version))
+
+    def get_many(self, keys: Any, version: Any = None) -> dict[Any, Any]:
+        return dict(self._guard({}, super().get_many, keys, version=version))
+
+    def has_key(self, key: Any, version: Any = None) -> bool:
+        return bool(self._guard(False, super().has_key, key, version=version))
+
+    def set_many(self, data: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> list[Any]:
+        return list(self._guard(list(data), super().set_many, data, timeout, version=version))
+
+    def delete_many(self, keys: Any, version: Any = None) -> None:
+        self._guard(None, super().delete_many, keys, version=version)
+
+    def clear(self) -> None:
+        """Delete this cache's keys only. Django's own ``clear`` is FLUSHDB, which would also empty whatever else
+        shares the Redis database: the Celery broker's queues, another deployment's cache."""
+        self._guard(None, self._delete_own_keys)
+
+    def _delete_own_keys(self) -> None:
+        client = self._cache.get_client(write=True)
+        pattern = self.make_key("*").replace(f":{self.version}:*", ":*")  # every version of every key
+        batch: list[Any] = []
+        for key in client.scan_iter(match=pattern, count=500):
+            batch.append(key)
+            if len(batch) >= 500:
+                client.delete(*batch)
+                batch.clear()
+        if batch:
+            client.delete(*batch)
+
+    # --- Undegraded: for what must know whether Redis answered ------------------------------------------------
+
+    def delete_strict(self, key: str) -> None:
+        try:
+            super().delete(key)
+        except FAILURES as exc:
+            self.breaker.trip(exc)
+            raise CacheUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        self.breaker.reset()
+
+    def probe(self, key: str, value: str) -> bool:
+        """Write, read back and delete ``key``, raising on any failure (the health check)."""
+        super().set(key, value, 10)
+        seen = super().get(key)
+        super().delete(key)
+        return bool(seen == value)
+
+
+def cache_delete_strict(key: str) -> None:
+    """Delete ``key`` from the default cache; raise ``CacheUnavailable`` when the cache could not be reached."""
+    backend = caches["default"]
+    if isinstance(backend, DegradingRedisCache):
+        backend.delete_strict(key)
+    else:
+        try:
+            backend.delete(key)
+        except OSError as exc:
+            raise CacheUnavailable(str(exc)) from exc
