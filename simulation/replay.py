@@ -48,10 +48,16 @@ class ReplaySpec:
     feature_cols: tuple[str, ...] = ()
     text_col: str | None = None
     train_periods: int = 2
+    class_weight: str | None = None  # "balanced": the model weighs the rare class up (its scores run higher)
     weeks: int | None = None
     response_rate: float = 0.9
     sample_rate: float = 0.10
     seed: int = 1
+    objective: str = "tolerance"  # the agent's tuner objective: tolerance or cost
+    miss_cost: float = 5.0
+    # Reviewers' slips (``Scenario.label_noise``): this share of their answers is wrong, on flags and on sampled
+    # pass decisions alike (a legitimate pass escalated, a fraud waved through).
+    label_noise: float = 0.03
 
 
 def resolve_csv(path: str | Path) -> Path:
@@ -204,8 +210,11 @@ def _times(raw: list[str], spec: ReplaySpec, n: int) -> NDArray[np.float64]:
     raise ReplayError(f"--time-unit {unit!r}: use auto, datetime, seconds or index")
 
 
-def train_scores(table: Table, train: NDArray[np.bool_], seed: int) -> NDArray[np.float64]:
-    """A logistic regression on standardised features, fitted on the training rows (its scores are probabilities)."""
+def train_scores(
+    table: Table, train: NDArray[np.bool_], seed: int, class_weight: str | None = None
+) -> NDArray[np.float64]:
+    """A logistic regression on standardised features, fitted on the training rows (its scores are probabilities;
+    with ``class_weight="balanced"`` the rare class weighs as much as the other, as fraud models often do)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -214,7 +223,9 @@ def train_scores(table: Table, train: NDArray[np.bool_], seed: int) -> NDArray[n
     y = table.labels[train]
     if len(np.unique(y)) < 2:
         raise ReplayError("the training periods hold only one class; use more --train-periods")
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+    model = make_pipeline(
+        StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed, class_weight=class_weight)
+    )
     model.fit(matrix[train], y)
     return np.asarray(model.predict_proba(matrix)[:, 1], dtype=float)
 
@@ -226,10 +237,12 @@ def replay_scenario(spec: ReplaySpec) -> Scenario:
         actions=REPLAY_ACTIONS,
         thresholds=(ThresholdSpec("flag_threshold", "flag", "score", spec.threshold, min=0.0, max=1.0),),
         response_rate=spec.response_rate,
-        label_noise=0.0,
+        label_noise=spec.label_noise,
+        weakest_noise_share=1.0,
         modify_share=0.0,
         binary=True,
         sample_rate=spec.sample_rate,
+        extra={"agent_options": {"objective": spec.objective, "miss_cost": spec.miss_cost}},
     )
 
 
@@ -254,7 +267,7 @@ def prepare(spec: ReplaySpec, table: Table) -> Prepared:
         train = period_of < spec.train_periods
         if not train.any() or train.all():
             raise ReplayError("--train-periods leaves no rows to train on or none to replay")
-        scores = train_scores(table, train, spec.seed)
+        scores = train_scores(table, train, spec.seed, spec.class_weight)
     else:
         assert table.scores is not None
         scores = table.scores

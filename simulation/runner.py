@@ -139,6 +139,7 @@ class WeekRow:
             "trueFalseAlarms": self.truth.false_alarms,
             "trueMisses": self.truth.misses,
             "initialMisses": self.truth.initial_misses,
+            "initialFalseAlarms": self.truth.initial_false_alarms,
             "positives": self.truth.positives,
             "proposals": m["proposals"],
             "accepted": m["accepted"],
@@ -210,6 +211,7 @@ class Loop:
                 review_sample_rate=scenario.sample_rate,
                 binary_mode=scenario.binary,
                 rule_based=scenario.rule_based,
+                **dict(scenario.extra.get("agent_options", {})),  # e.g. the tuner's objective (replay --objective)
             )
             self.approver = approver or user_ensure(APPROVER, Role.APPROVER)
             self.operator = user_ensure(OPERATOR, Role.APPROVER, staff=True)
@@ -326,8 +328,8 @@ class Loop:
         if not proposal.risk_flagged:
             return True, f"{proposal.confidence} confidence, no flagged risk: accepted"
         impact = proposal.impact or {}
-        cut = -float(impact.get("falseAlarmChange") or 0.0)
-        risked = float(impact.get("missChange") or 0.0)
+        cut = -float((impact.get("falseAlarms") or {}).get("change") or impact.get("falseAlarmChange") or 0.0)
+        risked = float((impact.get("misses") or {}).get("change") or impact.get("missChange") or 0.0)
         cost = float(self.agent.miss_cost)
         if cut > 0 and risked * cost < cut:
             return True, (
@@ -361,6 +363,30 @@ class Loop:
                     "why": why,
                 }
             )
+
+    def harmless_change(self, now: datetime) -> bool:
+        """With ``extra["harmless_first"] = (threshold, value)``: a harmless change made live just before the bad
+        one (over-correction-back-to-back). Returns whether it made one."""
+        from approvals.services import proposal_create_manual, proposal_decide
+
+        first = self.scenario.extra.get("harmless_first")
+        if not first:
+            return False
+        name, value = str(first[0]), float(first[1])
+        current = config_get_live(agent=self.agent).thresholds[name]
+        proposal = proposal_create_manual(
+            agent=self.agent,
+            threshold_name=name,
+            proposed_value=value,
+            rationale="Operator: a small tidy-up of the threshold.",
+            actor=self.operator,
+            now=now,
+        )
+        proposal_decide(proposal=proposal, actor=self.approver, decision="accept", rationale="Harmless.", now=now)
+        self.events.append(
+            {"at": now.isoformat(), "kind": "harmless-change", "threshold": name, "from": current, "to": value}
+        )
+        return True
 
     def bad_change(self, now: datetime) -> None:
         """An operator's change that raises misses, waved through by an approver (the over-correction)."""
@@ -416,7 +442,8 @@ class Loop:
                     if day < days and day % 7 == 0 and hour == APPROVER_HOUR and day // 7 >= first_cycle_week:
                         self.approver_decides(hour_start)
                     if day == bad_day and hour == APPROVER_HOUR:
-                        self.bad_change(hour_start)
+                        first = self.harmless_change(hour_start)  # back to back: a harmless change first
+                        self.bad_change(hour_start + timedelta(minutes=1) if first else hour_start)
                     end = hour_start + timedelta(hours=1)
                     self.respond_until(end)
                     if cases is not None:

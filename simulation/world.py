@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from auditlog.labels import binary_response
+
 Array = NDArray[np.float64]
 
 SCORED_ACTIONS = ("auto-resolve", "flag", "escalate")
@@ -46,6 +48,8 @@ class Scenario:
     shares: tuple[float, float, float] = (0.80, 0.15, 0.05)  # truth: weakest, middle, strongest
     response_rate: float = 0.85
     label_noise: float = 0.03
+    # the share of ``label_noise`` that applies to weakest-action items (a sampled pass escalated by a slip)
+    weakest_noise_share: float = 0.1
     modify_share: float = 0.3  # of corrections made as "modify" rather than dismiss/escalate (not in binary mode)
     binary: bool = False
     rule_based: bool = False
@@ -107,6 +111,32 @@ SCENARIOS: dict[str, Scenario] = {
         bad_threshold="flag_threshold",
         middle_range=(0.66, 0.80),
         middle_shape=(1.5, 2.5),
+    ),
+    "over-correction-back-to-back": _scored(
+        "over-correction-back-to-back",
+        "As over-correction, but two changes go live back to back: a harmless one (escalate_threshold 0.86 to "
+        "0.87), and a minute later the bad one. The watchdog must judge them together and roll both back.",
+        flag=0.62,
+        escalate=0.86,
+        bad_change_week=3,
+        bad_threshold="flag_threshold",
+        middle_range=(0.66, 0.80),
+        middle_shape=(1.5, 2.5),
+        extra={"harmless_first": ("escalate_threshold", 0.87)},
+    ),
+    "compounding": _scored(
+        "compounding",
+        "Benign and flag-worthy scores overlap: each rise of the flag threshold cuts false alarms and loses a few "
+        "real cases. A loop that allows a few more misses every cycle walks the threshold into them; the miss "
+        "budget must hold it within 10 % of the weeks before the first change.",
+        flag=0.42,
+        escalate=0.86,
+        drift_week=1,  # from the start: the benign scores sit 0.14 higher, up to 0.76
+        drift_shares=(0.80, 0.15, 0.05),
+        drift_shift=0.14,
+        drift_cap=0.76,
+        middle_range=(0.58, 0.90),
+        middle_shape=(1.6, 2.2),
     ),
     "rules": Scenario(
         name="rules",
@@ -337,11 +367,17 @@ def reviewer_response(
     else:
         right = "escalate"
     # Slips happen on alerts; a reviewer rarely escalates a plainly benign auto-resolved case.
-    if u_noise < (scenario.label_noise if taken > 0 else scenario.label_noise / 10):
+    slip = u_noise < scenario.label_noise * (1.0 if taken > 0 else scenario.weakest_noise_share)
+    if slip:
         # A slip: a correct decision called wrong, or a wrong one waved through.
         right = "approve" if right != "approve" else ("dismiss" if taken > 0 else "escalate")
+    if scenario.binary:
+        # Thumbs only: the page's own mapping says what a thumb records.
+        thumb = "up" if right == "approve" else "down"
+        return Review(binary_response(thumb, taken_action=actions[taken], actions=actions), None, delay_hours)
+    if slip:
         return Review(right, None, delay_hours)
-    if right != "approve" and not scenario.binary and truth > 0 and u_modify < scenario.modify_share:
+    if right != "approve" and truth > 0 and u_modify < scenario.modify_share:
         return Review("modify", actions[truth], delay_hours)
     return Review(right, None, delay_hours)
 

@@ -3,13 +3,14 @@
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from auditlog.serializers import ErrorSerializer
 from people.authentication import acting_agent
 from people.roles import is_approver, is_staff
 from thresholds.selectors import agent_get
@@ -18,6 +19,11 @@ from tuner.selectors import tuner_runs_list
 from tuner.services import tuner_run_request
 
 MAX_RUNS = 104
+ERRORS = {
+    401: OpenApiResponse(ErrorSerializer, description="No or unknown credentials."),
+    403: OpenApiResponse(ErrorSerializer, description="Not staff or an approver (staff only to start one)."),
+    404: OpenApiResponse(ErrorSerializer, description="Unknown agent."),
+}
 
 
 class CanReadRuns(BasePermission):
@@ -36,11 +42,19 @@ class TunerRunSerializer(serializers.ModelSerializer[TunerRun]):
     windowStart = serializers.DateTimeField(source="window_start")
     windowEnd = serializers.DateTimeField(source="window_end")
     createdAt = serializers.DateTimeField(source="created_at")
-    startedAt = serializers.DateTimeField(source="started_at")
-    finishedAt = serializers.DateTimeField(source="finished_at")
-    durationSeconds = serializers.FloatField(source="duration_seconds")
+    startedAt = serializers.DateTimeField(source="started_at", allow_null=True)
+    heartbeatAt = serializers.DateTimeField(
+        source="heartbeat_at",
+        allow_null=True,
+        help_text="The computing worker's last heartbeat; a running run three beats behind is taken over.",
+    )
+    finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
+    durationSeconds = serializers.FloatField(source="duration_seconds", allow_null=True)
     promptHash = serializers.CharField(source="prompt_hash")
-    requestedBy = serializers.CharField(source="requested_by.username", default=None)
+    requestedBy = serializers.CharField(
+        source="requested_by.username", default=None, allow_null=True, help_text="Who asked for it; null for beat."
+    )
+    output = serializers.JSONField(allow_null=True, help_text="The seed's output format; null until it is done.")
 
     class Meta:
         model = TunerRun
@@ -59,6 +73,7 @@ class TunerRunSerializer(serializers.ModelSerializer[TunerRun]):
             "requestedBy",
             "createdAt",
             "startedAt",
+            "heartbeatAt",
             "finishedAt",
             "durationSeconds",
         ]
@@ -68,7 +83,7 @@ class TunerRunsApi(APIView):
     permission_classes = [CanReadRuns]
 
     @extend_schema(
-        responses=inline_serializer("TunerRunList", {"results": TunerRunSerializer(many=True)}),
+        responses={200: inline_serializer("TunerRunList", {"results": TunerRunSerializer(many=True)}), **ERRORS},
         summary="An agent's tuner cycles, newest first, each with the seed's output JSON",
     )
     def get(self, request: Request, agent_id: str) -> Response:
@@ -78,8 +93,23 @@ class TunerRunsApi(APIView):
 
     @extend_schema(
         request=None,
-        responses={202: inline_serializer("TunerRunStarted", {"id": serializers.IntegerField()})},
+        responses={
+            202: inline_serializer(
+                "TunerRunStarted",
+                {
+                    "id": serializers.IntegerField(),
+                    "agentId": serializers.CharField(),
+                    "cycle": serializers.DateField(),
+                    "status": serializers.ChoiceField(choices=TunerRun.Status.values),
+                },
+            ),
+            **ERRORS,
+        },
         summary="Run a cycle now (staff); the worker runs it after this request commits",
+        description=(
+            "A cycle already done, or running in a worker that still heartbeats, is answered as it is and nothing is "
+            "sent; a running cycle whose worker stopped heartbeating is sent again and taken over."
+        ),
     )
     def post(self, request: Request, agent_id: str) -> Response:
         agent = agent_get(agent_id=agent_id)

@@ -2,8 +2,9 @@
 
 The statistical generator replays the window under candidate values (offline, deterministic). The Claude generator
 asks the model for the seed's output format and trusts none of it: every proposal is validated against the window
-and replayed before it becomes a candidate; on an API error, a timeout or output that is not the format, the
-statistical candidates are used and the run says so.
+and replayed before it becomes a candidate. Any failure of the model (transport error, timeout, an error status, a
+body that is not JSON, a wrong shape, a refusal, an empty or cut-off answer) never fails the cycle: the statistical
+candidates are used and the run says why.
 """
 
 import hashlib
@@ -15,10 +16,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.db import DatabaseError
 
 from thresholds.models import Agent, ThresholdDefinition
-from tuner.analysis import Candidate, Choice, Objective, ReplayData, choose_value, impact_score, impact_text, risk_text
+from tuner.analysis import (
+    Candidate,
+    Choice,
+    Objective,
+    Reference,
+    ReplayData,
+    choose,
+    choose_value,
+    impact_numbers,
+    impact_score,
+    impact_text,
+    miss_rules_problem,
+    risk_text,
+)
 from tuner.selectors import Window, entries_in_window, evidence_entries
 
 logger = logging.getLogger(__name__)
@@ -41,6 +57,16 @@ class GenerationContext:
     weekly_trends: list[dict[str, Any]] = field(default_factory=list)
     constraints: list[dict[str, Any]] = field(default_factory=list)
     excluded: dict[str, str] = field(default_factory=dict)  # threshold -> why no proposal this cycle
+    # threshold -> the values it may take this cycle (approvals.guard.allowed_range: rule 3 and its bounds)
+    allowed: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # threshold -> its misses in the agent's reference period (contract rule 10)
+    references: dict[str, Reference] = field(default_factory=dict)
+
+    def allowed_range(self, name: str) -> tuple[float, float]:
+        if name in self.allowed:
+            return self.allowed[name]
+        d, value = self.definitions[name], self.live.get(name, 0.0)
+        return max(d.min_value, value * (1 - self.max_move)), min(d.max_value, value * (1 + self.max_move))
 
 
 @dataclass
@@ -50,6 +76,7 @@ class Generated:
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     prompt_hash: str = ""
+    held: list[str] = field(default_factory=list)  # rises the miss budget stopped, for the summary
 
 
 class Generator(Protocol):
@@ -67,16 +94,7 @@ def _candidate(ctx: GenerationContext, name: str, choice: Choice, *, cited: list
     count, ids = evidence_entries(
         agent=ctx.agent, window=ctx.window, definition=definition, kind=kind, low=low, high=high, limit=SAMPLE_IDS
     )
-    impact = {
-        "falseAlarms": {"current": choice.current.false_alarms, "proposed": choice.proposed.false_alarms},
-        "misses": {"current": choice.current.misses, "proposed": choice.proposed.misses},
-        "falseAlarmChange": choice.false_alarm_change,
-        "falseAlarmInterval": list(choice.false_alarm_interval),
-        "missChange": choice.miss_change,
-        "missInterval": list(choice.miss_interval),
-        "beatsCurrentShare": choice.beats_share,
-        "replayConfidence": choice.confidence,
-    }
+    allowed_min, allowed_max = ctx.allowed_range(name)
     return Candidate(
         threshold_name=name,
         current_value=current,
@@ -92,7 +110,9 @@ def _candidate(ctx: GenerationContext, name: str, choice: Choice, *, cited: list
         min_value=definition.min_value,
         max_value=definition.max_value,
         evidence_kind=kind,
-        impact=impact,
+        impact=impact_numbers(choice),
+        allowed_min=allowed_min,
+        allowed_max=allowed_max,
     )
 
 
@@ -101,21 +121,26 @@ class StatisticalGenerator:
 
     def generate(self, ctx: GenerationContext) -> Generated:
         out: list[Candidate] = []
+        held: list[str] = []
         for name in sorted(ctx.definitions):
             if name in ctx.excluded or name not in ctx.replay or name not in ctx.live:
                 continue
             definition = ctx.definitions[name]
-            choice = choose_value(
+            chosen = choose(
                 ctx.replay[name],
                 current=ctx.live[name],
                 lo=definition.min_value,
                 hi=definition.max_value,
                 objective=ctx.objective,
                 max_move=ctx.max_move,
+                allowed=ctx.allowed_range(name),
+                reference=ctx.references.get(name),
             )
-            if choice is not None:
-                out.append(_candidate(ctx, name, choice))
-        return Generated(out, self.name)
+            if chosen.held is not None:
+                held.append(chosen.held.text(name))
+            if chosen.choice is not None:
+                out.append(_candidate(ctx, name, chosen.choice))
+        return Generated(out, self.name, held=held)
 
 
 # ------------------------------------------------------------------------------------------------ Claude
@@ -192,6 +217,14 @@ def _cluster_for_prompt(cluster: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _budget_for_prompt(reference: Reference, objective: Objective) -> dict[str, Any]:
+    return {
+        "reference": reference.label,
+        "referenceMissRate": round(reference.rate, 4),
+        "allowedMissRate": round(reference.allowed_rate(objective), 4),
+    }
+
+
 def prompt_payload(ctx: GenerationContext) -> dict[str, Any]:
     """What the model sees: numbers, clusters (with sample ids to cite) and constraints. Agents' free text
     (reasoning) never goes in, and their feature names, rule names and ids only when they are plain identifiers,
@@ -207,10 +240,12 @@ def prompt_payload(ctx: GenerationContext) -> dict[str, Any]:
                 "value": ctx.live.get(name),
                 "min": d.min_value,
                 "max": d.max_value,
-                "allowedRange": [
-                    round(max(d.min_value, ctx.live.get(name, 0.0) * (1 - ctx.max_move)), 6),
-                    round(min(d.max_value, ctx.live.get(name, 0.0) * (1 + ctx.max_move)), 6),
-                ],
+                "allowedRange": [round(v, 6) for v in ctx.allowed_range(name)],
+                **(
+                    {"missBudget": _budget_for_prompt(ctx.references[name], ctx.objective)}
+                    if name in ctx.references
+                    else {}
+                ),
                 **({"noProposalThisCycle": ctx.excluded[name]} if name in ctx.excluded else {}),
             }
             for name, d in sorted(ctx.definitions.items())
@@ -223,10 +258,28 @@ def prompt_payload(ctx: GenerationContext) -> dict[str, Any]:
 
 
 def _parse_answer(message: Any) -> dict[str, Any]:
-    for block in getattr(message, "content", []) or []:
+    """The tool input of the model's answer (or a JSON object in its text); GeneratorOutputError says why there is
+    none."""
+    if not hasattr(message, "content"):
+        # The SDK hands a body that is not a message back as it is (a text body, a JSON list).
+        raise GeneratorOutputError(f"the answer is not a message but {type(message).__name__}")
+    stop = getattr(message, "stop_reason", None)
+    if stop == "refusal":
+        details = getattr(message, "stop_details", None)
+        parts = (getattr(details, "category", None), getattr(details, "explanation", None))
+        why = "; ".join(str(part) for part in parts if part)
+        raise GeneratorOutputError(f"the model refused to answer (stop_reason 'refusal'{f': {why}' if why else ''})")
+    content = message.content
+    if not isinstance(content, list):
+        raise GeneratorOutputError(f"the answer's content is not a list but {type(content).__name__}")
+    if not content:
+        raise GeneratorOutputError(f"the answer is empty (no content, stop_reason {stop!r})")
+    if stop in ("max_tokens", "model_context_window_exceeded"):
+        raise GeneratorOutputError(f"the answer was cut off (stop_reason {stop!r})")
+    for block in content:
         if getattr(block, "type", None) == "tool_use" and isinstance(getattr(block, "input", None), dict):
             return dict(block.input)
-    text = "".join(getattr(b, "text", "") for b in getattr(message, "content", []) or [])
+    text = "".join(t for t in (getattr(b, "text", None) for b in content) if isinstance(t, str))
     start, end = text.find("{"), text.rfind("}")
     if start < 0 or end <= start:
         raise GeneratorOutputError("the model answered in prose, not the output format")
@@ -273,8 +326,9 @@ def validate_model_proposal(ctx: GenerationContext, raw: Any) -> tuple[Candidate
         return None, f"{name}: confidence {raw.get('confidence')!r} is not low/medium/high"
     if not definition.min_value <= proposed <= definition.max_value:
         return None, f"{name}: {proposed} is outside the bounds [{definition.min_value}, {definition.max_value}]"
-    if abs(proposed - current) > ctx.max_move * abs(current) + 1e-9:
-        return None, f"{name}: {current} -> {proposed} moves more than {ctx.max_move:.0%} of the current value"
+    allowed_low, allowed_high = ctx.allowed_range(name)
+    if not allowed_low - 1e-9 <= proposed <= allowed_high + 1e-9:
+        return None, f"{name}: {proposed} is outside the range allowed this cycle [{allowed_low:g}, {allowed_high:g}]"
     ids = raw.get("sampleEntryIds")
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         return None, f"{name}: sampleEntryIds is not a list of ids"
@@ -299,9 +353,13 @@ def validate_model_proposal(ctx: GenerationContext, raw: Any) -> tuple[Candidate
         objective=ctx.objective,
         max_move=ctx.max_move,
         fixed_value=proposed,
+        reference=ctx.references.get(name),
     )
     if choice is None:
         return None, f"{name}: {proposed} replays the same as the current value"
+    problem = miss_rules_problem(choice, ctx.objective)
+    if problem:
+        return None, f"{name}: {current} -> {proposed} breaks the miss rules: {problem}"
     candidate = _candidate(ctx, name, choice, cited=ids)
     if candidate.evidence_count < ctx.min_evidence:
         return None, (
@@ -335,8 +393,6 @@ class ClaudeGenerator:
         return self._client
 
     def generate(self, ctx: GenerationContext) -> Generated:
-        import anthropic
-
         system = system_prompt()
         payload = json.dumps(prompt_payload(ctx), sort_keys=True, default=str)
         prompt_hash = hashlib.sha256(f"{system}\n{payload}".encode()).hexdigest()
@@ -360,23 +416,52 @@ class ClaudeGenerator:
             raw_proposals = answer.get("proposals")
             if not isinstance(raw_proposals, list):
                 raise GeneratorOutputError("the answer has no proposals list")
-        except (anthropic.APIError, GeneratorOutputError) as exc:
-            kind = "timed out" if isinstance(exc, anthropic.APITimeoutError) else "failed"
-            logger.warning("tuner.llm_failed", extra={"agent_id": ctx.agent.agent_id, "error": str(exc)})
+        except SoftTimeLimitExceeded:
+            raise  # the worker's time limit, not the model: the cycle stops
+        except Exception as exc:  # noqa: BLE001 - no failure of the model may fail the cycle
+            kind = _failure(exc)
+            logger.warning(
+                "tuner.llm_failed",
+                extra={"agent_id": ctx.agent.agent_id, "error": f"{type(exc).__name__}: {exc}"[:500]},
+                exc_info=kind == "failed unexpectedly",
+            )
             fallback = self.fallback.generate(ctx)
-            fallback.notes.insert(0, f"Claude {kind} ({exc}); the statistical proposals are used instead.")
-            fallback.errors.append(f"claude: {type(exc).__name__}: {exc}")
+            fallback.notes.insert(0, f"Claude {kind} ({str(exc)[:300]}); the statistical proposals are used instead.")
+            fallback.errors.append(f"claude: {type(exc).__name__}: {exc}"[:500])
             fallback.prompt_hash = prompt_hash
             return fallback
         out: list[Candidate] = []
         notes: list[str] = []
         for raw in raw_proposals[:10]:
-            candidate, why = validate_model_proposal(ctx, raw)
+            try:
+                candidate, why = validate_model_proposal(ctx, raw)
+            except DatabaseError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a proposal that cannot be checked is dropped, not the cycle
+                logger.warning("tuner.llm_proposal_unchecked", extra={"agent_id": ctx.agent.agent_id}, exc_info=True)
+                candidate, why = None, f"it could not be checked ({type(exc).__name__}: {str(exc)[:200]})"
             if candidate is None:
                 notes.append(f"dropped a model proposal: {why}")
             else:
                 out.append(candidate)
         return Generated(out, self.name, notes=notes, prompt_hash=prompt_hash)
+
+
+def _failure(exc: Exception) -> str:
+    """How the model failed, for the run's notes ("Claude <this> (<the error>)")."""
+    import anthropic
+
+    if isinstance(exc, anthropic.APITimeoutError):
+        return "timed out"
+    if isinstance(exc, anthropic.APIConnectionError):
+        return "could not be reached"
+    if isinstance(exc, anthropic.APIStatusError):
+        return f"answered HTTP {exc.status_code}"
+    if isinstance(exc, json.JSONDecodeError):
+        return "sent a body that is not JSON"
+    if isinstance(exc, anthropic.APIError | GeneratorOutputError):
+        return "failed"
+    return "failed unexpectedly"
 
 
 def default_generator() -> Generator:

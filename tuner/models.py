@@ -34,6 +34,12 @@ class TunerRun(models.Model):
     )
     created_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Written every TUNER_HEARTBEAT_SECONDS by the worker computing the run; a running run whose "
+        "heartbeat is three beats old is taken over by the next worker or request.",
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
 
@@ -166,3 +172,39 @@ class RejectionMemory(models.Model):
 
     def __str__(self) -> str:
         return f"{self.threshold_name} {self.direction}: {len(self.rationales)} rejections"
+
+
+class MissReference(models.Model):
+    """The agent's misses before the loop changed anything (contract rule 10): per threshold, real misses (noise
+    corrected) as a share of the real cases, measured over the weeks before the first accepted change. The tuner
+    sets it on its own; an engineer may set another period in the admin, and the next cycle measures it."""
+
+    agent = models.OneToOneField("thresholds.Agent", on_delete=models.CASCADE, related_name="miss_reference")
+    period_start = models.DateTimeField(help_text="Decisions logged from here...")
+    period_end = models.DateTimeField(help_text="...up to here (exclusive) make the reference.")
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Who set the period; empty when the tuner took the weeks before the first accepted change.",
+    )
+    note = models.TextField(blank=True, help_text="Why this period.")
+    figures = models.JSONField(
+        default=dict, blank=True, help_text="Per threshold: misses, realCases, rate, value, floors (measured)."
+    )
+    measured_start = models.DateTimeField(null=True, blank=True)
+    measured_end = models.DateTimeField(null=True, blank=True)
+    measured_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.agent.agent_id} miss reference {self.label}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.period_start:%Y-%m-%d}..{self.period_end:%Y-%m-%d}"
+
+    @property
+    def measured(self) -> bool:
+        return bool(self.figures) and (self.measured_start, self.measured_end) == (self.period_start, self.period_end)

@@ -11,9 +11,9 @@ from django.db.models import Case, CharField, Count, F, Max, Min, Q, QuerySet, V
 from django.db.models.functions import Floor, Mod, TruncWeek
 
 from auditlog.models import Decision, ReviewReason
-from thresholds.models import Agent, ThresholdDefinition
+from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
 from tuner.analysis import BINS, ReplayData, WeekStats
-from tuner.models import Proposal, TunerRun
+from tuner.models import MissReference, Proposal, TunerRun
 
 
 @dataclass(frozen=True)
@@ -169,13 +169,13 @@ def replay_data(
         return None
     below = actions[actions.index(definition.action) - 1]
     rate = agent.review_sample_rate if agent.review_sample_rate > 0 else 1.0
-    data = ReplayData.empty((1.0, 1.0 / rate))
+    # Rows: at the gated action (all queued, weight 1); one below, queued (weight 1) and sampled (1 / rate).
+    data = ReplayData.empty((1.0, 1.0, 1.0 / rate), gated=(True, False, False))
     for (action, label, sampled), hist in histograms.items():
-        row = 1 if sampled else 0
         if action == definition.action:
-            target = data.negatives if label == "dismiss" else data.positives
+            row, target = 0, data.negatives if label == "dismiss" else data.positives
         elif action == below:
-            target = data.positives if label == "escalate" else data.negatives
+            row, target = 2 if sampled else 1, data.positives if label == "escalate" else data.negatives
         else:
             continue
         target[row] += hist
@@ -267,3 +267,70 @@ def previous_run(*, agent: Agent, cycle: date) -> TunerRun | None:
 
 def tuner_runs_list(*, agent: Agent) -> QuerySet[TunerRun]:
     return TunerRun.objects.filter(agent=agent).select_related("requested_by").order_by("-cycle", "-created_at")
+
+
+# ------------------------------------------------------------------------------------ changes and the reference
+
+CHANGE_SOURCES = (ConfigVersion.Source.PROPOSAL, ConfigVersion.Source.MANUAL)
+
+
+def first_change(*, agent: Agent, before: datetime) -> ConfigVersion | None:
+    """The first accepted change of the agent's config (a proposal accepted or modified, or a manual change)."""
+    return (
+        ConfigVersion.objects.filter(agent=agent, source__in=CHANGE_SOURCES, activated_at__lt=before)
+        .order_by("activated_at", "number")
+        .first()
+    )
+
+
+def first_rise_in_window(*, agent: Agent, window: Window) -> datetime | None:
+    """When an accepted change first raised a threshold inside the window (for the creep test), or None."""
+    versions = list(
+        ConfigVersion.objects.filter(agent=agent).order_by("number").only("number", "values", "source", "activated_at")
+    )
+    for previous, version in zip(versions, versions[1:], strict=False):
+        if not window.start <= version.activated_at < window.end or version.source not in CHANGE_SOURCES:
+            continue
+        if any(float(v) > float(previous.values.get(name, v)) + 1e-12 for name, v in version.values.items()):
+            return version.activated_at
+    return None
+
+
+def week_key(*, agent: Agent, at: datetime) -> str:
+    """The ISO week of ``at`` in the agent's timezone, as ``WeekStats.week_start`` spells it (its Monday)."""
+    local = at.astimezone(zoneinfo.ZoneInfo(agent.timezone or "UTC")).date()
+    return (local - timedelta(days=local.weekday())).isoformat()
+
+
+def values_at(*, agent: Agent, at: datetime) -> dict[str, float]:
+    """The threshold values live just before ``at``."""
+    version = (
+        ConfigVersion.objects.filter(agent=agent, activated_at__lt=at).order_by("-activated_at", "-number").first()
+    )
+    if version is None:
+        version = ConfigVersion.objects.filter(agent=agent).order_by("number").first()
+    return {k: float(v) for k, v in (version.values if version is not None else {}).items()}
+
+
+def miss_reference_get(*, agent: Agent) -> MissReference | None:
+    return MissReference.objects.filter(agent=agent).select_related("set_by").first()
+
+
+def miss_ledger(*, agent: Agent, since: datetime, until: datetime) -> dict[str, float]:
+    """Per threshold, the real misses the changes accepted since ``since`` were replayed to add, each as a share of
+    the real cases of the window it was measured on. Only material losses count (the risk flag's test: beyond
+    what the replay can tell from noise); rolled-back changes no longer count."""
+    ledger: dict[str, float] = {}
+    accepted = Proposal.objects.filter(
+        agent=agent,
+        status__in=[Proposal.Status.ACCEPTED, Proposal.Status.MODIFIED],
+        decided_at__gte=since,
+        decided_at__lt=until,
+    ).values_list("threshold_name", "impact")
+    for name, impact in accepted:
+        misses = (impact or {}).get("misses") or {}
+        added, real = misses.get("change"), (impact or {}).get("realCases")
+        material = "material" in ((impact or {}).get("riskReasons") or [])
+        if material and isinstance(added, int | float) and isinstance(real, int | float) and added > 0 and real > 0:
+            ledger[name] = ledger.get(name, 0.0) + float(added) / float(real)
+    return ledger

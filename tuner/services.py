@@ -2,8 +2,9 @@
 
 ``tuner_cycle_run`` claims the (agent, cycle) run under its unique constraint with a conditional status update,
 computes outside any transaction, then stores everything a cycle produces in one transaction: its output, clusters,
-proposals with their evidence, audit rows, rejection memories, superseded proposals. A worker killed mid-run leaves
-a 'running' row and nothing else; a retry after ``RUN_STALE_AFTER`` takes it over and completes it.
+proposals with their evidence, audit rows, rejection memories, superseded proposals. While it computes, the worker
+writes the run's heartbeat (``tuner.heartbeat``). A worker killed mid-run leaves a 'running' row and nothing else;
+once its heartbeat is three beats old, the next delivery, ``run_tuner`` or request takes it over and completes it.
 """
 
 import logging
@@ -11,7 +12,7 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from approvals import notifications
 from approvals.audit import audit_record
+from loopsite.outbox import outbox_send
 from loopsite.rules import rule, rules
 from thresholds.models import Agent
 from thresholds.selectors import config_get_live, threshold_definitions
@@ -29,20 +30,25 @@ from tuner.analysis import (
     Candidate,
     CycleFacts,
     Objective,
+    Reference,
+    ReplayData,
     RulesOutcome,
     cluster_by_features,
     cluster_by_rules,
     distinguishing_features,
+    grid_index,
+    real_cases,
+    real_misses,
     rules_apply,
     standardise,
     threshold_creep,
 )
-from tuner.generators import Generated, GenerationContext, Generator, default_generator
-from tuner.models import Cluster, Proposal, ProposalEvidence, RejectionMemory, TunerRun
+from tuner.generators import Generated, GenerationContext, Generator, StatisticalGenerator, default_generator
+from tuner.heartbeat import Heartbeat, stale_runs
+from tuner.models import Cluster, MissReference, Proposal, ProposalEvidence, RejectionMemory, TunerRun
 
 logger = logging.getLogger(__name__)
 
-RUN_STALE_AFTER = timedelta(minutes=30)
 CLUSTER_SAMPLE = 2000
 MAX_FEATURES = 30
 EVIDENCE_GROWTH_TO_LIFT = 1.5
@@ -71,12 +77,20 @@ def _claim(*, agent: Agent, window: selectors.Window, now: datetime, requested_b
     if run.status == TunerRun.Status.DONE:
         return run, False
     wall = timezone.now()
-    claimable = Q(status__in=[TunerRun.Status.PENDING, TunerRun.Status.FAILED]) | Q(
-        status=TunerRun.Status.RUNNING, started_at__lt=wall - RUN_STALE_AFTER
-    )
+    # A running run is claimable once its worker has stopped heartbeating (tuner.heartbeat).
+    claimable = Q(status__in=[TunerRun.Status.PENDING, TunerRun.Status.FAILED]) | stale_runs(wall)
     won = TunerRun.objects.filter(claimable, pk=run.pk).update(
-        status=TunerRun.Status.RUNNING, started_at=wall, window_start=window.start, window_end=window.end
+        status=TunerRun.Status.RUNNING,
+        started_at=wall,
+        heartbeat_at=wall,
+        window_start=window.start,
+        window_end=window.end,
     )
+    if won and run.status == TunerRun.Status.RUNNING:
+        logger.warning(
+            "tuner.run_taken_over",
+            extra={"agent_id": agent.agent_id, "run_id": run.pk, "last_heartbeat": str(run.heartbeat_at)},
+        )
     run.refresh_from_db()
     return run, bool(won)
 
@@ -209,6 +223,110 @@ def _apply_memories(
     return kept
 
 
+# ------------------------------------------------------------------------------------------------ guard and lock
+
+
+def allowed_range(*, agent: Agent, threshold_name: str, now: datetime) -> tuple[float, float]:
+    """The values ``threshold_name`` may take this cycle: ``approvals.guard.allowed_range`` (rule 3: within 20 %
+    of its value at the cycle's start, and its bounds)."""
+    from approvals.guard import allowed_range as guard_allowed_range
+
+    return guard_allowed_range(agent=agent, threshold_name=threshold_name, now=now)
+
+
+def changes_left(*, agent: Agent, now: datetime) -> int:
+    """How many more changes from proposals may go live this cycle: ``approvals.guard.changes_left`` (rule 3)."""
+    from approvals.guard import changes_left as guard_changes_left
+
+    return int(guard_changes_left(agent=agent, now=now))
+
+
+def lock_sentence(agent: Agent) -> str:
+    """What the summary says about a locked config (contract rule 11): by whom, when and why; '' when unlocked."""
+    if not agent.is_locked or agent.locked_at is None:
+        return ""
+    who = getattr(agent.locked_by, "username", "") or "an unknown user"
+    why = agent.lock_rationale.strip() or "no rationale given"
+    return (
+        f"The config is locked: {who} locked it on {agent.locked_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC "
+        f"(\u201c{why}\u201d). The tuner "
+        "reports but proposes nothing while it is locked; only a rollback changes it."
+    )
+
+
+# ------------------------------------------------------------------------------------------------ the reference
+
+
+def reference_figures(data: ReplayData, value: float, *, cap: float) -> dict[str, Any]:
+    """One threshold's real misses (noise-corrected escalations and confirmed cases below ``value``) and real
+    cases in a period, and their ratio."""
+    excess, floors = real_cases(data.negatives, data.positives, data.weights, data.gated, cap=cap)
+    misses = real_misses(excess, grid_index(value))
+    real = real_misses(excess, excess.shape[1])
+    return {
+        "value": value,
+        "misses": round(misses, 3),
+        "realCases": round(real, 3),
+        "rate": round(misses / real, 6) if real > 0 else 0.0,
+        "floors": [round(floors[0], 4), round(floors[1], 4)],
+    }
+
+
+@dataclass
+class References:
+    by_threshold: dict[str, Reference]
+    to_save: MissReference | None  # a reference made or (re)measured by this cycle
+    label: str
+
+
+def miss_references(
+    *, agent: Agent, window: selectors.Window, now: datetime, replay: dict[str, ReplayData], live: dict[str, float]
+) -> References:
+    """Each threshold's reference for the miss budget (contract rule 10). It is the agent's ``MissReference``:
+    the period an engineer set, else the weeks (the agent's window) before the first accepted change, made here
+    the first time such a change exists; measured once and kept. Before any change, the window itself stands in
+    (provisional), so the budget is then the per-cycle rule."""
+    cap = rule("NOISE_FLOOR_MAX")
+    stored = selectors.miss_reference_get(agent=agent)
+    if stored is None:
+        change = selectors.first_change(agent=agent, before=now)
+        if change is None:
+            label = f"{window.start:%Y-%m-%d}..{window.end:%Y-%m-%d} (this window: no change accepted yet)"
+            refs = {}
+            for name, data in replay.items():
+                if name in live:
+                    f = reference_figures(data, live[name], cap=cap)
+                    refs[name] = Reference(f["rate"], f["misses"], f["realCases"], label, provisional=True)
+            return References(refs, None, label)
+        stored = MissReference(
+            agent=agent,
+            period_start=change.activated_at - timedelta(weeks=agent.window_weeks or rule("DEFAULT_WINDOW_WEEKS")),
+            period_end=change.activated_at,
+            note=f"the weeks before the first accepted change (config v{change.number})",
+        )
+    to_save = None
+    if not stored.measured:
+        period = selectors.Window(cycle=window.cycle, start=stored.period_start, end=stored.period_end)
+        histograms = selectors.window_histograms(agent=agent, window=period)
+        values = selectors.values_at(agent=agent, at=stored.period_end)
+        figures = {}
+        for name, definition in threshold_definitions(agent=agent).items():
+            period_data = selectors.replay_data(agent=agent, definition=definition, histograms=histograms)
+            if period_data is not None and name in values:
+                figures[name] = reference_figures(period_data, values[name], cap=cap)
+        stored.figures = figures
+        stored.measured_start, stored.measured_end, stored.measured_at = stored.period_start, stored.period_end, now
+        to_save = stored
+    spent = selectors.miss_ledger(agent=agent, since=stored.period_end, until=now)
+    refs = {
+        name: Reference(
+            float(f["rate"]), float(f["misses"]), float(f["realCases"]), stored.label, spent=spent.get(name, 0.0)
+        )
+        for name, f in stored.figures.items()
+    }
+    return References(refs, to_save, stored.label)
+
+
 # ------------------------------------------------------------------------------------------------ the cycle
 
 
@@ -220,6 +338,7 @@ class CycleResult:
     stats: dict[str, Any]
     notes: list[str]
     plan: MemoryPlan
+    reference: MissReference | None = None  # a miss reference this cycle made or measured, to store
 
 
 def cycle_compute(
@@ -258,7 +377,17 @@ def cycle_compute(
             f"rejection memory: {m.threshold_name} {m.direction} rejected {len(m.rationales)} times in a row; "
             "the approvers' rationales are now a constraint"
         )
-    creep = threshold_creep(counts.weeks)
+    rise_at = selectors.first_rise_in_window(agent=agent, window=window)
+    creep = threshold_creep(
+        counts.weeks,
+        change_week=selectors.week_key(agent=agent, at=rise_at) if rise_at is not None else None,
+        min_escalations=the_rules["CREEP_MIN_ESCALATIONS"],
+        alpha=the_rules["CREEP_ALPHA"],
+    )
+    references = miss_references(agent=agent, window=window, now=now, replay=replay, live=live)
+    allowed = {name: allowed_range(agent=agent, threshold_name=name, now=now) for name in sorted(definitions)}
+    left = changes_left(agent=agent, now=now)
+    locked = lock_sentence(agent)
     ctx = GenerationContext(
         agent=agent,
         window=window,
@@ -266,7 +395,13 @@ def cycle_compute(
         live=live,
         replay=replay,
         objective=Objective(
-            kind=agent.objective, miss_tolerance=the_rules["MISS_TOLERANCE"], miss_cost=agent.miss_cost
+            kind=agent.objective,
+            miss_tolerance=the_rules["MISS_TOLERANCE"],
+            miss_cost=agent.miss_cost,
+            miss_slack=the_rules["MISS_BUDGET_SLACK"],
+            miss_slack_cases=the_rules["MISS_BUDGET_SLACK_CASES"],
+            noise_floor_max=the_rules["NOISE_FLOOR_MAX"],
+            risk_share=the_rules["RISK_MATERIAL_SHARE"],
         ),
         max_move=the_rules["MAX_MOVE_FRACTION"],
         min_evidence=the_rules["MIN_EVIDENCE_ENTRIES"],
@@ -274,17 +409,29 @@ def cycle_compute(
         weekly_trends=[w.as_dict() for w in counts.weeks],
         constraints=constraints,
         excluded=excluded,
+        allowed=allowed,
+        references=references.by_threshold,
     )
+    if locked and not isinstance(generator, StatisticalGenerator):
+        # A locked config gets no proposal whatever the model says: the offline replay is enough to report.
+        notes.append("config locked: the statistical replay is used for the report and the model is not asked")
+        generator = StatisticalGenerator()
     generated = generator.generate(ctx)
     notes.extend(generated.notes)
     candidates = _apply_memories(generated.candidates, plan, now=now, notes=notes)
+    if creep.fired:
+        notes.append(f"threshold creep: {creep.reason}")
     facts = CycleFacts(
         responded=counts.responded,
         # A modify to a weaker action counts as a dismissal for tuning (contract, "Human response").
         dismissals=counts.by_label.get("dismiss", 0),
         response_rate=counts.response_rate,
         response_days=counts.response_days,
-        creep=creep,
+        creep=creep.fired,
+        creep_text=creep.reason if creep.fired else "",
+        locked=locked,
+        changes_left=left,
+        held=tuple(generated.held),
     )
     outcome = rules_apply(candidates=candidates, facts=facts, rules=the_rules)
     notes.extend(outcome.notes)
@@ -308,7 +455,28 @@ def cycle_compute(
         "responseDays": round(counts.response_days, 2),
         "byThreshold": counts.by_threshold,
         "weeklyTrends": [w.as_dict() for w in counts.weeks],
-        "thresholdCreep": creep,
+        "thresholdCreep": creep.fired,
+        "creepTest": creep.as_dict(),
+        "missReference": {
+            "label": references.label,
+            "provisional": any(r.provisional for r in references.by_threshold.values()),
+            "byThreshold": {
+                name: {"rate": r.rate, "misses": r.misses, "realCases": r.real, "spent": r.spent}
+                for name, r in references.by_threshold.items()
+            },
+        },
+        "heldByBudget": list(generated.held),
+        "allowedRanges": {name: [lo, hi] for name, (lo, hi) in allowed.items()},
+        "changesLeft": left,
+        "locked": (
+            {
+                "by": getattr(agent.locked_by, "username", None),
+                "at": agent.locked_at.isoformat() if agent.locked_at else None,
+                "rationale": agent.lock_rationale,
+            }
+            if agent.is_locked
+            else None
+        ),
         "replayTotals": {
             name: {
                 "falseAlarmPopulation": data.negatives_total,
@@ -319,7 +487,7 @@ def cycle_compute(
         },
         "constraints": constraints,
     }
-    return CycleResult(outcome, generated, clusters, stats, notes, plan)
+    return CycleResult(outcome, generated, clusters, stats, notes, plan, references.to_save)
 
 
 def _store(*, run: TunerRun, agent: Agent, result: CycleResult, now: datetime, started: float) -> TunerRun:
@@ -334,6 +502,21 @@ def _store(*, run: TunerRun, agent: Agent, result: CycleResult, now: datetime, s
         locked = TunerRun.objects.select_for_update().get(pk=run.pk)
         if locked.status != TunerRun.Status.RUNNING or locked.started_at != run.started_at:
             return locked  # another worker took the run over; its answer stands
+        if result.reference is not None:
+            ref = result.reference
+            MissReference.objects.update_or_create(
+                agent=agent,
+                defaults={
+                    "period_start": ref.period_start,
+                    "period_end": ref.period_end,
+                    "note": ref.note,
+                    "set_by": ref.set_by,
+                    "figures": ref.figures,
+                    "measured_start": ref.measured_start,
+                    "measured_end": ref.measured_end,
+                    "measured_at": ref.measured_at,
+                },
+            )
         for memory in result.plan.new:
             memory.save()
         for memory in result.plan.lifted:
@@ -441,7 +624,7 @@ def _store(*, run: TunerRun, agent: Agent, result: CycleResult, now: datetime, s
         )
         if outcome.proposals:
             run_id = locked.pk
-            transaction.on_commit(lambda: notifications.proposals_notify(run_id=run_id))
+            outbox_send("notify.proposals", run_id=run_id)  # after commit; kept and retried if mail is down
     logger.info(
         "tuner.run",
         extra={"agent_id": agent.agent_id, "run_id": locked.pk, "proposals": len(outcome.proposals)},
@@ -462,9 +645,10 @@ def tuner_cycle_run(
     previous = selectors.previous_run(agent=agent, cycle=window.cycle)
     since = previous.created_at if previous is not None else window.start
     try:
-        result = cycle_compute(
-            agent=agent, window=window, now=now, since=since, generator=generator or default_generator()
-        )
+        with Heartbeat(run):
+            result = cycle_compute(
+                agent=agent, window=window, now=now, since=since, generator=generator or default_generator()
+            )
         return _store(run=run, agent=agent, result=result, now=now, started=started)
     except Exception as exc:
         TunerRun.objects.filter(pk=run.pk, status=TunerRun.Status.RUNNING, started_at=run.started_at).update(
@@ -484,7 +668,8 @@ def tuner_runs_due(*, now: datetime) -> list[int]:
 
 def tuner_run_request(*, agent: Agent, now: datetime, requested_by: Any = None) -> TunerRun:
     """Ask for a cycle now: the run row for this cycle (made if missing), its task sent after commit. A cycle
-    already done or running is returned as it is and nothing is sent."""
+    already done, or running in a worker that still heartbeats, is returned as it is and nothing is sent; one left
+    running by a worker that stopped heartbeating is sent again, and the worker that gets it takes it over."""
     window = selectors.cycle_window(agent=agent, now=now)
     with transaction.atomic():
         run, created = TunerRun.objects.get_or_create(
@@ -498,9 +683,8 @@ def tuner_run_request(*, agent: Agent, now: datetime, requested_by: Any = None) 
                 "created_at": now,
             },
         )
-        if run.status in (TunerRun.Status.PENDING, TunerRun.Status.FAILED):
-            from tuner.tasks import tuner_cycle_task
-
-            agent_pk = agent.pk
-            transaction.on_commit(lambda: tuner_cycle_task.delay(agent_pk))
+        stale = TunerRun.objects.filter(stale_runs(timezone.now()), pk=run.pk).exists()
+        if run.status in (TunerRun.Status.PENDING, TunerRun.Status.FAILED) or stale:
+            # Recorded with the run and sent to the broker after commit; kept and retried while the broker is down.
+            outbox_send("tuner.cycle", agent_pk=agent.pk)
     return run

@@ -61,6 +61,24 @@ def test_over_correction__watchdog_rolls_the_bad_change_back_within_7_days(run_s
     assert run["versions"][-1]["values"] == run["versions"][0]["values"]
 
 
+def test_over_correction_back_to_back__both_changes_rolled_back_within_7_days(run_scenario: Any) -> None:
+    # A harmless change and, a minute later, the bad one: the second has no responses of its own before it, so the
+    # watchdog judges both against v1 (the last version with enough responses) and rolls both back.
+    run = run_scenario("over-correction-back-to-back", weeks=4, per_day=1000)
+    (harmless,) = [e for e in run["events"] if e["kind"] == "harmless-change"]
+    (bad,) = [e for e in run["events"] if e["kind"] == "bad-change"]
+    assert datetime.fromisoformat(bad["at"]) - datetime.fromisoformat(harmless["at"]) == timedelta(minutes=1)
+    rollbacks = [e for e in run["events"] if e["kind"] == "rollback"]
+    assert rollbacks, "the watchdog never rolled the changes back"
+    went_live = datetime.fromisoformat(bad["at"])
+    rolled = datetime.fromisoformat(rollbacks[0]["at"])
+    assert timedelta(0) < rolled - went_live <= timedelta(days=7)
+    assert run["versions"][-1]["source"] == "rollback"
+    assert run["versions"][-1]["values"] == run["versions"][0]["values"]
+    changed = [p for p in run["proposals"] if p["threshold_name"] in (harmless["threshold"], bad["threshold"])]
+    assert {p["status"] for p in changed if p["created_at"] >= went_live - timedelta(minutes=1)} == {"rolled_back"}
+
+
 def test_drift__dismissal_rate_back_under_15_percent_within_3_cycles_after_the_shift(run_scenario: Any) -> None:
     table = run_scenario("drift", weeks=6, per_day=1000)["table"]
     shift_week = 3
@@ -90,3 +108,33 @@ def test_low_response__40_percent_answered__tuner_reports_degraded(run_scenario:
     table = run_scenario("low-response", weeks=4, per_day=400)["table"]
     assert all(0.35 <= row["responseRate"] <= 0.45 for row in table)
     assert table[-1]["systemHealth"] == "degraded"
+
+
+def _miss_budget(table: list[dict[str, Any]]) -> tuple[int, float, float]:
+    """The weeks before the first accepted change are the reference; their true miss rate, and the most the
+    budget allows: 10 % more (MISS_TOLERANCE), or MISS_BUDGET_SLACK of the real cases when that is larger."""
+    changed = next(i for i, row in enumerate(table) if row["accepted"])
+    reference = table[:changed]
+    rate = sum(r["trueMisses"] for r in reference) / sum(r["positives"] for r in reference)
+    return changed, rate, rate + max(rule("MISS_TOLERANCE") * rate, rule("MISS_BUDGET_SLACK"))
+
+
+def test_compounding__10_weeks__true_miss_rate_stays_within_the_budget_of_the_reference_weeks(
+    run_scenario: Any,
+) -> None:
+    # A loop that allows a few more misses every cycle (the old rule: 5 % of the weighted positives each cycle)
+    # walked this agent's flag threshold into the flag-worthy cases: 4 % true misses against 2 % before.
+    run = run_scenario("compounding", weeks=10, per_day=1000)
+    table = run["table"]
+    changed, rate, allowed = _miss_budget(table)
+    assert changed >= 2 and table[0]["dismissalRate"] > 0.5  # it starts far too loose
+    # Week by week, the true miss rate of the weeks since the first change, together: one week's cases are a
+    # draw (a handful of misses either way), the budget is on the rate the thresholds lead to.
+    rates = [round(r["trueMisses"] / r["positives"], 4) for r in table]
+    for week in range(changed, len(table)):
+        since = table[changed : week + 1]
+        misses, positives = sum(r["trueMisses"] for r in since), sum(r["positives"] for r in since)
+        assert misses <= allowed * positives, (week + 1, rate, allowed, rates)
+    # It still cuts false alarms (by more than 40 %), and more than one cycle changed something.
+    assert table[-1]["trueFalseAlarms"] < 0.6 * table[0]["trueFalseAlarms"]
+    assert len([p for p in run["proposals"] if p["status"] == "accepted"]) >= 2

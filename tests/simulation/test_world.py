@@ -89,4 +89,12 @@ def test_truth_counts__false_alarms_and_misses_against_the_hidden_truth() -> Non
 
 
 def test_scenarios__all_five_exist() -> None:
-    assert set(SCENARIOS) == {"miscalibrated", "drift", "over-correction", "rules", "low-response"}
+    assert set(SCENARIOS) == {
+        "miscalibrated",
+        "drift",
+        "over-correction",
+        "over-correction-back-to-back",
+        "compounding",
+        "rules",
+        "low-response",
+    }

@@ -1,11 +1,13 @@
 """The tuner-run endpoints, ``run_tuner`` and ``setup_periodic_tasks`` as their users see them."""
 
 import json
+from datetime import timedelta
 from io import StringIO
 from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from tests.conftest import client_for
@@ -14,6 +16,7 @@ from tests.tuner.helpers import log_rows
 from tests.tuner.test_cycle import flag_too_low_rows
 from thresholds.models import Agent
 from tuner.models import TunerRun
+from tuner.selectors import cycle_window
 
 pytestmark = pytest.mark.django_db
 
@@ -145,3 +148,78 @@ def test_admin__runs_and_clusters_browsable(agent: Agent, admin_user: Any) -> No
     page = client.get(f"/admin/tuner/tunerrun/{run.pk}/change/")
     assert page.status_code == 200 and "Dismissals (false positives)" in page.content.decode()
     assert client.get("/admin/tuner/cluster/").status_code == 200
+
+
+def _running(agent: Agent, *, heartbeat_ago: timedelta) -> TunerRun:
+    """This cycle's run, left ``running`` by a worker whose last heartbeat was ``heartbeat_ago``."""
+    wall = timezone.now()
+    window = cycle_window(agent=agent, now=wall)
+    return TunerRun.objects.create(
+        agent=agent,
+        cycle=window.cycle,
+        status="running",
+        started_at=wall - timedelta(minutes=10),
+        heartbeat_at=wall - heartbeat_ago,
+        window_start=window.start,
+        window_end=window.end,
+        created_at=wall - timedelta(minutes=10),
+    )
+
+
+def test_tuner_runs_post__run_of_a_worker_that_stopped_heartbeating__sent_again_and_taken_over(
+    agent: Agent,
+    admin_user: Any,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from tuner.tasks import tuner_cycle_task
+
+    settings.TUNER_HEARTBEAT_SECONDS = 60
+    dead = _running(agent, heartbeat_ago=timedelta(minutes=4))
+    sent: list[int] = []
+    monkeypatch.setattr("tuner.tasks.tuner_cycle_task.delay", lambda pk: sent.append(pk))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(admin_user).post(f"/api/v1/agents/{agent.agent_id}/tuner-runs")
+    assert response.status_code == 202 and response.json()["id"] == dead.pk and sent == [agent.pk]
+
+    assert tuner_cycle_task.apply(args=[agent.pk]).get() == dead.pk  # the worker that gets it
+    run = TunerRun.objects.get()
+    assert run.status == "done" and run.output is not None
+    assert run.started_at is not None and dead.started_at is not None and run.started_at > dead.started_at
+
+
+def test_tuner_runs_post__run_with_a_fresh_heartbeat__left_to_its_worker_nothing_sent(
+    agent: Agent,
+    admin_user: Any,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    settings.TUNER_HEARTBEAT_SECONDS = 60
+    alive = _running(agent, heartbeat_ago=timedelta(seconds=30))
+    sent: list[int] = []
+    monkeypatch.setattr("tuner.tasks.tuner_cycle_task.delay", lambda pk: sent.append(pk))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(admin_user).post(f"/api/v1/agents/{agent.agent_id}/tuner-runs")
+    assert response.status_code == 202 and response.json()["status"] == "running" and sent == []
+    assert TunerRun.objects.get().started_at == alive.started_at
+
+
+def test_run_tuner__run_of_a_worker_that_stopped_heartbeating__taken_over_and_printed(
+    agent: Agent, settings: Any
+) -> None:
+    settings.TUNER_HEARTBEAT_SECONDS = 60
+    _running(agent, heartbeat_ago=timedelta(minutes=4))
+    out = StringIO()
+    call_command("run_tuner", agent.agent_id, stdout=out)
+    run = TunerRun.objects.get()
+    assert run.status == "done" and json.loads(out.getvalue()) == run.output
+
+
+def test_run_tuner__run_with_a_fresh_heartbeat__command_error_and_left_alone(agent: Agent, settings: Any) -> None:
+    settings.TUNER_HEARTBEAT_SECONDS = 60
+    alive = _running(agent, heartbeat_ago=timedelta(seconds=30))
+    with pytest.raises(CommandError, match="running in another worker"):
+        call_command("run_tuner", agent.agent_id, stdout=StringIO())
+    assert TunerRun.objects.get().started_at == alive.started_at

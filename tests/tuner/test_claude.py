@@ -120,7 +120,7 @@ def test_claude__good_answer__stored_with_recomputed_evidence_and_replayed_impac
     ).count()
     assert out["evidenceCount"] == evidence != 999
     assert out["expectedImpact"].startswith("Replayed over the window: false alarms -")
-    assert Proposal.objects.get(run=run).impact["missChange"] == 0
+    assert Proposal.objects.get(run=run).impact["misses"]["change"] == 0
 
     (sent,) = fake.requests
     assert sent["model"] == settings.TUNER_MODEL
@@ -134,8 +134,23 @@ def test_claude__fifty_percent_move__dropped_with_the_reason(window_agent: Agent
     cited = ids(window_agent, "dismiss", 0.6, 0.7)
     run = run_with(window_agent, answering(answer(proposal(proposedValue=0.9, sampleEntryIds=cited))))
     assert output(run)["proposals"] == [] and not Proposal.objects.exists()
-    assert any("moves more than 20%" in n for n in run.notes)
+    assert any("outside the range allowed this cycle" in n for n in run.notes)
     assert "failed validation" in output(run)["summary"]
+
+
+def test_claude__rise_into_confirmed_cases__dropped_for_the_miss_rules_and_the_budget_sent(
+    window_agent: Agent,
+) -> None:
+    # Every flag above 0.70 was approved: 0.72 gives up real cases where today there are no misses at all.
+    cited = ids(window_agent, "dismiss", 0.6, 0.7)
+    fake = answering(answer(proposal(proposedValue=0.72, sampleEntryIds=cited)))
+    run = run_with(window_agent, fake)
+    assert output(run)["proposals"] == [] and not Proposal.objects.exists()
+    assert any("breaks the miss rules" in n and "confirmed at today's value" in n for n in run.notes), run.notes
+    payload = json.loads(fake.requests[0]["messages"][0]["content"])
+    flag = next(t for t in payload["currentThresholds"] if t["name"] == "flag_threshold")
+    assert flag["allowedRange"] == [0.48, 0.72]
+    assert set(flag["missBudget"]) == {"reference", "referenceMissRate", "allowedMissRate"}
 
 
 def test_claude__cited_ids_that_do_not_exist__dropped(window_agent: Agent) -> None:
@@ -195,6 +210,112 @@ def test_claude__timeout__statistical_proposals_used_and_said(window_agent: Agen
 def test_claude__server_error__statistical_proposals_used(window_agent: Agent) -> None:
     run = run_with(window_agent, FakeModel(lambda r: httpx2.Response(529, json={"type": "error"})))
     assert run.generator == "statistical" and len(output(run)["proposals"]) == 1
+
+
+def _raises(error: type[Exception]) -> Callable[[httpx2.Request], httpx2.Response]:
+    def respond(request: httpx2.Request) -> httpx2.Response:
+        raise error("the way to the model failed", request=request)  # type: ignore[call-arg]
+
+    return respond
+
+
+def _body(status: int, content: bytes, content_type: str = "application/json") -> Any:
+    return lambda request: httpx2.Response(status, content=content, headers={"content-type": content_type})
+
+
+def _message(**fields: Any) -> Any:
+    return lambda request: httpx2.Response(200, json={**model_message(answer()), **fields})
+
+
+REFUSAL_DETAILS = {"type": "refusal", "category": "general_harms", "explanation": "policy"}
+MODEL_FAILURES = [
+    pytest.param(_raises(httpx2.ConnectError), "could not be reached", "APIConnectionError", id="transport-error"),
+    pytest.param(_raises(httpx2.ReadTimeout), "timed out", "APITimeoutError", id="timeout"),
+    pytest.param(
+        _body(200, b"<html>502 bad gateway</html>"), "sent a body that is not JSON", "JSONDecodeError", id="non-json"
+    ),
+    pytest.param(_body(200, b"overloaded", "text/plain"), "not a message but str", "GeneratorOutputError", id="text"),
+    pytest.param(_body(200, b"[1, 2]"), "not a message but list", "GeneratorOutputError", id="shape-json-list"),
+    pytest.param(
+        _body(200, b'{"completion": "raise it"}'), "content is not a list", "GeneratorOutputError", id="shape-object"
+    ),
+    pytest.param(_message(content="raise it"), "content is not a list", "GeneratorOutputError", id="shape-content"),
+    pytest.param(
+        lambda request: httpx2.Response(200, json=model_message({"proposals": "raise flag_threshold"})),
+        "no proposals list",
+        "GeneratorOutputError",
+        id="shape-proposals",
+    ),
+    pytest.param(
+        _message(content=[], stop_reason="refusal", stop_details=REFUSAL_DETAILS),
+        "refused to answer (stop_reason 'refusal': general_harms; policy)",
+        "GeneratorOutputError",
+        id="refusal",
+    ),
+    pytest.param(
+        _message(content=[{"type": "text", "text": "I can't help with that."}], stop_reason="refusal"),
+        "refused to answer",
+        "GeneratorOutputError",
+        id="refusal-with-text",
+    ),
+    pytest.param(_message(content=[], stop_reason="end_turn"), "answer is empty", "GeneratorOutputError", id="empty"),
+    pytest.param(_message(stop_reason="max_tokens"), "cut off", "GeneratorOutputError", id="max-tokens"),
+    pytest.param(
+        lambda request: httpx2.Response(
+            529, json={"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+        ),
+        "answered HTTP 529",
+        "Overloaded",
+        id="status-529",
+    ),
+    pytest.param(
+        lambda request: httpx2.Response(
+            401, json={"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}
+        ),
+        "answered HTTP 401",
+        "AuthenticationError",
+        id="status-401",
+    ),
+    pytest.param(_body(500, b"upstream exploded", "text/plain"), "answered HTTP 500", "InternalServerError", id="500"),
+]
+
+
+@pytest.mark.parametrize(("respond", "reason", "error"), MODEL_FAILURES)
+def test_claude__model_fails__cycle_done_with_the_statistical_proposals_and_the_reason_recorded(
+    window_agent: Agent, respond: Callable[[httpx2.Request], httpx2.Response], reason: str, error: str
+) -> None:
+    fake = FakeModel(respond)
+    run = run_with(window_agent, fake)
+
+    assert len(fake.requests) == 1
+    assert run.status == "done" and run.generator == "statistical" and len(run.prompt_hash) == 64
+    assert [p["proposedValue"] for p in output(run)["proposals"]] == [0.7]
+    assert Proposal.objects.get(run=run).proposed_value == 0.7
+    assert run.notes[0].startswith("Claude ") and reason in run.notes[0], run.notes[0]
+    assert run.notes[0].endswith("the statistical proposals are used instead.")
+    assert len(run.errors) == 1 and run.errors[0].startswith("claude: ") and error in run.errors[0], run.errors
+    assert "The model was unavailable; the statistical proposals are used." in output(run)["summary"]
+
+
+def test_claude__a_proposal_that_cannot_be_checked__dropped_and_the_others_kept(
+    window_agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tuner.generators as generators
+
+    real = generators.validate_model_proposal
+
+    def breaks_on_the_first(ctx: Any, raw: Any) -> Any:
+        if raw.get("riskAssessment") == "breaks the check":
+            raise KeyError("unexpected")
+        return real(ctx, raw)
+
+    monkeypatch.setattr(generators, "validate_model_proposal", breaks_on_the_first)
+    cited = ids(window_agent, "dismiss", 0.6, 0.68)
+    broken = proposal(riskAssessment="breaks the check", sampleEntryIds=cited)
+    run = run_with(window_agent, answering(answer(broken, proposal(sampleEntryIds=cited))))
+    assert run.status == "done" and run.generator == "claude"
+    assert [p["proposedValue"] for p in output(run)["proposals"]] == [0.68]
+    assert "dropped a model proposal: it could not be checked (KeyError: 'unexpected')" in run.notes
 
 
 def test_claude__proposals_on_a_healthy_agent__none_survive(db: None) -> None:

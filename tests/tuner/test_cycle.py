@@ -1,6 +1,7 @@
 """A whole cycle through ``tuner_cycle_run`` on small synthetic windows: what is stored and what is said."""
 
 import random
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -200,16 +201,93 @@ def test_cycle__remembered_kind_whose_evidence_has_grown__memory_lifted_and_prop
     assert any("lifted" in n for n in run.notes)
 
 
-def test_cycle__run_left_running_by_a_killed_worker__taken_over_after_the_stale_timeout() -> None:
+def running_run(agent: Agent, *, started_ago: timedelta, heartbeat_ago: timedelta | None) -> TunerRun:
+    """A run left ``running`` by a worker, as the database holds it."""
+    wall = timezone.now()
+    return TunerRun.objects.create(
+        agent=agent,
+        cycle=NOW.date(),
+        status="running",
+        started_at=wall - started_ago,
+        heartbeat_at=None if heartbeat_ago is None else wall - heartbeat_ago,
+        window_start=NOW - timedelta(weeks=4),
+        window_end=NOW,
+        created_at=NOW,
+    )
+
+
+def test_cycle__run_of_a_killed_worker__taken_over_once_its_heartbeat_is_three_beats_old(settings: Any) -> None:
+    settings.TUNER_HEARTBEAT_SECONDS = 60
     agent, _ = make_agent()
     log_rows(agent, flag_too_low_rows())
-    window_kw = {"window_start": NOW - timedelta(weeks=4), "window_end": NOW, "created_at": NOW}
-    cycle = NOW.date()
-    TunerRun.objects.create(
-        agent=agent, cycle=cycle, status="running", started_at=timezone.now() - timedelta(hours=2), **window_kw
-    )
+    dead = running_run(agent, started_ago=timedelta(minutes=5), heartbeat_ago=timedelta(minutes=3, seconds=5))
+
+    run = stat_run(agent)
+    assert run.pk == dead.pk and TunerRun.objects.count() == 1
+    assert run.status == "done" and len(output(run)["proposals"]) == 1 and Proposal.objects.count() == 1
+    assert run.started_at is not None and dead.started_at is not None and run.started_at > dead.started_at
+    assert run.heartbeat_at is not None and run.heartbeat_at >= run.started_at
+
+
+def test_cycle__running_run_without_a_heartbeat__taken_over_three_beats_after_its_start(settings: Any) -> None:
+    settings.TUNER_HEARTBEAT_SECONDS = 60
+    agent, _ = make_agent()
+    log_rows(agent, flag_too_low_rows())
+    running_run(agent, started_ago=timedelta(minutes=3, seconds=5), heartbeat_ago=None)
     run = stat_run(agent)
     assert run.status == "done" and len(output(run)["proposals"]) == 1 and TunerRun.objects.count() == 1
+
+
+def test_cycle__long_run_with_a_fresh_heartbeat__not_stolen(settings: Any) -> None:
+    settings.TUNER_HEARTBEAT_SECONDS = 60
+    agent, _ = make_agent()
+    log_rows(agent, flag_too_low_rows())
+    alive = running_run(agent, started_ago=timedelta(hours=2), heartbeat_ago=timedelta(minutes=2, seconds=50))
+    run = stat_run(agent)
+    assert run.status == "running" and run.started_at == alive.started_at and run.heartbeat_at == alive.heartbeat_at
+    assert not Proposal.objects.exists()
+
+
+class SlowGenerator:
+    """The statistical generator after ``seconds``, reading the run's heartbeat before and after the wait."""
+
+    name = "statistical"
+
+    def __init__(self, agent: Agent, seconds: float) -> None:
+        self.agent, self.seconds = agent, seconds
+        self.seen: list[Any] = []
+
+    def _heartbeat(self) -> Any:
+        from django.db import OperationalError
+
+        for _ in range(50):
+            try:
+                return TunerRun.objects.values_list("heartbeat_at", flat=True).get(agent=self.agent)
+            except OperationalError:  # SQLite's shared in-memory test database: the beat holds the table a moment
+                time.sleep(0.01)
+        raise AssertionError("the run could not be read")
+
+    def generate(self, ctx: GenerationContext) -> Generated:
+        self.seen.append(self._heartbeat())
+        time.sleep(self.seconds)
+        self.seen.append(self._heartbeat())
+        return StatisticalGenerator().generate(ctx)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cycle__slow_generator__the_heartbeat_thread_advances_heartbeat_at_while_it_computes(settings: Any) -> None:
+    settings.TUNER_HEARTBEAT_SECONDS = 0.2
+    agent, _ = make_agent()
+    log_rows(agent, flag_too_low_rows(200))
+    slow = SlowGenerator(agent, 1.5)
+    run = tuner_cycle_run(agent=agent, now=NOW, generator=slow)
+
+    assert run.status == "done" and len(output(run)["proposals"]) == 1
+    first, last = slow.seen
+    assert first is not None and last is not None
+    assert (last - first).total_seconds() >= 0.8  # beats every 0.2 s during the 1.5 s wait
+    assert run.started_at is not None and run.finished_at is not None
+    assert run.started_at <= first < last <= run.finished_at
 
 
 def test_cycle__run_running_in_another_worker__left_alone() -> None:
@@ -347,8 +425,9 @@ def test_cycle__cost_objective_with_dear_misses__no_increase_that_loses_real_cas
     agent, _ = make_agent(objective="cost", miss_cost=50.0)
     rows = flag_too_low_rows()
     for i, row in enumerate(rows):
-        # Some real cases hide among the low flags: each costs 50 false alarms.
-        if row["response"] == "dismiss" and i % 5 == 0:
+        # Real cases hide among the low flags, far more than reviewers' slips would explain: each costs 50 false
+        # alarms.
+        if row["response"] == "dismiss" and i % 3 == 0:
             row["response"] = "approve"
     log_rows(agent, rows)
     run = stat_run(agent)
@@ -364,3 +443,79 @@ def test_weekly_task__fans_out_one_cycle_task_per_agent(monkeypatch: pytest.Monk
     monkeypatch.setattr("tuner.tasks.tuner_cycle_task.delay", lambda pk: sent.append(pk))
     assert tuner_weekly_task() == [first.pk, second.pk] and sent == [first.pk, second.pk]
     assert tuner_weekly_task(second.pk) == [second.pk]
+
+
+def test_cycle_task__acknowledged_late_requeued_on_worker_loss_and_limited_by_tuner_time_limit(settings: Any) -> None:
+    from loopsite.celery import app
+    from tuner.tasks import tuner_cycle_task
+
+    assert tuner_cycle_task.acks_late is True and tuner_cycle_task.reject_on_worker_lost is True
+    assert tuner_cycle_task.time_limit == settings.TUNER_TIME_LIMIT
+    assert 0 < tuner_cycle_task.soft_time_limit < tuner_cycle_task.time_limit
+    if settings.REDIS_URL:  # the configured tier: the broker hands a dead worker's message out again after it
+        assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] == settings.TUNER_TIME_LIMIT
+        assert app.conf.broker_transport_options["visibility_timeout"] == tuner_cycle_task.time_limit
+
+
+def test_settings__redis_broker__visibility_timeout_is_the_tuner_time_limit(tmp_path: Any) -> None:
+    from tests.test_settings import django_setup
+
+    show = (
+        "from django.conf import settings as s; from tuner.tasks import tuner_cycle_task as t; "
+        "print(s.CELERY_BROKER_TRANSPORT_OPTIONS['visibility_timeout'], t.time_limit, t.soft_time_limit)"
+    )
+    configured = django_setup(tmp_path, show, REDIS_URL="redis://127.0.0.1:6379/0", TUNER_TIME_LIMIT="900")
+    assert configured.returncode == 0, configured.stderr
+    assert configured.stdout.split() == ["900", "900", "675"]
+    default = django_setup(tmp_path, show, REDIS_URL="redis://127.0.0.1:6379/0")
+    assert default.returncode == 0, default.stderr
+    assert default.stdout.split() == ["1200", "1200", "900"]
+    # The filesystem broker of the embedded mode has no visibility timeout (see docs/running.md).
+    embedded = django_setup(tmp_path, "from django.conf import settings as s; print(s.CELERY_BROKER_TRANSPORT_OPTIONS)")
+    assert embedded.returncode == 0 and "visibility_timeout" not in embedded.stdout
+
+
+def test_settings__heartbeat_that_does_not_fit_three_times_in_the_time_limit__improperly_configured(
+    tmp_path: Any,
+) -> None:
+    from tests.test_settings import django_setup
+
+    result = django_setup(tmp_path, TUNER_TIME_LIMIT="120", TUNER_HEARTBEAT_SECONDS="60")
+    assert result.returncode != 0 and "ImproperlyConfigured" in result.stderr
+    assert "three beats must fit in TUNER_TIME_LIMIT (120 s)" in result.stderr
+
+
+def test_cycle_task__cycle_running_in_a_live_worker__looks_again_once_a_dead_ones_heartbeat_would_be_stale(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.exceptions import Retry
+
+    from tuner.selectors import cycle_window
+    from tuner.tasks import tuner_cycle_task
+
+    settings.TUNER_HEARTBEAT_SECONDS = 60
+    agent, _ = make_agent()
+    wall = timezone.now()
+    window = cycle_window(agent=agent, now=wall)
+    TunerRun.objects.create(
+        agent=agent,
+        cycle=window.cycle,
+        status="running",
+        started_at=wall - timedelta(minutes=1),
+        heartbeat_at=wall - timedelta(seconds=10),
+        window_start=window.start,
+        window_end=window.end,
+        created_at=wall,
+    )
+    asked: list[dict[str, Any]] = []
+
+    def retry(**kw: Any) -> Retry:
+        asked.append(kw)
+        return Retry("later")
+
+    monkeypatch.setattr(tuner_cycle_task, "retry", retry)
+    with pytest.raises(Retry):
+        tuner_cycle_task(agent.pk)
+    (kw,) = asked
+    assert kw["countdown"] == 4 * 60  # three missed beats make it stale, plus one
+    assert TunerRun.objects.get().status == "running"

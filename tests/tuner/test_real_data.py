@@ -92,12 +92,17 @@ def test_real_data__threshold_set_too_low__high_confidence_increase_within_the_m
 
     assert len(output(run)["proposals"]) == 1, (output(run), run.notes)
     (out,) = output(run)["proposals"]
-    assert (out["thresholdName"], out["direction"], out["confidence"]) == ("fraud_flag", "increase", "high")
+    assert (out["thresholdName"], out["direction"], out["confidence"]) == ("fraud_flag", "increase", "high"), (
+        out,
+        Proposal.objects.get(run=run).impact,
+    )
     assert 0.3 < out["proposedValue"] <= 0.36
     impact = Proposal.objects.get(run=run).impact
-    assert impact["falseAlarmChange"] < 0 and impact["falseAlarmInterval"][1] < 0
-    positives = run.stats["replayTotals"]["fraud_flag"]["positivePopulation"]
-    assert impact["missChange"] <= 0.05 * positives
+    assert impact["falseAlarms"]["change"] < 0 and impact["falseAlarms"]["high"] < 0
+    # Within the miss rules: at most 10 % more real misses than today's (or 0.3 % of the real cases, or one case:
+    # MISS_BUDGET_SLACK and MISS_BUDGET_SLACK_CASES), and at most 10 % of the cases reviewers confirmed today.
+    room = max(0.10 * impact["missesToday"], 0.003 * impact["realCases"], 1.0)
+    assert impact["misses"]["change"] <= room + 1e-9 and impact["confirmedLostShare"] <= 0.10
     assert out["evidenceCount"] >= 5 and len(out["sampleEntryIds"]) >= 5
 
 
@@ -119,6 +124,6 @@ def test_real_data__block_threshold_too_high_with_reviewers_escalating_missed_fr
     out = by_name["block_threshold"]
     assert out["direction"] == "decrease" and 0.76 <= out["proposedValue"] < 0.95
     impact = Proposal.objects.get(run=run, threshold_name="block_threshold").impact
-    assert impact["missChange"] < 0 and impact["missInterval"][1] < 0
+    assert impact["misses"]["change"] < 0 and impact["misses"]["high"] < 0
     assert out["confidence"] in {"medium", "high"}
     assert "false alarm" in out["riskAssessment"]

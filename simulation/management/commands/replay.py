@@ -32,10 +32,18 @@ class Command(BaseCommand):
         source.add_argument("--feature-cols", type=_names, default=(), help="comma-separated; a model is trained")
         source.add_argument("--text-col", default=None, help="a text column: simple text features, a model")
         parser.add_argument("--train-periods", type=int, default=2, help="periods that train the model (not replayed)")
+        parser.add_argument(
+            "--class-weight", choices=["balanced"], default=None, help="balanced: the model weighs the rare class up"
+        )
         parser.add_argument("--threshold", type=float, required=True, help="the initial flag threshold")
         parser.add_argument("--weeks", type=int, default=None, help="replay at most this many periods")
         parser.add_argument("--response-rate", type=float, default=0.9)
         parser.add_argument("--sample-rate", type=float, default=0.10)
+        parser.add_argument("--objective", choices=["tolerance", "cost"], default="tolerance", help="the tuner's")
+        parser.add_argument("--miss-cost", type=float, default=5.0, help="with --objective cost: false alarms a miss")
+        parser.add_argument(
+            "--label-noise", type=float, default=0.03, help="share of reviewers' answers on alerts that are slips"
+        )
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--start", type=date.fromisoformat, default=None)
         parser.add_argument("--agent-id", default=None)
@@ -57,9 +65,13 @@ class Command(BaseCommand):
                 feature_cols=opts["feature_cols"],
                 text_col=opts["text_col"],
                 train_periods=opts["train_periods"],
+                class_weight=opts["class_weight"],
                 weeks=opts["weeks"],
                 response_rate=opts["response_rate"],
                 sample_rate=opts["sample_rate"],
+                label_noise=opts["label_noise"],
+                objective=opts["objective"],
+                miss_cost=opts["miss_cost"],
                 seed=opts["seed"],
             )
             if opts["text_col"]:
@@ -67,6 +79,8 @@ class Command(BaseCommand):
             days = prepare(spec, load_table(spec)).days
         except ReplayError as exc:
             raise CommandError(str(exc)) from None
+        if not 0 <= spec.label_noise < 0.5:
+            raise CommandError("--label-noise must be at least 0 and under 0.5")
         bar = tqdm(total=days, unit="day", desc="replay", disable=opts["no_progress"], file=self.stderr)
         try:
             result = replay_run(spec, start=opts["start"], agent_id=opts["agent_id"], progress=lambda _d: bar.update(1))

@@ -20,6 +20,9 @@ class Command(BaseCommand):
         parser.add_argument("--weeks", type=int, default=8)
         parser.add_argument("--per-day", type=int, default=2000, help="decisions a simulated day")
         parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument(
+            "--label-noise", type=float, default=0.03, help="share of reviewers' answers on alerts that are slips"
+        )
         parser.add_argument("--out", type=Path, default=None, help="folder for weekly.csv, weekly.json, curves.png")
         parser.add_argument(
             "--start",
@@ -33,7 +36,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **opts: Any) -> None:
         if opts["weeks"] < 1 or opts["per_day"] < 1:
             raise CommandError("--weeks and --per-day must be positive")
-        scenario = scenario_get(opts["scenario"])
+        if not 0 <= opts["label_noise"] < 0.5:
+            raise CommandError("--label-noise must be at least 0 and under 0.5")
+        scenario = scenario_get(opts["scenario"], label_noise=opts["label_noise"])
         days = opts["weeks"] * 7
         bar = tqdm(total=days, unit="day", desc=scenario.name, disable=opts["no_progress"], file=self.stderr)
         try:
