@@ -96,7 +96,9 @@ def test_simulate__same_seed__same_table(run_scenario: Any) -> None:
 
 
 def test_rules__tuned_by_rule__the_loose_rule_is_raised_and_dismissals_fall(run_scenario: Any) -> None:
-    run = run_scenario("rules", weeks=5, per_day=400)
+    # Six weeks: with noisy reviewers and the miss budget the loose rule climbs in smaller steps (0.40 -> 0.45 ->
+    # 0.48), and dismissals pass under 15 % in the sixth week rather than the fifth.
+    run = run_scenario("rules", weeks=6, per_day=400)
     table = run["table"]
     raised = {p["threshold_name"] for p in run["proposals"] if p["status"] == "accepted"}
     assert "amount_rule" in raised
