@@ -88,7 +88,7 @@ def test_truth_counts__false_alarms_and_misses_against_the_hidden_truth() -> Non
     assert counts.miss_rate == round(1 / 3, 4)
 
 
-def test_scenarios__all_five_exist() -> None:
+def test_scenarios__all_seven_exist() -> None:
     assert set(SCENARIOS) == {
         "miscalibrated",
         "drift",
