@@ -1105,9 +1105,9 @@ def rules_apply(*, candidates: Sequence[Candidate], facts: CycleFacts, rules: Ma
     if facts.response_days < baseline_days:
         return RulesOutcome(
             [],
-            f"Baseline period: responses span {facts.response_days:.1f} days of the window, fewer than the "
-            f"{rules['BASELINE_WEEKS']} weeks needed before the first proposal. Nothing proposed.{locked}",
-            "healthy",
+            f"Baseline period: the window holds {facts.response_days:.1f} days of decisions with responses, fewer "
+            f"than the {rules['BASELINE_WEEKS']} weeks needed before the first proposal. Nothing proposed.{locked}",
+            "baseline",
             notes,
         )
     rate_text = f"dismissal rate {facts.dismissal_rate:.1%} over {facts.responded} responses"

@@ -177,7 +177,7 @@ PROPOSAL_SCHEMA: dict[str, Any] = {
             },
         },
         "summary": {"type": "string"},
-        "systemHealth": {"type": "string", "enum": ["healthy", "needs-attention", "degraded"]},
+        "systemHealth": {"type": "string", "enum": ["baseline", "healthy", "needs-attention", "degraded"]},
     },
     "required": ["proposals", "summary", "systemHealth"],
 }

@@ -55,8 +55,10 @@ class WindowCounts:
     queued_responded: int
     by_response: dict[str, int]
     by_label: dict[str, int]
-    first_response_at: datetime | None
+    first_response_at: datetime | None  # the earliest decision (by its timestamp) that has a response
     last_response_at: datetime | None
+    end: datetime  # the window's end: the cycle's moment
+    tz: zoneinfo.ZoneInfo  # the agent's timezone, whose calendar days are counted
     by_threshold: dict[str, dict[str, int]]
     weeks: list[WeekStats]
 
@@ -66,9 +68,14 @@ class WindowCounts:
 
     @property
     def response_days(self) -> float:
-        if self.first_response_at is None or self.last_response_at is None:
+        """Calendar days (in the agent's timezone) of decisions the window holds since the first one with a
+        response, by decision time, up to the cycle's day. Responses lag their decisions by a day or two, so the
+        last days are counted although their answers are still coming: an agent that starts on a Monday has 14
+        days at the cycle two Mondays later, whatever the hour it started."""
+        if self.first_response_at is None:
             return 0.0
-        return (self.last_response_at - self.first_response_at).total_seconds() / 86400.0
+        first = self.first_response_at.astimezone(self.tz).date()
+        return float(max(0, (self.end.astimezone(self.tz).date() - first).days))
 
 
 def window_counts(*, agent: Agent, window: Window) -> WindowCounts:
@@ -136,6 +143,8 @@ def window_counts(*, agent: Agent, window: Window) -> WindowCounts:
         by_label=by_label,
         first_response_at=totals["first"],
         last_response_at=totals["last"],
+        end=window.end,
+        tz=tz,
         by_threshold=by_threshold,
         weeks=weeks,
     )

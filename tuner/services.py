@@ -412,9 +412,12 @@ def cycle_compute(
         allowed=allowed,
         references=references.by_threshold,
     )
-    if locked and not isinstance(generator, StatisticalGenerator):
-        # A locked config gets no proposal whatever the model says: the offline replay is enough to report.
-        notes.append("config locked: the statistical replay is used for the report and the model is not asked")
+    in_baseline = counts.response_days < the_rules["BASELINE_WEEKS"] * 7
+    if (locked or in_baseline) and not isinstance(generator, StatisticalGenerator):
+        # A locked config, or one still in its baseline, gets no proposal whatever the model says: the offline
+        # replay is enough to report.
+        why = "config locked" if locked else "baseline period"
+        notes.append(f"{why}: the statistical replay is used for the report and the model is not asked")
         generator = StatisticalGenerator()
     generated = generator.generate(ctx)
     notes.extend(generated.notes)

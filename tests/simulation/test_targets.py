@@ -1,7 +1,7 @@
 """The issue's targets, checked on fixed seeds: outcomes of the whole loop (world, agent, reviewers, tuner,
 approver, watchdog), not timings."""
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from loopsite.rules import rule
@@ -21,6 +21,16 @@ def test_miscalibrated__2000_a_day__true_miss_rate_never_10_percent_above_week_2
     table = run_scenario("miscalibrated", weeks=10, per_day=2000)["table"]
     baseline = _week(table, 2)["trueMissRate"]
     assert all(row["trueMissRate"] <= baseline * 1.10 for row in table), [r["trueMissRate"] for r in table]
+
+
+def test_miscalibrated__2000_a_day__first_proposals_at_the_end_of_week_2(run_scenario: Any) -> None:
+    """The seed's timing: two weeks of baseline, then the first proposals from the cycle at the start of week 3,
+    although the last day or two of week 2 are still waiting for their answers."""
+    run = run_scenario("miscalibrated", weeks=10, per_day=2000)
+    cycles = [e for e in run["events"] if e["kind"] == "tuner"]
+    first = cycles[0]
+    assert datetime.fromisoformat(first["at"]).date() == date(2026, 1, 19)  # the Monday two weeks after the start
+    assert first["systemHealth"] == "needs-attention" and first["proposals"], first
 
 
 def test_miscalibrated__2000_a_day__no_cycle_with_more_than_3_changes_or_a_move_over_20_percent(

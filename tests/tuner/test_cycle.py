@@ -338,6 +338,32 @@ def test_cycle__ten_days_of_responses__baseline_period_nothing_proposed() -> Non
     log_rows(agent, rows)
     run = stat_run(agent)
     assert output(run)["proposals"] == [] and output(run)["summary"].startswith("Baseline period")
+    assert output(run)["systemHealth"] == "baseline"  # never "healthy" before anything has been measured
+
+
+def test_cycle__two_weeks_of_decisions_answered_a_day_or_two_late__the_first_proposals_come_now() -> None:
+    """The seed's timing: an agent that starts on a Monday gets its first proposals two Mondays later, although
+    the answers to its last day or two of decisions have not come in yet (they lag 24-48 h)."""
+    agent, _ = make_agent()
+    rows = flag_too_low_rows(weeks=2)
+    for row in rows:
+        if NOW - row["at"] < timedelta(hours=40):
+            row["response"] = None
+    log_rows(agent, rows)
+    run = stat_run(agent)
+    assert run.stats["responseDays"] == 14.0
+    assert output(run)["systemHealth"] == "needs-attention"
+    (out,) = output(run)["proposals"]
+    assert (out["thresholdName"], out["direction"]) == ("flag_threshold", "increase")
+
+
+def test_cycle__one_week_of_decisions__baseline_whatever_the_dismissal_rate() -> None:
+    agent, _ = make_agent()
+    log_rows(agent, flag_too_low_rows(weeks=1))
+    run = stat_run(agent)
+    assert run.stats["responseDays"] == 7.0
+    assert output(run)["systemHealth"] == "baseline" and output(run)["proposals"] == []
+    assert "holds 7.0 days of decisions with responses" in output(run)["summary"]
 
 
 def test_cycle__few_dismissals__healthy_and_nothing_proposed() -> None:
