@@ -1,4 +1,7 @@
-"""``GET /healthz``: is the database, the cache and the Celery broker usable? 200 when all are, else 503."""
+"""``GET /healthz``: is the database, the cache and the Celery broker usable? 200 when all are, else 503.
+
+Anonymous callers (load balancers, uptime checks) learn only ``ok`` or ``degraded`` per component: the error text
+names hosts and ports. A signed-in staff member gets the text."""
 
 import functools
 import os
@@ -19,6 +22,7 @@ from django.views.decorators.http import require_GET
 from loopsite.cache import DegradingRedisCache
 
 OK = "ok"
+DEGRADED = "degraded"
 
 
 def _failure(exc: Exception) -> str:
@@ -105,4 +109,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
         "broker": _bounded(broker_future, started),
     }
     healthy = all(v == OK for v in report.values())
+    if not getattr(request.user, "is_staff", False):
+        report = {name: OK if value == OK else DEGRADED for name, value in report.items()}
     return JsonResponse(report, status=200 if healthy else 503)

@@ -147,7 +147,7 @@ def test_redis_killed_during_ingest__decisions_batches_and_config_reads_keep_ans
     assert Decision.objects.filter(agent=agent).count() == 61
     health = DjangoClient().get("/healthz")
     assert health.status_code == 503 and health.json()["database"] == "ok"
-    assert health.json()["cache"].startswith("error")
+    assert health.json()["cache"] == "degraded"
 
     private_redis.start()  # a new server on the same port: the cache is back
     time.sleep(0.6)  # past DOWN_PAUSE: the next read tries Redis again
@@ -250,7 +250,7 @@ def test_postgresql_unreachable__json_503_with_retry_after_within_2s__first_requ
         assert status == 503 and seconds < 2.0 and "Retry-After" in headers
         status, _, body, seconds = _request(f"{server.url}/healthz")
         assert status == 503 and seconds < 2.0
-        assert json.loads(body)["database"].startswith("error")
+        assert json.loads(body)["database"] == "degraded"
 
         proxy.restore()
         status, _, body, seconds = _request(f"{server.url}/api/v1/decisions", key=key, body=entry(id="after"))

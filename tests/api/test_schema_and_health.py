@@ -3,6 +3,8 @@ import re
 import pytest
 from django.test import Client
 
+from tests.factories import user_with_role
+
 
 @pytest.mark.django_db
 def test_schema__openapi_3_with_every_decision_and_config_operation():
@@ -57,7 +59,9 @@ def test_healthz__broker_folder_missing__503_naming_the_broker(settings, tmp_pat
         "data_folder_out": str(tmp_path / "gone"),
         "processed_folder": str(tmp_path),
     }
-    response = Client().get("/healthz")
+    staff = Client()
+    staff.force_login(user_with_role("admin"))
+    response = staff.get("/healthz")
     assert response.status_code == 503
     body = response.json()
     assert body["database"] == "ok" and body["cache"] == "ok"
@@ -65,8 +69,20 @@ def test_healthz__broker_folder_missing__503_naming_the_broker(settings, tmp_pat
 
 
 @pytest.mark.django_db
-def test_healthz__redis_unreachable__503(settings):
+def test_healthz__redis_unreachable__anonymous_reads_degraded_without_hosts_or_ports(settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     response = Client().get("/healthz")
     assert response.status_code == 503
-    assert response.json()["broker"].startswith("error")
+    assert response.json() == {"database": "ok", "cache": "ok", "broker": "degraded"}
+    assert "127.0.0.1" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_healthz__redis_unreachable__staff_and_only_staff_read_the_error(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    reviewer, staff = Client(), Client()
+    reviewer.force_login(user_with_role("reviewer"))
+    staff.force_login(user_with_role("admin"))
+    assert reviewer.get("/healthz").json()["broker"] == "degraded"
+    broker = staff.get("/healthz").json()["broker"]
+    assert broker.startswith("error") and "Connection" in broker
