@@ -59,6 +59,7 @@ def proposal_render(proposal: Proposal, *, live_value: float | None = None) -> d
         "sampleEntryIds": list(proposal.sample_entry_ids or []),
         "riskAssessment": proposal.risk_assessment,
         "riskFlagged": proposal.risk_flagged,
+        "clusters": list(proposal.clusters or []),
         "status": proposal.status,
         "createdAt": _iso(proposal.created_at),
         "createdBy": proposal.created_by.username if proposal.created_by is not None else None,
@@ -71,6 +72,24 @@ def proposal_render(proposal: Proposal, *, live_value: float | None = None) -> d
 
 
 # --- Response shapes, for the OpenAPI schema (the views render plain dicts of exactly these fields) ----------
+
+
+class FeatureEffectOut(serializers.Serializer):
+    feature = serializers.CharField()
+    effect = serializers.FloatField(help_text="Cluster mean minus the approvals' mean, in the approvals' std units.")
+
+
+class ProposalClusterOut(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["dismiss", "escalate"])
+    label = serializers.CharField(  # type: ignore[assignment]  # the field, not Field.label: DRF's metaclass pops it
+        help_text="Its distinguishing features in words, or its matched-rule combination."
+    )
+    size = serializers.IntegerField(help_text="Responded decisions in the cluster over the cycle's window.")
+    share = serializers.FloatField(allow_null=True, help_text="Its share of the window's responses of this kind.")
+    confidenceRange = serializers.ListField(child=serializers.FloatField(), help_text="[lowest, highest].")
+    distinguishingFeatures = FeatureEffectOut(many=True)
+    rules = serializers.ListField(child=serializers.CharField(), help_text="Matched-rule combination (rule-based).")
+    sampleEntryIds = serializers.ListField(child=serializers.CharField())
 
 
 class ProposalOut(serializers.Serializer):
@@ -90,6 +109,12 @@ class ProposalOut(serializers.Serializer):
     sampleEntryIds = serializers.ListField(child=serializers.CharField())
     riskAssessment = serializers.CharField()
     riskFlagged = serializers.BooleanField(help_text="Might raise missed signals.")
+    clusters = ProposalClusterOut(
+        many=True,
+        help_text="The clusters of its cycle the proposal addresses, largest first: of the kind its move answers "
+        "(dismissals for an increase, escalations for a decrease), logged under the thresholds the band holds, "
+        "with a confidence range overlapping the band [current, proposed) or [proposed, current).",
+    )
     status = serializers.ChoiceField(choices=Proposal.Status.values)
     createdAt = serializers.DateTimeField()
     createdBy = serializers.CharField(allow_null=True, help_text="For a manual proposal: who made it.")

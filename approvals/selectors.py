@@ -16,9 +16,12 @@ from loopsite.exceptions import DomainError
 from loopsite.rules import rule
 from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
 from thresholds.selectors import config_get_live
+from tuner.clusters import cluster_sentence, proposal_band
 from tuner.models import Proposal
 
 SAMPLES_SHOWN = 5
+CLUSTERS_SHOWN = 3
+CLUSTER_SAMPLES_SHOWN = 4
 CHART_BINS = 20
 
 
@@ -56,6 +59,45 @@ def proposal_sample_ids(*, proposal: Proposal) -> list[str]:
     if not ids:
         ids = list(proposal.evidence.order_by("id").values_list("entry_id", flat=True)[:SAMPLES_SHOWN])
     return ids[:SAMPLES_SHOWN]
+
+
+@dataclass
+class ClustersShown:
+    """The clusters a proposal addresses, as the approval page shows them beside the chart."""
+
+    top: list[dict[str, Any]]
+    total: int
+    band: tuple[float, float]
+    kind: str
+
+
+def proposal_clusters_shown(*, proposal: Proposal) -> ClustersShown:
+    """The largest ``CLUSTERS_SHOWN`` clusters the proposal addresses, each with a plain sentence, its features in
+    words and a few sample ids."""
+    low, high, kind = proposal_band(
+        direction=proposal.direction, current=proposal.current_value, proposed=proposal.proposed_value
+    )
+    clusters = [c for c in (proposal.clusters or []) if isinstance(c, dict)]
+    top = []
+    for c in clusters[:CLUSTERS_SHOWN]:
+        effects = [
+            (str(f["feature"]), float(f.get("effect") or 0))
+            for f in c.get("distinguishingFeatures") or []
+            if isinstance(f, dict) and "feature" in f
+        ]
+        features = [f"{name} {'high' if effect > 0 else 'low'} ({effect:+.1f} sd)" for name, effect in effects]
+        samples = [str(i) for i in c.get("sampleEntryIds") or []]
+        top.append(
+            {
+                **c,
+                "sentence": cluster_sentence(c),
+                "features_text": features,
+                "samples_shown": samples[:CLUSTER_SAMPLES_SHOWN],
+                "samples_more": max(0, len(samples) - CLUSTER_SAMPLES_SHOWN),
+                "share_pct": round(100 * float(c["share"])) if isinstance(c.get("share"), int | float) else None,
+            }
+        )
+    return ClustersShown(top=top, total=len(clusters), band=(low, high), kind=kind)
 
 
 @dataclass
@@ -116,7 +158,7 @@ def threshold_chart(*, agent: Agent, threshold_name: str, now: datetime, weeks: 
     actions = list(agent.actions)
     for confidence, response, modified, taken in rows.iterator():
         label = effective_label(response, modified, taken, actions)
-        if label not in counts:
+        if label not in counts or confidence is None:  # a rule-based decision may carry no confidence
             continue
         index = min(CHART_BINS - 1, max(0, int(confidence * CHART_BINS)))
         counts[label][index] += 1

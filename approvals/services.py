@@ -27,6 +27,8 @@ from people.roles import is_approver, is_staff
 from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
 from thresholds.services import config_version_activate
 from tuner.models import Proposal
+from tuner.selectors import latest_done_run, run_clusters
+from tuner.services import proposal_clusters
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +194,20 @@ def proposal_create_manual(
             else f"Lowering {threshold_name} from {current:g} to {value:g} means {definition.action} fires more "
             "often; expect more dismissals (false positives) in the review queue."
         )
+        # A hand-made proposal names the clusters of the agent's latest cycle that its band holds, as the tuner's do.
+        last_run = latest_done_run(agent=agent)
+        addressed = (
+            proposal_clusters(
+                agent=agent,
+                clusters=run_clusters(run=last_run),
+                threshold_name=threshold_name,
+                direction=Proposal.Direction.INCREASE if increase else Proposal.Direction.DECREASE,
+                current=current,
+                proposed=value,
+            )
+            if last_run is not None
+            else []
+        )
         proposal = Proposal.objects.create(
             agent=agent,
             run=None,
@@ -206,6 +222,7 @@ def proposal_create_manual(
             sample_entry_ids=[],
             risk_assessment=risk,
             risk_flagged=increase,
+            clusters=addressed,
             created_by=actor,
             created_at=now,
         )

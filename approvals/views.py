@@ -16,6 +16,7 @@ from approvals.lock import agent_config_lock, agent_config_unlock
 from approvals.models import VersionWatch
 from approvals.selectors import (
     audit_events,
+    proposal_clusters_shown,
     proposal_get,
     proposal_view,
     proposal_watch,
@@ -96,6 +97,7 @@ def _detail_context(request: HttpRequest, proposal: Proposal) -> dict[str, Any]:
         "view": view,
         "p": proposal,
         "chart": chart,
+        "clusters": proposal_clusters_shown(proposal=proposal),
         "can_decide": is_approver(request.user)
         and proposal.status == Proposal.Status.PENDING
         and proposal.created_by_id != request.user.pk,

@@ -43,7 +43,7 @@ class EntryInput:
     agent_id: str
     session_id: str
     action: str
-    confidence: float
+    confidence: float | None  # None only from a rule-based agent (checked where the agent is known)
     threshold_used: float
     reasoning: str
     threshold_name: str | None
@@ -167,9 +167,13 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
 
     decision = _obj(obj.get("decision"), "decision")
     action = _str(decision, "action", "decision.action", limit=100)
-    confidence = _num(decision, "confidence", "decision.confidence")
-    if not 0.0 <= confidence <= 1.0:
-        raise InvalidEntry("decision.confidence must be between 0 and 1", field="decision.confidence")
+    # Optional here: a rule-based agent replaces it with the rule that fired (context.matchedRules). Whether this
+    # agent may leave it out is checked with the agent (auditlog.services._AgentContext.check).
+    confidence = None
+    if decision.get("confidence") is not None:
+        confidence = finite_number(decision["confidence"], "decision.confidence")
+        if not 0.0 <= confidence <= 1.0:
+            raise InvalidEntry("decision.confidence must be between 0 and 1", field="decision.confidence")
     threshold_used = _num(decision, "thresholdUsed", "decision.thresholdUsed")
     if not 0.0 <= threshold_used <= 1.0:
         # Thresholds are compared with confidences, which lie in 0..1 (contract, "Threshold").

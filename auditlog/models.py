@@ -50,7 +50,8 @@ class Decision(models.Model):
 
     # decision
     action = models.CharField(max_length=100)
-    confidence = models.FloatField()
+    # None only for a rule-based agent, which reports the rule that fired instead (context.matchedRules).
+    confidence = models.FloatField(null=True, blank=True)
     threshold_used = models.FloatField()
     threshold_name = models.CharField(max_length=100, help_text="Given, or derived from the gated action.")
     reasoning = models.TextField(blank=True)

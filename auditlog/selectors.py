@@ -117,7 +117,8 @@ class QueueItem:
 
     @property
     def above_threshold(self) -> bool:
-        return self.decision.confidence >= self.decision.threshold_used
+        confidence = self.decision.confidence
+        return confidence is not None and confidence >= self.decision.threshold_used
 
 
 @dataclass

@@ -10,7 +10,14 @@ from rest_framework import serializers
 
 class DecisionPartSerializer(serializers.Serializer):
     action = serializers.CharField(help_text="One of the agent's actions, e.g. auto-resolve, flag, escalate.")
-    confidence = serializers.FloatField(min_value=0, max_value=1, help_text="0-1 score from the model.")
+    confidence = serializers.FloatField(
+        min_value=0,
+        max_value=1,
+        required=False,
+        allow_null=True,
+        help_text="0-1 score from the model. Required, except from a rule-based agent (Agent.rule_based), which may "
+        "leave it out: the rule that fired (context.matchedRules) replaces it; then it reads back as null.",
+    )
     thresholdUsed = serializers.FloatField(help_text="The threshold that gated the action.")
     reasoning = serializers.CharField(max_length=4000, help_text="Short rationale captured at decision time.")
     thresholdName = serializers.CharField(

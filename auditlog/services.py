@@ -107,6 +107,12 @@ class _AgentContext:
                 f"({', '.join(actions)})",
                 field="decision.action",
             )
+        if entry.confidence is None and not self.agent.rule_based:
+            raise InvalidEntry(
+                f"decision.confidence is required: only a rule-based agent may leave it out, and "
+                f"{self.agent.agent_id} is not one",
+                field="decision.confidence",
+            )
         response = entry.human_response
         if response is not None and response.action == "modify" and response.modified_action not in actions:
             raise InvalidEntry(

@@ -34,6 +34,7 @@ class ThresholdSpec:
     min: float = 0.05
     max: float = 0.99
     rule: str = ""
+    score_feature: str = ""  # the feature that carries this threshold's signal, for a rule-based agent
 
 
 @dataclass(frozen=True)
@@ -143,9 +144,13 @@ SCENARIOS: dict[str, Scenario] = {
         description="A rule-based agent: one rule's threshold is far too low; the tuner clusters by rule.",
         actions=RULE_ACTIONS,
         thresholds=(
-            ThresholdSpec("amount_rule", "review", "amount", 0.40, rule="high_amount"),
-            ThresholdSpec("velocity_rule", "review", "velocity", 0.62, rule="high_velocity"),
-            ThresholdSpec("blocklist_rule", "block", "risk", 0.86, rule="blocklist_match"),
+            ThresholdSpec("amount_rule", "review", "amount", 0.40, rule="high_amount", score_feature="amount_score"),
+            ThresholdSpec(
+                "velocity_rule", "review", "velocity", 0.62, rule="high_velocity", score_feature="velocity_score"
+            ),
+            ThresholdSpec(
+                "blocklist_rule", "block", "risk", 0.86, rule="blocklist_match", score_feature="blocklist_score"
+            ),
         ),
         rule_based=True,
     ),

@@ -201,3 +201,73 @@ def test_dashboard_agent__change_shows_its_proposal_and_approver(agent: Any) -> 
     text = client.get("/dashboard/triage/").content.decode()
     assert f'href="/proposals/{proposal.pk}/"' in text
     assert "0.600 → 0.660" in text and "alice" in text
+
+
+def test_dashboard_agent__latest_cycles_clusters__new_growing_shrinking_against_the_cycle_before(
+    agent: Any, reviewer: Any
+) -> None:
+    from tuner.models import Cluster, TunerRun
+
+    def run(cycle_days_ago: int, clusters: list[tuple[str, str, int, list[dict[str, Any]]]]) -> TunerRun:
+        at = MONDAY - timedelta(days=cycle_days_ago)
+        done = TunerRun.objects.create(
+            agent=agent,
+            cycle=at.date(),
+            status=TunerRun.Status.DONE,
+            window_start=at - timedelta(weeks=4),
+            window_end=at,
+            output={"proposals": [], "summary": "s", "systemHealth": "healthy"},
+            created_at=at,
+        )
+        for kind, label, size, features in clusters:
+            Cluster.objects.create(
+                run=done,
+                kind=kind,
+                label=label,
+                size=size,
+                share=0.3,
+                thresholds=["flag_threshold"],
+                confidence_min=0.6,
+                confidence_max=0.68,
+                distinguishing_features=features,
+                sample_entry_ids=[f"{label[:5]}-1"],
+            )
+        return done
+
+    night = [{"feature": "night", "effect": 1.5}]
+    amount = [{"feature": "amount", "effect": 1.1}]
+    run(
+        7,
+        [
+            ("dismiss", "night high", 20, night),
+            ("escalate", "amount high", 50, amount),
+            ("dismiss", "weekend high", 9, [{"feature": "weekend", "effect": 1.0}]),
+        ],
+    )
+    run(
+        0,
+        [
+            ("dismiss", "night high", 38, night),
+            ("escalate", "amount high", 25, amount),
+            ("dismiss", "country low", 12, [{"feature": "country", "effect": -1.0}]),
+            ("escalate", "amount high, vip high", 7, [*amount, {"feature": "vip", "effect": 0.8}]),
+        ],
+    )
+    client = Client()
+    client.force_login(reviewer)
+
+    html = client.get(f"/dashboard/{agent.agent_id}/").content.decode()
+
+    panel = html.split('data-testid="cluster-trends"')[1].split("</section>")[0]
+    rows = panel.split('data-testid="cluster-row"')[1:]
+    assert [r.split('data-testid="cluster-trend">')[1].split("<")[0] for r in rows] == [
+        "growing",
+        "shrinking",
+        "new",
+        "new",
+    ]
+    assert "38 dismissals at 0.60-0.68 confidence: night high" in rows[0] and "(was 20)" in rows[0]
+    assert "25 escalations" in rows[1] and "(was 50)" in rows[1]
+    assert "country low" in rows[2] and "amount high, vip high" in rows[3]
+    assert 'href="/decisions/night-1/"' in rows[0]
+    assert "No longer seen: 9 dismissals at 0.60-0.68 confidence: weekend high" in panel

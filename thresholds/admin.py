@@ -33,7 +33,7 @@ class ReadOnlyMixin:
 
 class ThresholdDefinitionInline(admin.TabularInline):
     model = ThresholdDefinition
-    fields = ["name", "action", "min_value", "max_value", "description"]
+    fields = ["name", "action", "min_value", "max_value", "rule", "score_feature", "description"]
     readonly_fields = ["name", "action"]
     extra = 0
     can_delete = False

@@ -57,6 +57,13 @@ class ThresholdDefinition(models.Model):
     min_value = models.FloatField(default=0.0)
     max_value = models.FloatField(default=1.0)
     description = models.TextField(blank=True)
+    # For a rule-based agent: the rule this threshold belongs to, as its decisions name it in matchedRules (blank:
+    # the threshold's own name), and the feature carrying the score the rule compares with the value (blank: the
+    # decision's confidence). The tuner judges each threshold on the decisions its rule fired alone.
+    rule = models.CharField(max_length=200, blank=True, help_text="The matched-rule name; blank: the threshold's name.")
+    score_feature = models.CharField(
+        max_length=200, blank=True, help_text="The feature holding the rule's score; blank: the decision's confidence."
+    )
 
     class Meta:
         ordering = ["agent", "name"]
@@ -67,6 +74,11 @@ class ThresholdDefinition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent.agent_id}.{self.name}"
+
+    @property
+    def rule_name(self) -> str:
+        """The name this threshold's rule reports in a decision's matchedRules."""
+        return self.rule or self.name
 
 
 class ConfigVersion(models.Model):

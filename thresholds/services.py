@@ -27,8 +27,10 @@ def agent_create(
 ) -> tuple[Agent, str]:
     """Register an agent with its thresholds and initial config version. Returns (agent, api key).
 
-    Each threshold is ``{"name", "value", "action"?, "min"?, "max"?, "description"?}``; the gated action
-    defaults to the strongest one.
+    Each threshold is ``{"name", "value", "action"?, "min"?, "max"?, "description"?, "rule"?, "scoreFeature"?}``;
+    the gated action defaults to the strongest one. For a rule-based agent, ``rule`` is the name its decisions
+    report in ``matchedRules`` when this threshold's rule fires (default: the threshold's name) and
+    ``scoreFeature`` the feature holding the score the rule compares with the value (default: the confidence).
     """
     actions = list(actions or DEFAULT_ACTIONS)
     if len(actions) < 2 or len(set(actions)) != len(actions):
@@ -52,6 +54,8 @@ def agent_create(
         if not lo <= value <= hi:
             raise InvalidThreshold(f"threshold {tname!r} value {value} is outside [{lo}, {hi}]", field="thresholds")
         values[tname] = value
+        rule_name = _optional_name(spec, "rule", tname)
+        score_feature = _optional_name(spec, "scoreFeature", tname, alias="score_feature")
         definitions.append(
             ThresholdDefinition(
                 name=tname,
@@ -59,6 +63,8 @@ def agent_create(
                 min_value=lo,
                 max_value=hi,
                 description=str(spec.get("description", "")),
+                rule=rule_name,
+                score_feature=score_feature,
             )
         )
     with transaction.atomic():
@@ -80,6 +86,18 @@ def agent_create(
         key = agent_key_create(agent=agent)
     logger.info("agent.created", extra={"agent_id": agent_id, "thresholds": values})
     return agent, key
+
+
+def _optional_name(spec: dict[str, Any], key: str, threshold: str, *, alias: str = "") -> str:
+    """A threshold's optional rule or score feature name: a non-blank string of at most 200 characters, or ""."""
+    value = spec.get(key, spec.get(alias) if alias else None)
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or not value.strip() or len(value) > 200 or "\x00" in value:
+        raise InvalidThreshold(
+            f"threshold {threshold!r} {key} must be a name of at most 200 characters", field="thresholds"
+        )
+    return value
 
 
 def agent_key_create(*, agent: Agent, name: str = "default") -> str:

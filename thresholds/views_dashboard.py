@@ -18,6 +18,7 @@ from people.roles import is_approver, is_reviewer, is_staff
 from thresholds.metrics import threshold_histories, weekly_metrics
 from thresholds.models import Agent, ConfigVersion
 from tuner.models import Proposal, TunerRun
+from tuner.selectors import cluster_trends_latest
 
 DEFAULT_WEEKS = 12
 WEEK_CHOICES = (4, 8, 12, 26, 52)
@@ -122,5 +123,6 @@ def dashboard_agent(request: HttpRequest, agent_id: str) -> HttpResponse:
         "weeks": weeks,
         "week_choices": WEEK_CHOICES,
         "can_lock": is_approver(request.user),
+        "cluster_trends": cluster_trends_latest(agent=agent),
     }
     return render(request, "dashboard/agent.html", context)

@@ -35,7 +35,7 @@ from tuner.analysis import (
     miss_rules_problem,
     risk_text,
 )
-from tuner.selectors import Window, entries_in_window, evidence_entries
+from tuner.selectors import Window, entries_gated, entries_in_window, evidence_entries
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,14 @@ def _candidate(ctx: GenerationContext, name: str, choice: Choice, *, cited: list
     kind = "dismiss" if choice.direction == "increase" else "escalate"
     low, high = sorted((current, choice.value))
     count, ids = evidence_entries(
-        agent=ctx.agent, window=ctx.window, definition=definition, kind=kind, low=low, high=high, limit=SAMPLE_IDS
+        agent=ctx.agent,
+        window=ctx.window,
+        definition=definition,
+        kind=kind,
+        low=low,
+        high=high,
+        limit=SAMPLE_IDS,
+        definitions=ctx.definitions,
     )
     allowed_min, allowed_max = ctx.allowed_range(name)
     return Candidate(
@@ -343,6 +350,19 @@ def validate_model_proposal(ctx: GenerationContext, raw: Any) -> tuple[Candidate
         return None, (
             f"{name}: {len(bad)} cited id(s) are not {kind}s at {expected_action} in the window (e.g. {bad[0]!r})"
         )
+    if ctx.agent.rule_based:
+        # A rule is judged on its own hits: every cited entry must be one its threshold gated (its rule fired
+        # alone) or, for a decrease, a pass whose score for the rule lies in the band the move brings in.
+        low, high = sorted((current, proposed))
+        gated = entries_gated(
+            agent=ctx.agent, window=ctx.window, definition=definition, kind=kind, low=low, high=high, entry_ids=ids
+        )
+        stray = [i for i in ids if i not in gated]
+        if stray:
+            return None, (
+                f"{name}: {len(stray)} cited id(s) were not gated by its rule {definition.rule_name!r} between "
+                f"{current} and {proposed} (e.g. {stray[0]!r})"
+            )
     if len(ids) < ctx.min_evidence:
         return None, f"{name}: cites {len(ids)} entries, fewer than {ctx.min_evidence}"
     choice = choose_value(

@@ -108,6 +108,12 @@ class Proposal(models.Model):
     sample_entry_ids = models.JSONField(default=list)
     risk_assessment = models.TextField()
     risk_flagged = models.BooleanField(default=False, help_text="Might raise missed signals.")
+    clusters = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The clusters of its cycle it addresses (tuner.clusters), largest first: kind, label, size, "
+        "share, confidenceRange, distinguishingFeatures, rules, sampleEntryIds.",
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -7,13 +7,16 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from django.db.models import Case, CharField, Count, F, Max, Min, Q, QuerySet, Value, When
-from django.db.models.functions import Floor, Mod, TruncWeek
+from django.db.models import Case, CharField, Count, F, FloatField, Max, Min, Q, QuerySet, Value, When
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Floor, Mod, TruncWeek
 
 from auditlog.models import Decision, ReviewReason
+from auditlog.selectors import _rule_filter as rule_filter
 from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
 from tuner.analysis import BINS, ReplayData, WeekStats
-from tuner.models import MissReference, Proposal, TunerRun
+from tuner.clusters import cluster_as_dict, cluster_sentence, cluster_trends
+from tuner.models import Cluster, MissReference, Proposal, TunerRun
 
 
 @dataclass(frozen=True)
@@ -150,28 +153,136 @@ def window_counts(*, agent: Agent, window: Window) -> WindowCounts:
     )
 
 
-def window_histograms(*, agent: Agent, window: Window) -> dict[tuple[str, str, bool], np.ndarray]:
+Histograms = dict[tuple[str, str, bool], np.ndarray]
+
+
+def window_histograms(*, agent: Agent, window: Window) -> Histograms:
     """Counts of responded decisions per (action, effective label, sampled) and confidence bin: one aggregate
-    query whose result has at most actions x 3 x 2 x (BINS + 1) rows whatever the window's size."""
+    query whose result has at most actions x 3 x 2 x (BINS + 1) rows whatever the window's size. Decisions
+    without a confidence (a rule-based agent's) are left out: they cannot be placed on the confidence axis."""
+    histograms, _ = _histograms(
+        window_decisions(agent=agent, window=window).filter(response_action__isnull=False),
+        agent=agent,
+        score=F("confidence"),
+    )
+    return histograms
+
+
+def _histograms(qs: QuerySet[Decision], *, agent: Agent, score: Any) -> tuple[Histograms, int]:
+    """``qs`` counted per (action, effective label, sampled) and bin of ``score``; and how many had no score."""
     rows = (
-        window_decisions(agent=agent, window=window)
-        .filter(response_action__isnull=False)
-        .annotate(label=label_expression(list(agent.actions)), bin=Floor(F("confidence") * BINS))
+        qs.annotate(label=label_expression(list(agent.actions)), bin=Floor(score * BINS))
         .values("action", "label", "review_reason", "bin")
         .annotate(n=Count("seq"))
         .order_by()
     )
-    out: dict[tuple[str, str, bool], np.ndarray] = {}
+    out: Histograms = {}
+    unscored = 0
     for row in rows:
+        if row["bin"] is None:
+            unscored += row["n"]
+            continue
         key = (row["action"], row["label"], row["review_reason"] == ReviewReason.SAMPLED)
         hist = out.setdefault(key, np.zeros(BINS + 1))
         hist[min(BINS, max(0, int(row["bin"])))] += row["n"]
-    return out
+    return out, unscored
 
 
-def replay_data(
-    *, agent: Agent, definition: ThresholdDefinition, histograms: dict[tuple[str, str, bool], np.ndarray]
-) -> ReplayData | None:
+# ------------------------------------------------------------------------------------ a rule-based agent's rules
+
+
+def rule_score(definition: ThresholdDefinition) -> Any:
+    """The score a threshold's rule compares with its value: the ``score_feature`` of the decision's features
+    when set (a JSON key read as a number, on SQLite and PostgreSQL alike), else the decision's confidence."""
+    if definition.score_feature:
+        return Cast(KeyTextTransform(definition.score_feature, "features"), FloatField())
+    return F("confidence")
+
+
+@dataclass(frozen=True)
+class RulePopulations:
+    """Where a rule-based agent's threshold is judged: ``gated``, the decisions at its action that its rule fired
+    alone (no other rule for the same or a stronger action fired with it: moving this threshold changes them,
+    and nothing else at its action); ``below``, the decisions one action below, which a lowering would bring to
+    its action when their score for this rule reaches the new value."""
+
+    action: str
+    below_action: str
+    gated: Q
+    below: Q
+    score: Any
+
+
+def rule_populations(
+    *, agent: Agent, definition: ThresholdDefinition, definitions: dict[str, ThresholdDefinition] | None = None
+) -> RulePopulations | None:
+    """The populations of ``definition`` for a rule-based agent; None for a threshold that gates the weakest
+    action (or an unknown one)."""
+    actions = list(agent.actions)
+    if definition.action not in actions or actions.index(definition.action) == 0:
+        return None
+    rank = actions.index(definition.action)
+    if definitions is None:
+        definitions = {d.name: d for d in ThresholdDefinition.objects.filter(agent=agent)}
+    own = definition.rule_name
+    others = sorted(
+        {
+            d.rule_name
+            for d in definitions.values()
+            if d.name != definition.name
+            and d.rule_name != own
+            and d.action in actions
+            and actions.index(d.action) >= rank
+        }
+    )
+    gated = Q(action=definition.action) & rule_filter(own)
+    for other in others:
+        gated &= ~rule_filter(other)
+    below_action = actions[rank - 1]
+    return RulePopulations(
+        action=definition.action,
+        below_action=below_action,
+        gated=gated,
+        below=Q(action=below_action),
+        score=rule_score(definition),
+    )
+
+
+@dataclass(frozen=True)
+class ThresholdHistograms:
+    """Per threshold, the histograms its replay reads (``replay_data``), and the responded decisions of its
+    populations that carry no score (no confidence, or no ``score_feature``) and so cannot be replayed."""
+
+    by_threshold: dict[str, Histograms]
+    unscored: dict[str, int]
+
+
+def threshold_histograms(
+    *, agent: Agent, window: Window, definitions: dict[str, ThresholdDefinition]
+) -> ThresholdHistograms:
+    """What each threshold is replayed on. A scored agent's thresholds share one confidence histogram. A
+    rule-based agent's threshold gets its own: its rule's populations (``rule_populations``) by its rule's
+    score, so two rules that gate one action are judged each on its own hits (one query per threshold)."""
+    responded = window_decisions(agent=agent, window=window).filter(response_action__isnull=False)
+    if not agent.rule_based:
+        shared, unscored = _histograms(responded, agent=agent, score=F("confidence"))
+        return ThresholdHistograms(
+            {name: shared for name in definitions}, {name: unscored for name in definitions} if unscored else {}
+        )
+    by_threshold: dict[str, Histograms] = {}
+    missing: dict[str, int] = {}
+    for name, definition in sorted(definitions.items()):
+        populations = rule_populations(agent=agent, definition=definition, definitions=definitions)
+        if populations is None:
+            continue
+        qs = responded.filter(populations.gated | populations.below)
+        by_threshold[name], unscored = _histograms(qs, agent=agent, score=populations.score)
+        if unscored:
+            missing[name] = unscored
+    return ThresholdHistograms(by_threshold, missing)
+
+
+def replay_data(*, agent: Agent, definition: ThresholdDefinition, histograms: Histograms) -> ReplayData | None:
     """The threshold's two populations: decisions at the action it gates, and those one action below."""
     actions = list(agent.actions)
     if definition.action not in actions or actions.index(definition.action) == 0:
@@ -192,28 +303,69 @@ def replay_data(
 
 
 def evidence_queryset(
-    *, agent: Agent, window: Window, definition: ThresholdDefinition, kind: str, low: float, high: float
+    *,
+    agent: Agent,
+    window: Window,
+    definition: ThresholdDefinition,
+    kind: str,
+    low: float,
+    high: float,
+    definitions: dict[str, ThresholdDefinition] | None = None,
 ) -> QuerySet[Decision]:
     """Decisions that support moving ``definition`` across [low, high): dismissals at its action (for an
-    increase) or escalations one action below (for a decrease), with confidence in the band."""
+    increase) or escalations one action below (for a decrease), with confidence in the band. For a rule-based
+    agent, only the threshold's own populations (``rule_populations``), by its rule's score: a dismissal that
+    another rule fired is never evidence against this one."""
     actions = list(agent.actions)
     rank = actions.index(definition.action)
     action = definition.action if kind == "dismiss" else actions[max(0, rank - 1)]
-    return (
-        window_decisions(agent=agent, window=window)
-        .filter(response_action__isnull=False, action=action, confidence__gte=low, confidence__lt=high)
-        .annotate(label=label_expression(actions))
-        .filter(label=kind)
+    qs = window_decisions(agent=agent, window=window).filter(response_action__isnull=False, action=action)
+    populations = (
+        rule_populations(agent=agent, definition=definition, definitions=definitions) if agent.rule_based else None
     )
+    if populations is None:
+        qs = qs.filter(confidence__gte=low, confidence__lt=high)
+    else:
+        qs = (
+            qs.filter(populations.gated if kind == "dismiss" else populations.below)
+            .annotate(rule_score=populations.score)
+            .filter(rule_score__gte=low, rule_score__lt=high)
+        )
+    return qs.annotate(label=label_expression(actions)).filter(label=kind)
 
 
 def evidence_entries(
-    *, agent: Agent, window: Window, definition: ThresholdDefinition, kind: str, low: float, high: float, limit: int
+    *,
+    agent: Agent,
+    window: Window,
+    definition: ThresholdDefinition,
+    kind: str,
+    low: float,
+    high: float,
+    limit: int,
+    definitions: dict[str, ThresholdDefinition] | None = None,
 ) -> tuple[int, list[str]]:
-    qs = evidence_queryset(agent=agent, window=window, definition=definition, kind=kind, low=low, high=high)
+    qs = evidence_queryset(
+        agent=agent, window=window, definition=definition, kind=kind, low=low, high=high, definitions=definitions
+    )
     count = qs.count()
     ids = list(qs.order_by("-timestamp", "-seq").values_list("entry_id", flat=True)[:limit])
     return count, ids
+
+
+def entries_gated(
+    *,
+    agent: Agent,
+    window: Window,
+    definition: ThresholdDefinition,
+    kind: str,
+    low: float,
+    high: float,
+    entry_ids: list[str],
+) -> set[str]:
+    """Which of ``entry_ids`` are evidence for moving ``definition`` across [low, high) (``evidence_queryset``)."""
+    qs = evidence_queryset(agent=agent, window=window, definition=definition, kind=kind, low=low, high=high)
+    return set(qs.filter(entry_id__in=entry_ids[:200]).values_list("entry_id", flat=True))
 
 
 def entries_in_window(*, agent: Agent, window: Window, entry_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -230,7 +382,7 @@ def entries_in_window(*, agent: Agent, window: Window, entry_ids: list[str]) -> 
 @dataclass(frozen=True)
 class ClusterRows:
     entry_ids: list[str]
-    confidences: list[float]
+    confidences: list[float | None]  # None: a rule-based agent's decision logged without one
     thresholds: list[str]
     features: list[dict[str, Any]]
     rules: list[list[str]]
@@ -254,7 +406,7 @@ def cluster_rows(*, agent: Agent, window: Window, label: str, limit: int) -> Clu
     rows = list(qs.order_by("timestamp", "seq").values_list(*columns)[:limit])
     return ClusterRows(
         entry_ids=[r[0] for r in rows],
-        confidences=[float(r[1]) for r in rows],
+        confidences=[None if r[1] is None else float(r[1]) for r in rows],
         thresholds=[r[2] for r in rows],
         features=[r[3] or {} for r in rows],
         rules=[list(r[4] or []) for r in rows],
@@ -343,3 +495,43 @@ def miss_ledger(*, agent: Agent, since: datetime, until: datetime) -> dict[str, 
         if material and isinstance(added, int | float) and isinstance(real, int | float) and added > 0 and real > 0:
             ledger[name] = ledger.get(name, 0.0) + float(added) / float(real)
     return ledger
+
+
+# ------------------------------------------------------------------------------------------------ clusters
+
+
+def run_clusters(*, run: TunerRun) -> list[dict[str, Any]]:
+    """A run's stored clusters in the shape ``tuner.services.clusters_find`` returns, largest first."""
+    return [cluster_as_dict(c) for c in Cluster.objects.filter(run=run).order_by("-size", "kind", "pk")]
+
+
+def latest_done_run(*, agent: Agent) -> TunerRun | None:
+    return TunerRun.objects.filter(agent=agent, status=TunerRun.Status.DONE).order_by("-cycle", "-created_at").first()
+
+
+@dataclass
+class ClusterTrends:
+    """The latest done cycle's clusters, each with its trend against the done cycle before (tuner.clusters)."""
+
+    run: TunerRun | None
+    previous: TunerRun | None
+    clusters: list[dict[str, Any]]
+    gone: list[dict[str, Any]]
+
+
+def cluster_trends_latest(*, agent: Agent) -> ClusterTrends:
+    run = latest_done_run(agent=agent)
+    if run is None:
+        return ClusterTrends(run=None, previous=None, clusters=[], gone=[])
+    previous = (
+        TunerRun.objects.filter(agent=agent, status=TunerRun.Status.DONE, cycle__lt=run.cycle)
+        .order_by("-cycle", "-created_at")
+        .first()
+    )
+    before = run_clusters(run=previous) if previous is not None else []
+    clusters, gone = cluster_trends(run_clusters(run=run), before)
+    if previous is None:
+        gone = []
+    for c in [*clusters, *gone]:
+        c["sentence"] = cluster_sentence(c)
+    return ClusterTrends(run=run, previous=previous, clusters=clusters, gone=gone)

@@ -43,6 +43,7 @@ from tuner.analysis import (
     standardise,
     threshold_creep,
 )
+from tuner.clusters import band_thresholds, clusters_addressed
 from tuner.generators import Generated, GenerationContext, Generator, StatisticalGenerator, default_generator
 from tuner.heartbeat import Heartbeat, stale_runs
 from tuner.models import Cluster, MissReference, Proposal, ProposalEvidence, RejectionMemory, TunerRun
@@ -124,7 +125,8 @@ def clusters_find(*, agent: Agent, window: selectors.Window) -> list[dict[str, A
             groups = [([], c.members) for c in cluster_by_features(matrix, min_size=min_size, similarity=similarity)]
         scale = rows.total / len(rows.entry_ids)
         for combo, members in groups:
-            confs = [rows.confidences[i] for i in members]
+            # A rule-based decision may carry no confidence: a cluster of such spans the whole range.
+            confs = [c for c in (rows.confidences[i] for i in members) if c is not None] or [0.0, 1.0]
             features = distinguishing_features(matrix[members], [*names, "confidence"])
             label = (
                 " + ".join(combo)
@@ -145,6 +147,27 @@ def clusters_find(*, agent: Agent, window: selectors.Window) -> list[dict[str, A
                 }
             )
     return out
+
+
+def proposal_clusters(
+    *,
+    agent: Agent,
+    clusters: list[dict[str, Any]],
+    threshold_name: str,
+    direction: str,
+    current: float,
+    proposed: float,
+) -> list[dict[str, Any]]:
+    """The clusters a proposal addresses (those whose members fall in the band its move affects; tuner.clusters)."""
+    gates = {d.name: d.action for d in threshold_definitions(agent=agent).values()}
+    thresholds = band_thresholds(
+        threshold_name=threshold_name,
+        direction=direction,
+        gates=gates,
+        values=config_get_live(agent=agent).thresholds,
+        actions=list(agent.actions),
+    )
+    return clusters_addressed(clusters, direction=direction, current=current, proposed=proposed, thresholds=thresholds)
 
 
 # ------------------------------------------------------------------------------------------------ memory
@@ -307,11 +330,16 @@ def miss_references(
     to_save = None
     if not stored.measured:
         period = selectors.Window(cycle=window.cycle, start=stored.period_start, end=stored.period_end)
-        histograms = selectors.window_histograms(agent=agent, window=period)
+        period_definitions = threshold_definitions(agent=agent)
+        histograms = selectors.threshold_histograms(agent=agent, window=period, definitions=period_definitions)
         values = selectors.values_at(agent=agent, at=stored.period_end)
         figures = {}
-        for name, definition in threshold_definitions(agent=agent).items():
-            period_data = selectors.replay_data(agent=agent, definition=definition, histograms=histograms)
+        for name, definition in period_definitions.items():
+            if name not in histograms.by_threshold:
+                continue
+            period_data = selectors.replay_data(
+                agent=agent, definition=definition, histograms=histograms.by_threshold[name]
+            )
             if period_data is not None and name in values:
                 figures[name] = reference_figures(period_data, values[name], cap=cap)
         stored.figures = figures
@@ -328,6 +356,29 @@ def miss_references(
 
 
 # ------------------------------------------------------------------------------------------------ the cycle
+
+
+def _replay_notes(
+    *, agent: Agent, definitions: dict[str, Any], replay: dict[str, ReplayData], unscored: dict[str, int]
+) -> list[str]:
+    """What the replay could not use: decisions with no score, and a rule-based agent's rules with no hit of their
+    own in the window (nothing to judge them on, so nothing is proposed for them)."""
+    notes: list[str] = []
+    for name, n in sorted(unscored.items()):
+        definition = definitions[name]
+        feature = definition.score_feature if agent.rule_based else ""
+        what = f"feature {feature!r}" if feature else "confidence"
+        notes.append(
+            f"{name}: {n} responded decision(s) of its populations carry no {what}, so the replay leaves them out"
+        )
+    if agent.rule_based:
+        for name, data in sorted(replay.items()):
+            if not (data.negatives[data.gated].sum() + data.positives[data.gated].sum()):
+                notes.append(
+                    f"{name}: no responded decision at {definitions[name].action} in the window was fired by its "
+                    f"rule {definitions[name].rule_name!r} alone, so it has no evidence of its own"
+                )
+    return notes
 
 
 @dataclass
@@ -349,13 +400,15 @@ def cycle_compute(
     counts = selectors.window_counts(agent=agent, window=window)
     definitions = threshold_definitions(agent=agent)
     live = config_get_live(agent=agent).thresholds
-    histograms = selectors.window_histograms(agent=agent, window=window)
+    histograms = selectors.threshold_histograms(agent=agent, window=window, definitions=definitions)
     replay = {}
     for name, definition in definitions.items():
-        data = selectors.replay_data(agent=agent, definition=definition, histograms=histograms)
+        if name not in histograms.by_threshold:
+            continue
+        data = selectors.replay_data(agent=agent, definition=definition, histograms=histograms.by_threshold[name])
         if data is not None:
             replay[name] = data
-    notes: list[str] = []
+    notes: list[str] = _replay_notes(agent=agent, definitions=definitions, replay=replay, unscored=histograms.unscored)
     excluded: dict[str, str] = {}
     for name in sorted(selectors.rolled_back_thresholds(agent=agent, since=since, now=now)):
         excluded[name] = "its last change was rolled back since the previous cycle; no proposal this cycle"
@@ -456,6 +509,7 @@ def cycle_compute(
         "responses": counts.by_response,
         "labels": counts.by_label,
         "responseDays": round(counts.response_days, 2),
+        "unscoredDecisions": histograms.unscored,
         "byThreshold": counts.by_threshold,
         "weeklyTrends": [w.as_dict() for w in counts.weeks],
         "thresholdCreep": creep.fired,
@@ -579,6 +633,14 @@ def _store(*, run: TunerRun, agent: Agent, result: CycleResult, now: datetime, s
                 sample_entry_ids=c.sample_entry_ids,
                 risk_assessment=c.risk_assessment,
                 risk_flagged=c.risk_flagged,
+                clusters=proposal_clusters(
+                    agent=agent,
+                    clusters=result.clusters,
+                    threshold_name=c.threshold_name,
+                    direction=c.direction,
+                    current=c.current_value,
+                    proposed=c.proposed_value,
+                ),
                 created_at=now,
             )
             ProposalEvidence.objects.bulk_create(

@@ -125,3 +125,31 @@ def test_create_agent__existing_agent__refused_and_first_agent_unchanged() -> No
     assert Agent.objects.count() == 1
     assert ConfigVersion.objects.get().values == {"flag_threshold": 0.6, "escalate_threshold": 0.85}
     assert AgentKey.objects.count() == 1
+
+
+def test_create_agent__rule_based_with_rules__each_threshold_names_its_rule_and_score() -> None:
+    run(
+        "rules",
+        "--actions",
+        "allow,review,block",
+        "--threshold",
+        "amount_rule=0.4@review",
+        "--threshold",
+        "block_rule=0.9@block",
+        "--rule-based",
+        "--rule",
+        "amount_rule=high_amount:amount_score",
+    )
+    agent = Agent.objects.get(agent_id="rules")
+    assert agent.rule_based
+    rules = {t.name: (t.rule, t.score_feature, t.rule_name) for t in agent.thresholds.all()}
+    assert rules == {
+        "amount_rule": ("high_amount", "amount_score", "high_amount"),
+        "block_rule": ("", "", "block_rule"),
+    }
+
+
+def test_create_agent__rule_for_an_unknown_threshold__refused_nothing_written() -> None:
+    with pytest.raises(CommandError, match="--rule"):
+        run("rules", "--threshold", "amount_rule=0.4", "--rule", "velocity_rule=high_velocity")
+    assert_nothing_written()

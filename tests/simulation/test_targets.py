@@ -106,14 +106,17 @@ def test_simulate__same_seed__same_table(run_scenario: Any) -> None:
 
 
 def test_rules__tuned_by_rule__the_loose_rule_is_raised_and_dismissals_fall(run_scenario: Any) -> None:
-    # Six weeks: with noisy reviewers and the miss budget the loose rule climbs in smaller steps (0.40 -> 0.45 ->
-    # 0.48), and dismissals pass under 15 % in the sixth week rather than the fifth.
-    run = run_scenario("rules", weeks=6, per_day=400)
+    # Each rule is judged on its own hits (issue 10, item 4): the loose amount rule rises every cycle, the
+    # well-set velocity and blocklist rules stay. Its miss budget is counted in its own real cases (about half of
+    # what the pooled rules had); at 400 a day its floor of one real case a cycle binds and it climbs in steps of
+    # 0.01-0.02, so the test runs at 1,000 a day: 0.40 -> 0.432 -> 0.45 -> 0.471 -> 0.495 on seed 1.
+    run = run_scenario("rules", weeks=6, per_day=1000)
     table = run["table"]
     raised = {p["threshold_name"] for p in run["proposals"] if p["status"] == "accepted"}
-    assert "amount_rule" in raised
+    assert raised == {"amount_rule"}
     assert table[-1]["thresholds"]["amount_rule"] > table[0]["thresholds"]["amount_rule"]
-    assert table[-1]["dismissalRate"] < 0.15 < table[0]["dismissalRate"]
+    assert table[-1]["thresholds"]["velocity_rule"] == table[0]["thresholds"]["velocity_rule"]
+    assert table[-1]["dismissalRate"] < 0.15 < 0.30 < table[0]["dismissalRate"]
 
 
 def test_low_response__40_percent_answered__tuner_reports_degraded(run_scenario: Any) -> None:

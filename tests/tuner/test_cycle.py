@@ -72,7 +72,7 @@ def test_cycle__flag_threshold_too_low__increase_stored_with_evidence_audit_and_
     assert sorted(cited) == sorted(out["sampleEntryIds"]) and len(cited) >= 5
     rows = Decision.objects.filter(entry_id__in=cited)
     assert rows.count() == len(cited)
-    assert all(d.response_action == "dismiss" and d.action == "flag" and 0.6 <= d.confidence < 0.7 for d in rows)
+    assert all(d.response_action == "dismiss" and d.action == "flag" and 0.6 <= (d.confidence or 0) < 0.7 for d in rows)
     assert all(run.window_start <= d.timestamp < run.window_end for d in rows)
     kinds = list(AuditEvent.objects.filter(agent=agent).values_list("kind", flat=True))
     assert kinds == ["proposal.created", "tuner.run"]

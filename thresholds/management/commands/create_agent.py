@@ -76,6 +76,18 @@ class Command(BaseCommand):
         parser.add_argument("--timezone", default=None, help="IANA name, e.g. Europe/Berlin (default UTC)")
         parser.add_argument("--approver", action="append", default=[], metavar="USERNAME", help="repeatable")
         parser.add_argument("--binary", action="store_true", help="reviewers answer thumbs up / thumbs down")
+        parser.add_argument(
+            "--rule-based",
+            action="store_true",
+            help="a rule-based agent: confidence optional, each threshold judged on its own rule's hits",
+        )
+        parser.add_argument(
+            "--rule",
+            action="append",
+            default=[],
+            metavar="THRESHOLD=RULE[:FEATURE]",
+            help="the matchedRules name of a threshold's rule and the feature holding its score (repeatable)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         agent_id = options["agent_id"]
@@ -89,7 +101,14 @@ class Command(BaseCommand):
             raise CommandError(f"give at least one --threshold {THRESHOLD_FORMAT}")
         thresholds = [threshold_parse(t) for t in options["threshold"]]
         actions = [a.strip() for a in options["actions"].split(",") if a.strip()]
-        extra: dict[str, Any] = {"binary_mode": options["binary"]}
+        by_name = {t["name"]: t for t in thresholds}
+        for text in options["rule"]:
+            tname, sep, rest = text.partition("=")
+            rule_name, _, feature = rest.partition(":")
+            if not sep or tname.strip() not in by_name or not rule_name.strip():
+                raise CommandError(f"--rule {text!r}: expected THRESHOLD=RULE[:FEATURE] for a --threshold given")
+            by_name[tname.strip()].update(rule=rule_name.strip(), scoreFeature=feature.strip())
+        extra: dict[str, Any] = {"binary_mode": options["binary"], "rule_based": options["rule_based"]}
         if options["sample_rate"] is not None:
             rate = options["sample_rate"]
             if not 0.0 <= rate <= 1.0:
