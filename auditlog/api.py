@@ -5,6 +5,7 @@ Views parse the request, make one service call and render; the checks live in ``
 refused before parsing and NaN or infinite numbers reach the entry checks, which name the field at fault.
 """
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -195,6 +196,9 @@ class DecisionListCreateApi(APIView):
 
 class DecisionBatchApi(APIView):
     permission_classes = [IsAgentKey]
+    # The time the entries are checked and stored against: the wall clock, or, for the simulation's agent that
+    # logs through this view in-process, its simulated clock (``DecisionBatchApi.as_view(clock=...)``).
+    clock: Callable[[], datetime] | None = None
 
     @extend_schema(
         operation_id="decisions_batch",
@@ -213,7 +217,8 @@ class DecisionBatchApi(APIView):
             raise InvalidEntry("entries must be a list of entries", field="entries")
         if len(entries) > MAX_BATCH_ENTRIES:
             raise InvalidEntry(f"entries holds more than {MAX_BATCH_ENTRIES} entries", field="entries")
-        results = decision_log_batch(entries=entries, now=timezone.now(), acting_agent=acting_agent(request))
+        now = self.clock() if self.clock is not None else timezone.now()
+        results = decision_log_batch(entries=entries, now=now, acting_agent=acting_agent(request))
         return Response({"results": [r.as_dict() for r in results]})
 
 

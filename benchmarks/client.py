@@ -129,7 +129,11 @@ def main() -> None:
     )
     try:
         # --- 2. and 3.: each mode, server up then down --------------------------------------------------------
-        for mode, options in (("queued (default)", {}), ("write-through", {"write_through": True})):
+        modes: tuple[tuple[str, dict[str, Any]], ...] = (
+            ("queued (default)", {}),
+            ("write-through", {"write_through": True}),
+        )
+        for mode, options in modes:
             spool = scratch / mode.split()[0]
             with gunicorn(port, args.workers), Client(url, key, spool, **options) as client:
                 timed_logs(client, [make_entry(client, i) for i in range(2000)])  # warm-up

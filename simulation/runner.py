@@ -1,7 +1,8 @@
 """The closed loop on a simulated clock, against the configured database.
 
-Each simulated hour the reference agent reads its live config and logs that hour's cases through
-``decision_log_batch``; the reviewers answer queued decisions one to two days later through
+Each simulated hour the reference agent reads its live config and logs that hour's cases through the agent client
+(``loopsite_client.Client``, answered in-process by the API's views at the simulated time: see
+``simulation/agent_transport.py``); the reviewers answer queued decisions one to two days later through
 ``response_record_bulk``; the watchdog runs; every Monday the tuner runs its cycle and the approver policy
 decides what it proposed. Everything takes the simulated time as ``now``.
 
@@ -9,10 +10,13 @@ A run owns one agent (``sim-<scenario>-<seed>`` by default) and deletes a previo
 run never mixes with another's history.
 """
 
+import gc
 import heapq
 import logging
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -20,11 +24,13 @@ from typing import Any
 import numpy as np
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from loopsite_client import Client
 
 from approvals.models import AuditEvent
 from auditlog.models import Decision, DecisionKey
-from auditlog.services import BulkResponse, decision_log_batch, response_record_bulk
+from auditlog.services import BulkResponse, response_record_bulk
 from people.roles import Role, role_groups_ensure
+from simulation.agent_transport import InProcessTransport
 from simulation.world import Cases, Scenario, TruthCounts, World, agent_decide, reviewer_response
 from thresholds.metrics import weekly_metrics
 from thresholds.models import Agent, ConfigVersion
@@ -71,6 +77,11 @@ SIMULATION_PREFIXES = ("sim-", "replay-", "demo-")
 
 class NotASimulationAgent(ValueError):
     pass
+
+
+class AgentClientFailed(RuntimeError):
+    """The reference agent's client could not read its config or deliver its decisions, or the API refused some of
+    them (dead letters). In a simulation that is a bug, never a condition to ride out."""
 
 
 def agent_purge(*, agent_id: str) -> bool:
@@ -204,7 +215,15 @@ class Loop:
                 name=name or f"Simulation: {scenario.name} (seed {seed})",
                 actions=self.actions,
                 thresholds=[
-                    {"name": t.name, "value": t.value, "action": t.action, "min": t.min, "max": t.max}
+                    {
+                        "name": t.name,
+                        "value": t.value,
+                        "action": t.action,
+                        "min": t.min,
+                        "max": t.max,
+                        "rule": t.rule,
+                        "scoreFeature": t.score_feature,
+                    }
                     for t in scenario.thresholds
                 ],
                 now=self.start,
@@ -215,6 +234,73 @@ class Loop:
             )
             self.approver = approver or user_ensure(APPROVER, Role.APPROVER)
             self.operator = user_ensure(OPERATOR, Role.APPROVER, staff=True)
+        self.now = self.start  # the simulated time at which the API answers the agent's requests
+        self.transport = InProcessTransport(clock=lambda: self.now)
+        self._client: Client | None = None
+        self._spool_dir: str | None = None
+
+    # --- the reference agent's client ----------------------------------------------------------------------
+
+    @property
+    def client(self) -> Client:
+        """The reference agent's ``loopsite_client.Client``, made on first use. No threads: the config is read on
+        ``refresh()`` and the spool is sent on ``flush()``, on this thread, through the API's views in-process."""
+        if self._client is None:
+            self._spool_dir = tempfile.mkdtemp(prefix=f"loopsite-{self.agent_id}-spool-")
+            self._client = Client(
+                "inproc://loopsite",
+                self.key,
+                self._spool_dir,
+                transport=self.transport,
+                poll_interval=None,
+                background=False,
+                batch_size=1000,
+            )
+        return self._client
+
+    def _check_client(self, client: Client) -> None:
+        dead = client.stats()["dead_lettered"]
+        if dead:
+            path = client.dead_letter_path
+            first = path.read_text(encoding="utf-8").splitlines()[0] if path.exists() else ""
+            raise AgentClientFailed(f"the API refused {dead} of the agent's decisions; the first: {first[:2000]}")
+
+    def close(self, *, check: bool = True) -> None:
+        """Send what is left, stop the client and remove its spool; with ``check``, fail on anything undelivered."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            if not check:
+                with suppress(Exception):  # the run failed: its own error is the one to see
+                    client.close(timeout=1.0)
+                return
+            flushed = client.close(timeout=10.0)
+            self._check_client(client)
+            if not flushed:
+                raise AgentClientFailed(f"the agent's client could not deliver everything: {client.last_error}")
+        finally:
+            if self._spool_dir is not None:
+                shutil.rmtree(self._spool_dir, ignore_errors=True)
+                self._spool_dir = None
+
+    @contextmanager
+    def _agent_running(self) -> Iterator[None]:
+        """Around a run: the client is closed at its end (a failure to deliver fails the run; after an error the
+        error is what to see), and what exists at its start is kept out of the garbage collector's full passes.
+
+        Those objects (Django, numpy, the world) are never garbage, and the run makes millions of short-lived ones
+        (each entry is decoded twice on its way through the client and the API) that would have the collector scan
+        them again and again."""
+        gc.freeze()
+        try:
+            yield
+        except BaseException:
+            gc.unfreeze()
+            self.close(check=False)
+            raise
+        gc.unfreeze()
+        self.close()
 
     # --- one hour ------------------------------------------------------------------------------------------
 
@@ -223,11 +309,16 @@ class Loop:
         lo, hi = np.searchsorted(cases.seconds, [hour * 3600, (hour + 1) * 3600])
         if hi <= lo:
             return
-        live = config_get_live(agent=self.agent)
+        self.now = now
+        client = self.client
+        # The agent reads the live config once an hour (the simulated clock has no background poller).
+        if not client.refresh():
+            raise AgentClientFailed(f"the agent's client could not read its config: {client.last_error}")
+        thresholds = client.config().thresholds
         sl = slice(int(lo), int(hi))
-        decided = agent_decide(self.scenario, cases.signals, live.thresholds, sl=sl)
+        decided = agent_decide(self.scenario, cases.signals, thresholds, sl=sl)
         day_start = self.start + timedelta(days=day)
-        entries: list[object] = []
+        entries: list[dict[str, Any]] = []
         ids = []
         for j, i in enumerate(range(lo, hi)):
             entry_id = f"{self.agent_id}-d{day:04d}-{i:05d}"
@@ -237,11 +328,11 @@ class Loop:
                 {
                     "id": entry_id,
                     "timestamp": (day_start + timedelta(seconds=int(cases.seconds[i]))).isoformat(),
-                    "agentId": self.agent_id,
                     "sessionId": f"{self.agent_id}-d{day:04d}-h{hour:02d}",
                     "decision": {
                         "action": action,
-                        "confidence": round(float(decided.confidence[j]), 4),
+                        # A rule-based agent leaves confidence out: the rules that fired stand for it.
+                        **({} if self.scenario.rule_based else {"confidence": round(float(decided.confidence[j]), 4)}),
                         "thresholdUsed": float(decided.threshold_used[j]),
                         "thresholdName": decided.threshold_name[j],
                         "reasoning": f"{action}: score {decided.confidence[j]:.2f} against "
@@ -254,7 +345,12 @@ class Loop:
                     },
                 }
             )
-        decision_log_batch(entries=entries, now=now, acting_agent=self.agent)
+        # The client fills agentId and configVersion (the version it read); the ids and timestamps are the world's.
+        for entry in entries:
+            client.log(entry)
+        if not client.flush(timeout=10.0):
+            raise AgentClientFailed(f"the agent's client could not deliver this hour's decisions: {client.last_error}")
+        self._check_client(client)
         week = day // 7
         initial = agent_decide(self.scenario, cases.signals, self.scenario.initial_values, sl=sl).action
         self.truth.setdefault(week, TruthCounts()).add(decided.action, cases.truth[sl], initial)
@@ -429,7 +525,7 @@ class Loop:
         """Run ``days`` days (stopping early at ``until``); with ``drain`` the reviewers then finish the queue."""
         rng = np.random.default_rng([self.seed, 99])
         bad_day = (self.scenario.bad_change_week - 1) * 7 if self.scenario.bad_change_week else None
-        with _quiet():
+        with _quiet(), self._agent_running():
             for day in range(days + (DRAIN_DAYS if drain else 0)):
                 cases = cases_for_day(day) if day < days else None
                 for hour in range(24):

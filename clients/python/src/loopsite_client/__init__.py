@@ -2,7 +2,17 @@
 
 __version__ = "0.1.0"
 
+from loopsite_client._http import Response, Transport, TransportError  # noqa: E402
 from loopsite_client.client import Client, ClientClosed  # noqa: E402
 from loopsite_client.config import Config, ConfigUnavailable  # noqa: E402
 
-__all__ = ["Client", "ClientClosed", "Config", "ConfigUnavailable", "__version__"]
+__all__ = [
+    "Client",
+    "ClientClosed",
+    "Config",
+    "ConfigUnavailable",
+    "Response",
+    "Transport",
+    "TransportError",
+    "__version__",
+]

@@ -8,6 +8,7 @@ import socket
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from loopsite_client import __version__
@@ -27,6 +28,29 @@ class Response:
 
 
 TransportError = (OSError, http.client.HTTPException, socket.timeout)
+
+
+class Transport(Protocol):
+    """How the client reaches the server: ``Http`` (the default), or any object with this one method, such as an
+    in-process server for a simulation or a test.
+
+    ``path`` starts with ``/api/v1/``; ``headers`` carry ``Authorization``, ``Accept``, ``User-Agent`` and, with a
+    body, ``Content-Type``. Return the server's answer whatever its status (headers' names in lower case); raise
+    one of ``TransportError`` (an ``OSError`` will do) when the server could not be reached, and the client retries.
+    The client calls it from its background threads (and from the caller's, in ``refresh()`` and, with
+    ``background=False``, in ``flush()``): one call at a time per thread, but possibly two threads at once.
+    An optional ``close()`` is called by ``Client.close()``.
+    """
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Response: ...
 
 
 def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:

@@ -3,6 +3,10 @@
 Threads: the caller's (``log``, ``config``, ``decide`` touch no network), a writer thread (moves queued entries to
 the spool on disk), a sender thread (reads the spool, posts batches, retries) and a config poller thread. See
 ``spool.py`` for what is on disk.
+
+An agent that keeps its own clock (a batch job, a simulation) can do without the threads: ``poll_interval=None``
+reads the config only at start and on ``refresh()``; ``background=False`` writes each entry to the spool in
+``log()`` and sends in ``flush()``, both on the caller's thread. ``transport`` replaces HTTP (see ``Transport``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from loopsite_client._http import Backoff, Http, Response, TransportError
+from loopsite_client import __version__
+from loopsite_client._http import Backoff, Http, Response, Transport, TransportError
 from loopsite_client._ids import IdMaker, UtcClock
 from loopsite_client.config import Config, ConfigFile, ConfigUnavailable
 from loopsite_client.spool import Batch, Spool, SpoolFull, record
@@ -68,8 +73,13 @@ class Client:
     """An agent's connection to loopsite.
 
     ``Client(base_url, key, spool_dir)`` reads the live config once (at most ``start_timeout`` seconds), falling
-    back to the copy kept in ``spool_dir`` when the server cannot be reached, and starts the two background
-    threads. One client per spool folder: a second one (in any process) gets ``SpoolInUse``.
+    back to the copy kept in ``spool_dir`` when the server cannot be reached, and starts the background threads.
+    One client per spool folder: a second one (in any process) gets ``SpoolInUse``.
+
+    ``poll_interval=None``: no config poller; the config changes only on ``refresh()``. ``background=False``: no
+    writer or sender thread; ``log()`` writes through to the spool and nothing is sent until ``flush()`` or
+    ``close()``, which send on the calling thread. ``transport``: what carries the requests (default: HTTP to
+    ``base_url``, which is then only a label).
     """
 
     def __init__(
@@ -80,7 +90,7 @@ class Client:
         *,
         batch_size: int = 500,
         linger: float = 0.2,
-        poll_interval: float = 30.0,
+        poll_interval: float | None = 30.0,
         timeout: float = 10.0,
         start_timeout: float = 2.0,
         max_backoff: float = 5.0,
@@ -90,9 +100,13 @@ class Client:
         queue_size: int = 10_000,
         write_interval: float = 0.005,
         write_through: bool = False,
+        background: bool = True,
+        transport: Transport | None = None,
     ) -> None:
         if not 1 <= batch_size <= SERVER_BATCH_LIMIT:
             raise ValueError(f"batch_size must be 1..{SERVER_BATCH_LIMIT}")
+        if poll_interval is not None and not poll_interval > 0:
+            raise ValueError("poll_interval must be positive, or None for no background polling")
         self.base_url = base_url
         self.spool_dir = Path(spool_dir)
         self.spool_dir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +118,8 @@ class Client:
         self._max_batch_bytes = max_batch_bytes
         self._queue_size = queue_size
         self._write_interval = write_interval
-        self._write_through = write_through
+        self._background = background
+        self._write_through = write_through or not background  # without a writer thread, log() writes
         self._queue: deque[tuple[int, dict[str, Any]]] = deque()
         self._has_work = threading.Event()
         self._id_lock = threading.Lock()
@@ -130,8 +145,22 @@ class Client:
         self.last_error: str | None = None
         self._last_by_kind: dict[str, str] = {}
 
-        self._poll_http = Http(base_url, key, timeout=timeout)
-        self._send_http = Http(base_url, key, timeout=timeout)
+        self._headers = {
+            "Authorization": f"Bearer {key}",
+            "Accept": "application/json",
+            "User-Agent": f"loopsite-client/{__version__}",
+        }
+        self._post_headers = {**self._headers, "Content-Type": "application/json"}
+        self._fetch_lock = threading.Lock()  # refresh() and the poller share one connection
+        self._flush_lock = threading.Lock()  # background=False: one flush() sends at a time
+        self._poll_http: Transport
+        self._send_http: Transport
+        if transport is None:
+            # One connection per thread: ``http.client`` is not thread-safe.
+            self._poll_http = Http(base_url, key, timeout=timeout)
+            self._send_http = Http(base_url, key, timeout=timeout)
+        else:
+            self._poll_http = self._send_http = transport
         try:
             self._fetch_config(timeout=start_timeout)
         except (*TransportError, _Refused, ValueError) as exc:
@@ -141,12 +170,14 @@ class Client:
                 self._set_config(disk, save=False)
                 logger.warning("loopsite_client.config_from_disk", extra={"version": disk.version})
 
-        self._writer = threading.Thread(target=self._write_loop, name="loopsite-client-writer", daemon=True)
-        self._sender = threading.Thread(target=self._send_loop, name="loopsite-client-sender", daemon=True)
-        self._poller = threading.Thread(target=self._poll_loop, name="loopsite-client-config", daemon=True)
-        self._writer.start()
-        self._sender.start()
-        self._poller.start()
+        self._threads: list[threading.Thread] = []
+        if background:
+            self._threads.append(threading.Thread(target=self._write_loop, name="loopsite-client-writer", daemon=True))
+            self._threads.append(threading.Thread(target=self._send_loop, name="loopsite-client-sender", daemon=True))
+        if poll_interval is not None:
+            self._threads.append(threading.Thread(target=self._poll_loop, name="loopsite-client-config", daemon=True))
+        for thread in self._threads:
+            thread.start()
 
     # --- The agent's side: no network here -------------------------------------------------------------------
 
@@ -157,6 +188,17 @@ class Client:
         if config is None:
             raise ConfigUnavailable("no config yet: the server has not answered and the spool folder holds none")
         return config
+
+    def refresh(self, timeout: float | None = None) -> bool:
+        """Read the live config now, on the calling thread, with ``If-None-Match`` (a 304 keeps the config held).
+        True when the server answered; False when it could not be read (the config held is kept, the reason is in
+        ``last_error``). With ``poll_interval=None`` this is the only way a new version reaches the client."""
+        try:
+            self._fetch_config(timeout=self._timeout if timeout is None else timeout)
+        except (*TransportError, _Refused, ValueError, KeyError, TypeError) as exc:
+            self._note_error(f"config read failed: {exc}")
+            return False
+        return True
 
     def decide(self, confidence: float) -> tuple[str, str, float]:
         """(action, threshold name, threshold value) by the contract's rule on the live thresholds."""
@@ -277,8 +319,11 @@ class Client:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything logged so far is answered by the server (stored, or refused and dead-lettered).
-        True when it is, False at ``timeout`` or when an entry could not even be spooled since the last flush."""
+        True when it is, False at ``timeout`` or when an entry could not even be spooled since the last flush.
+        With ``background=False`` the batches are sent here, on the calling thread."""
         deadline = time.monotonic() + timeout
+        if not self._background:
+            return self._flush_here(deadline)
         with self._lock:
             self._write_queued()
             target = self._spool.write_position
@@ -300,6 +345,37 @@ class Client:
         self._dropped_seen = dropped
         return done and clean
 
+    def _flush_here(self, deadline: float) -> bool:
+        """``flush`` without a sender thread: post the spool's unanswered entries in batches, retrying with backoff
+        until ``deadline``."""
+        with self._flush_lock:
+            with self._lock:
+                target = self._spool.write_position
+                dropped = self._counts["dropped"]
+            backoff = Backoff(base=0.1, cap=self._max_backoff, rng=random.Random())
+            while self._spool.acked < target:
+                batch = self._spool.read(max_lines=self._batch_size, max_bytes=self._max_batch_bytes)
+                if batch is None:
+                    break
+                try:
+                    retry = self._deliver_batch(batch)
+                except OSError as exc:  # the dead-letter file could not be written: try the batch again
+                    self._note_error(f"dead-letter write failed: {exc}")
+                    retry = _Retry()
+                if retry is None:
+                    self._spool.ack(batch.end)
+                    backoff.reset()
+                    continue
+                self._counts["retries"] += 1
+                delay = backoff.next(retry.retry_after)
+                if time.monotonic() + delay > deadline:
+                    break
+                time.sleep(delay)
+            done = self._spool.acked >= target
+        clean = dropped == self._dropped_seen
+        self._dropped_seen = dropped
+        return done and clean
+
     def close(self, timeout: float = 5.0) -> bool:
         """Send what can be sent within ``timeout``, then stop the threads. What is left stays in the spool and
         goes out from the next client started on the same folder. Returns what the final ``flush`` returned."""
@@ -310,13 +386,15 @@ class Client:
         self._stop.set()
         self._wake.set()
         self._has_work.set()
-        for thread in (self._writer, self._sender, self._poller):
+        for thread in self._threads:
             thread.join(timeout=self._timeout + 1)
         with self._lock:
             self._write_queued()
             self._spool.close()
-        self._poll_http.close()
-        self._send_http.close()
+        for transport in {id(t): t for t in (self._poll_http, self._send_http)}.values():
+            close = getattr(transport, "close", None)
+            if callable(close):
+                close()
         return flushed
 
     def __enter__(self) -> Client:
@@ -372,8 +450,14 @@ class Client:
                 self._note_error(f"could not keep the config on disk: {exc}")
 
     def _fetch_config(self, *, timeout: float) -> None:
+        with self._fetch_lock:
+            self._fetch_config_locked(timeout=timeout)
+
+    def _fetch_config_locked(self, *, timeout: float) -> None:
         current = self._config
-        headers = {"If-None-Match": current.etag} if current is not None and current.etag else {}
+        headers = dict(self._headers)
+        if current is not None and current.etag:
+            headers["If-None-Match"] = current.etag
         response = self._poll_http.request("GET", CONFIG_PATH, headers=headers, timeout=timeout)
         if response.status == 304 and current is not None:
             if current.from_disk:
@@ -385,8 +469,10 @@ class Client:
         self._set_config(config, save=True)
 
     def _poll_loop(self) -> None:
-        backoff = Backoff(base=0.5, cap=max(0.5, self._poll_interval), rng=random.Random())
-        delay = self._poll_interval if self._config is not None and not self._config.from_disk else 0.5
+        interval = self._poll_interval
+        assert interval is not None  # the poller runs only with an interval
+        backoff = Backoff(base=0.5, cap=max(0.5, interval), rng=random.Random())
+        delay = interval if self._config is not None and not self._config.from_disk else 0.5
         while not self._stop.wait(delay):
             try:
                 self._fetch_config(timeout=self._timeout)
@@ -401,7 +487,7 @@ class Client:
                 delay = backoff.next()
             else:
                 backoff.reset()
-                delay = self._poll_interval * random.uniform(0.9, 1.1)
+                delay = interval * random.uniform(0.9, 1.1)
 
     # --- Sending --------------------------------------------------------------------------------------------
 
@@ -436,6 +522,9 @@ class Client:
                 retry = self._deliver_batch(batch)
             except OSError as exc:  # the dead-letter file could not be written: try the batch again later
                 self._note_error(f"dead-letter write failed: {exc}")
+                retry = _Retry()
+            except Exception as exc:  # noqa: BLE001 - a custom transport's bug must not stop the sender
+                self._note_error(f"send: {type(exc).__name__}: {exc}")
                 retry = _Retry()
             if retry is None:
                 self._spool.ack(batch.end)
@@ -482,7 +571,7 @@ class Client:
         if not lines:
             return None
         try:
-            response = self._send_http.request("POST", BATCH_PATH, body=body)
+            response = self._send_http.request("POST", BATCH_PATH, body=body, headers=self._post_headers)
         except TransportError as exc:
             self._note_error(f"send failed: {type(exc).__name__}: {exc}")
             return _Retry()
