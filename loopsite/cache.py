@@ -79,6 +79,10 @@ class DegradingRedisCache(RedisCache):
     def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> None:
         self._guard(None, super().set, key, value, timeout, version=version)
 
+    def incr(self, key: Any, delta: int = 1, version: Any = None) -> Any:
+        """None when Redis is down (the throttles then let the request through)."""
+        return self._guard(None, super().incr, key, delta, version=version)
+
     def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> bool:
         return bool(self._guard(False, super().touch, key, timeout, version=version))
 

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_htmx",
+    "axes",
     "loopsite",
     "people",
     "thresholds",
@@ -55,6 +56,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: it turns a lockout into its response
 ]
 
 ROOT_URLCONF = "loopsite.urls"
@@ -195,8 +197,24 @@ CELERY_TIMEZONE = "UTC"
 
 # --- Auth, i18n, static ----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Sign-in lockout (django-axes): after LOGIN_FAILURE_LIMIT failures for one username, or from one address, that
+# username or address is refused for LOGIN_COOLOFF_HOURS. Unlock in the admin (Axes > Access attempts: delete) or
+# with `manage.py axes_reset_username NAME` / `axes_reset_ip ADDRESS` / `axes_reset`.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = env.float("LOGIN_COOLOFF_HOURS", default=1.0)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -235,6 +253,19 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "loopsite.exception_handlers.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_CLASSES": ["people.throttling.AgentKeyThrottle", "people.throttling.PersonThrottle"],
+    # Addresses of trusted proxies in front of the app, for X-Forwarded-For (the failed-key throttle's address).
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=None) if env.str("NUM_PROXIES", default="") else None,
+}
+# API rates (people/throttling.py): a count per window, e.g. 6000/min or 20/10min. Throttled: 429 + Retry-After.
+LOOPSITE_THROTTLE_RATES = {
+    # Per agent, all its keys together (requests, not entries): far above the ingest benchmark's busiest phase,
+    # 3,200 single-entry requests in a few seconds.
+    "agent": env.str("THROTTLE_AGENT_RATE", default="200000/min"),
+    # Per person, through a personal token or a signed-in session.
+    "person": env.str("THROTTLE_PERSON_RATE", default="6000/min"),
+    # Failed bearer keys per address: past this, every bearer request from the address waits for the window's end.
+    "failed_key": env.str("THROTTLE_FAILED_KEY_RATE", default="20/10min"),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "loopsite API",

@@ -47,7 +47,21 @@ class BearerAuthentication(authentication.BaseAuthentication):
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer":
             return None
-        key = key.strip()
+        # Guessing keys is throttled per address: after LOOPSITE_THROTTLE_RATES["failed_key"] failures in a window,
+        # every bearer request from that address is refused (429) until the window ends, good key or not.
+        from people.throttling import client_address, window_full, window_hit
+
+        address = client_address(request)
+        wait = window_full("failed_key", address)
+        if wait is not None:
+            raise exceptions.Throttled(wait=wait, detail="too many failed bearer keys from this address")
+        try:
+            return self._principal(key.strip())
+        except exceptions.AuthenticationFailed:
+            window_hit("failed_key", address)
+            raise
+
+    def _principal(self, key: str) -> tuple[Any, Any]:
         parsed = key_parse(key)
         if parsed is None:
             raise exceptions.AuthenticationFailed("malformed bearer key")

@@ -52,6 +52,9 @@ def test_create_user__admin__superuser_and_staff() -> None:
         (["bob", "--role", "boss"], "unknown role 'boss'; use one of reviewer, approver, admin"),
         (["bob", "--role", "reviewer", "--password", "short"], "too short"),
         (["bad name!", "--role", "reviewer"], "username 'bad name!' may hold only"),
+        (["bob", "--role", "reviewer", "--password", "password"], "too common"),
+        (["bob", "--role", "reviewer", "--password", "12345678"], "entirely numeric"),
+        (["bobbyjones", "--role", "reviewer", "--password", "bobbyjones1"], "too similar to the username"),
     ],
 )
 def test_create_user__bad_input__command_error_and_no_user(args: list[str], message: str) -> None:

@@ -1,0 +1,118 @@
+"""How often the API may be called: agent keys per agent, people per user, and failed bearer keys per address.
+
+Each rate is a fixed window counted in the cache (one atomic increment a request on Redis), read from
+``settings.LOOPSITE_THROTTLE_RATES`` at each request. A throttled request gets 429 with ``Retry-After``, the
+seconds until its window ends. The cache is an optimisation here as everywhere: when it cannot count, the request
+is let through rather than refused (an agent must never be blocked by a cache outage).
+"""
+
+import math
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework.throttling import BaseThrottle
+
+from people.authentication import AgentPrincipal
+
+_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600, "day": 86400}
+
+
+@dataclass(frozen=True)
+class Rate:
+    count: int
+    seconds: int
+
+    def __str__(self) -> str:
+        return f"{self.count} per {self.seconds} s"
+
+
+def rate_parse(text: str) -> Rate:
+    """``"6000/min"``, ``"20/10min"``, ``"100/s"``: a count per (optionally several) seconds, minutes, hours, days."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*", text)
+    if not match or match.group(3) not in _UNITS or int(match.group(1)) < 1:
+        raise ValueError(f"not a rate: {text!r}; write a count per unit, for example 6000/min or 20/10min")
+    return Rate(int(match.group(1)), int(match.group(2) or 1) * _UNITS[match.group(3)])
+
+
+def rate(scope: str) -> Rate:
+    return rate_parse(settings.LOOPSITE_THROTTLE_RATES[scope])
+
+
+def _key(scope: str, ident: object, window: int) -> str:
+    return f"throttle:{scope}:{ident}:{window}"
+
+
+def window_hit(scope: str, ident: object, *, now: float | None = None) -> float | None:
+    """Count one request of ``ident`` in ``scope``; None when it is allowed, else the seconds to wait."""
+    limit = rate(scope)
+    now = time.time() if now is None else now
+    window = int(now // limit.seconds)
+    key = _key(scope, ident, window)
+    try:
+        cache.add(key, 0, timeout=limit.seconds + 1)
+        count = cache.incr(key)
+    except Exception:  # noqa: BLE001 - a cache that cannot count lets the request through
+        return None
+    if count is None or count <= limit.count:
+        return None
+    return max(1.0, (window + 1) * limit.seconds - now)
+
+
+def window_full(scope: str, ident: object, *, now: float | None = None) -> float | None:
+    """Like ``window_hit`` without counting: the seconds to wait when ``ident`` has used up its window."""
+    limit = rate(scope)
+    now = time.time() if now is None else now
+    window = int(now // limit.seconds)
+    try:
+        count = cache.get(_key(scope, ident, window))
+    except Exception:  # noqa: BLE001
+        return None
+    if count is None or count < limit.count:
+        return None
+    return max(1.0, (window + 1) * limit.seconds - now)
+
+
+def client_address(request: Any) -> str:
+    """The caller's address, as DRF reads it (``REST_FRAMEWORK["NUM_PROXIES"]`` for X-Forwarded-For)."""
+    return str(BaseThrottle().get_ident(request))
+
+
+class _WindowThrottle(BaseThrottle):
+    scope = ""
+
+    def ident(self, request: Any) -> object | None:
+        raise NotImplementedError
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        ident = self.ident(request)
+        self._wait = None if ident is None else window_hit(self.scope, ident)
+        return self._wait is None
+
+    def wait(self) -> float | None:
+        return math.ceil(self._wait) if self._wait is not None else None
+
+
+class AgentKeyThrottle(_WindowThrottle):
+    """Requests made with an agent's keys, per agent (all its keys together)."""
+
+    scope = "agent"
+
+    def ident(self, request: Any) -> object | None:
+        user = getattr(request, "user", None)
+        return user.agent.pk if isinstance(user, AgentPrincipal) else None
+
+
+class PersonThrottle(_WindowThrottle):
+    """Requests made by a person (a personal token or a signed-in session), per user."""
+
+    scope = "person"
+
+    def ident(self, request: Any) -> object | None:
+        user = getattr(request, "user", None)
+        if user is None or isinstance(user, AgentPrincipal) or not getattr(user, "is_authenticated", False):
+            return None
+        return user.pk
