@@ -13,6 +13,11 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(BIN)/python -m pip install -q -e ./clients/python  # the agent client, as agents install it
 	touch $(STAMP)
 
+# The configured tier is secure by default: the tests give it a key of their own and speak plain HTTP.
+TEST_ENV := SECRET_KEY="$${SECRET_KEY:-tests-only-not-a-secret}" \
+	SECURE_SSL_REDIRECT="$${SECURE_SSL_REDIRECT:-false}" \
+	SESSION_COOKIE_SECURE="$${SESSION_COOKIE_SECURE:-false}" CSRF_COOKIE_SECURE="$${CSRF_COOKIE_SECURE:-false}"
+
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py demo
@@ -27,7 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy .
+	$(TEST_ENV) $(BIN)/mypy .
 
 # Browser tests drive Debian's Chromium; install it when it is missing and we may.
 browser:
@@ -36,7 +41,7 @@ browser:
 	  else echo "Chromium is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
 
 pytest: $(STAMP) browser
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

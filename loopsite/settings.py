@@ -4,6 +4,7 @@ With no environment at all the system runs embedded: SQLite (WAL) and a filesyst
 ``DATABASE_URL`` and ``REDIS_URL`` switch it to PostgreSQL and Redis. Bad values fail loudly at start-up.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -15,8 +16,46 @@ env = environ.Env()
 VAR_DIR = Path(env.str("LOOPSITE_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-SECRET_KEY = env.str("SECRET_KEY", default="embedded-insecure-key-change-me-in-production-0123456789")
+# The configured tier (DATABASE_URL set) is a deployment: it is secure by default and needs its own secret.
+CONFIGURED = bool(env.str("DATABASE_URL", default=""))
+
+
+def _embedded_secret_key(path: Path) -> str:
+    """The embedded default's key: made once at random and kept under ``var/`` (readable by its owner only)."""
+    if not path.exists():
+        import secrets
+
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+if env.str("SECRET_KEY", default=""):
+    SECRET_KEY = env.str("SECRET_KEY")
+elif CONFIGURED:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set: with DATABASE_URL set loopsite runs as a deployment and needs its own secret key "
+        "(for example: python -c 'import secrets; print(secrets.token_urlsafe(50))')"
+    )
+else:
+    try:
+        SECRET_KEY = _embedded_secret_key(VAR_DIR / "secret_key")
+    except FileExistsError:  # another process made it at the same moment
+        SECRET_KEY = (VAR_DIR / "secret_key").read_text().strip()
 DEBUG = env.bool("DEBUG", default=False)
+# HTTPS: secure by default in the configured tier, each overridable by the environment variable of its name.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=CONFIGURED)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if CONFIGURED else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=CONFIGURED)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=CONFIGURED)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=CONFIGURED)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=CONFIGURED)
+# Behind a proxy that terminates TLS: the header that says the original request was HTTPS ("" for none).
+_proxy_header = env.str("SECURE_PROXY_SSL_HEADER", default="HTTP_X_FORWARDED_PROTO,https" if CONFIGURED else "")
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_header.split(",", 1)) if _proxy_header else None
+# /healthz is probed over plain HTTP by load balancers and the test servers.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
@@ -276,6 +315,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Proposals and tuner runs both have a "status": the proposal's enum gets a name of its own.
+    "ENUM_NAME_OVERRIDES": {
+        "ProposalStatusEnum": ["pending", "accepted", "modified", "rejected", "superseded", "expired", "rolled_back"],
+    },
 }
 # Request bodies are read whole; the API answers 413 itself above these sizes.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024

@@ -8,10 +8,32 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+# What a deployment sets; the test run's own values of these are not passed on.
+LOOPSITE_VARIABLES = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SECRET_KEY",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "SECURE_SSL_REDIRECT",
+    "SECURE_HSTS_SECONDS",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+    "SECURE_HSTS_PRELOAD",
+    "SESSION_COOKIE_SECURE",
+    "CSRF_COOKIE_SECURE",
+    "SECURE_PROXY_SSL_HEADER",
+}
+DEPLOYED = {
+    "DATABASE_URL": "postgres://loopsite@db.internal:5432/loopsite",
+    "REDIS_URL": "redis://cache.internal:6379/0",
+    "SECRET_KEY": "k3Jd9-vQ_2mZ8xLr0pW7sNc4bYh6tGf1aEu5iOyT0RqXw9zVnB",
+    "ALLOWED_HOSTS": "loopsite.example.com",
+}
+
 
 def django_setup(tmp_path: Path, then: str = "", **env: str) -> subprocess.CompletedProcess[str]:
     """``django.setup()`` in a fresh interpreter with only ``env`` set of the loopsite variables."""
-    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    base = {k: v for k, v in os.environ.items() if k not in LOOPSITE_VARIABLES}
     base.update(DJANGO_SETTINGS_MODULE="loopsite.settings", LOOPSITE_VAR_DIR=str(tmp_path), **env)
     return subprocess.run(
         [sys.executable, "-c", f"import django; django.setup(); {then}"],
@@ -35,7 +57,7 @@ def django_setup(tmp_path: Path, then: str = "", **env: str) -> subprocess.Compl
 def test_settings__database_url_with_unsupported_scheme__improperly_configured(
     tmp_path: Path, url: str, message: str
 ) -> None:
-    result = django_setup(tmp_path, DATABASE_URL=url)
+    result = django_setup(tmp_path, DATABASE_URL=url, SECRET_KEY=DEPLOYED["SECRET_KEY"])
 
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
@@ -60,3 +82,53 @@ def test_settings__no_environment__embedded_sqlite_and_filesystem_broker_under_v
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(tmp_path / "loopsite.sqlite3"), "filesystem://"]
     assert (tmp_path / "broker" / "queue").is_dir()
+
+
+def test_settings__configured_without_a_secret_key__refuses_to_start_naming_it(tmp_path: Path) -> None:
+    env = {k: v for k, v in DEPLOYED.items() if k != "SECRET_KEY"}
+    result = django_setup(tmp_path, **env)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: SECRET_KEY is not set" in result.stderr
+
+
+def test_settings__embedded__a_random_key_made_once_and_kept_under_var(tmp_path: Path) -> None:
+    show = "from django.conf import settings as s; print(s.SECRET_KEY)"
+    first, again = django_setup(tmp_path, show), django_setup(tmp_path, show)
+    other = django_setup(tmp_path / "elsewhere", show)
+
+    assert first.returncode == 0, first.stderr
+    key = first.stdout.strip()
+    assert len(key) >= 50 and key == again.stdout.strip() != other.stdout.strip()
+    assert "embedded-insecure-key" not in key
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_settings__configured__https_settings_secure_by_default_and_each_from_its_variable(tmp_path: Path) -> None:
+    show = (
+        "from django.conf import settings as s; print(s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS > 0, "
+        "s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_PROXY_SSL_HEADER)"
+    )
+    deployed = django_setup(tmp_path, show, **DEPLOYED)
+    relaxed = django_setup(tmp_path, show, **DEPLOYED, SECURE_SSL_REDIRECT="false", SESSION_COOKIE_SECURE="0")
+    embedded = django_setup(tmp_path, show)
+
+    assert deployed.stdout.strip() == "True True True True ('HTTP_X_FORWARDED_PROTO', 'https')", deployed.stderr
+    assert relaxed.stdout.strip().startswith("False True False True")
+    assert embedded.stdout.strip() == "False False False False None"
+
+
+def test_settings__check_deploy_with_the_four_variables__no_warning(tmp_path: Path) -> None:
+    base = {k: v for k, v in os.environ.items() if k not in LOOPSITE_VARIABLES}
+    base.update(DJANGO_SETTINGS_MODULE="loopsite.settings", LOOPSITE_VAR_DIR=str(tmp_path), **DEPLOYED)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=settings.BASE_DIR,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout

@@ -86,3 +86,9 @@ def test_healthz__redis_unreachable__staff_and_only_staff_read_the_error(setting
     assert reviewer.get("/healthz").json()["broker"] == "degraded"
     broker = staff.get("/healthz").json()["broker"]
     assert broker.startswith("error") and "Connection" in broker
+
+
+def test_schema__proposal_status_enum_named_after_the_model_choices(settings):
+    from tuner.models import Proposal
+
+    assert settings.SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["ProposalStatusEnum"] == Proposal.Status.values
