@@ -119,7 +119,9 @@ def test_settings__configured__https_settings_secure_by_default_and_each_from_it
 
 
 def test_settings__check_deploy_with_the_four_variables__no_warning(tmp_path: Path) -> None:
-    base = {k: v for k, v in os.environ.items() if k not in LOOPSITE_VARIABLES}
+    # As a deployment would run it: without the test run's own relaxations (conftest allows async-unsafe calls).
+    unset = LOOPSITE_VARIABLES | {"DJANGO_ALLOW_ASYNC_UNSAFE"}
+    base = {k: v for k, v in os.environ.items() if k not in unset}
     base.update(DJANGO_SETTINGS_MODULE="loopsite.settings", LOOPSITE_VAR_DIR=str(tmp_path), **DEPLOYED)
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
