@@ -315,6 +315,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "loopsite.schema_hooks.throttled_responses",
+    ],
     # Proposals and tuner runs both have a "status": the proposal's enum gets a name of its own.
     "ENUM_NAME_OVERRIDES": {
         "ProposalStatusEnum": ["pending", "accepted", "modified", "rejected", "superseded", "expired", "rolled_back"],

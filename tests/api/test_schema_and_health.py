@@ -92,3 +92,14 @@ def test_schema__proposal_status_enum_named_after_the_model_choices(settings):
     from tuner.models import Proposal
 
     assert settings.SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["ProposalStatusEnum"] == Proposal.Status.values
+
+
+@pytest.mark.django_db
+def test_schema__every_operation_with_credentials_documents_429_with_retry_after():
+    paths = Client().get("/api/schema/", {"format": "json"}).json()["paths"]
+    operations = [op for item in paths.values() for op in item.values() if isinstance(op, dict)]
+    with_credentials = [op for op in operations if "401" in op.get("responses", {})]
+    assert len(with_credentials) >= 15
+    for op in with_credentials:
+        throttled = op["responses"]["429"]
+        assert "Retry-After" in throttled["headers"] and throttled["content"] == op["responses"]["401"]["content"]
