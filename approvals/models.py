@@ -23,6 +23,8 @@ class AuditEvent(models.Model):
         WATCH_ROLLED_BACK = "watch.rolled_back"
         AGENT_LOCKED = "agent.locked"
         AGENT_UNLOCKED = "agent.unlocked"
+        # An engineer changed the rules the tuner is judged by (approvals.rule_changes).
+        RULES_CHANGED = "rules.changed"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     at = models.DateTimeField()

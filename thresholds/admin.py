@@ -99,8 +99,21 @@ class AgentAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Agent]:
         return super().get_queryset(request).prefetch_related("config_versions")
 
+    # The admin saves the agent, then its approvers and inlines, in one transaction: the rules are read before
+    # the first and the audit row written after the last (contract rule 9: rule changes are audited).
+    def save_model(self, request: HttpRequest, obj: Agent, form: Any, change: bool) -> None:
+        from approvals.rule_changes import rules_snapshot
+
+        request._rules_before = rules_snapshot(obj) if change else None  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        from approvals.rule_changes import rule_changes_record
+
         super().save_related(request, form, formsets, change)
+        before = getattr(request, "_rules_before", None)
+        if before is not None:
+            rule_changes_record(agent=form.instance, before=before, actor=request.user, at=timezone.now(), via="admin")
         config_cache_clear(agent=form.instance)
 
 
@@ -115,6 +128,13 @@ class ThresholdDefinitionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def save_model(self, request: HttpRequest, obj: ThresholdDefinition, form: Any, change: bool) -> None:
+        from approvals.rule_changes import rule_changes_record, rules_snapshot
+
+        before = rules_snapshot(obj.agent)
+        super().save_model(request, obj, form, change)
+        rule_changes_record(agent=obj.agent, before=before, actor=request.user, at=timezone.now(), via="admin")
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
