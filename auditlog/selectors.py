@@ -158,7 +158,7 @@ def _pending() -> QuerySet[Decision]:
     return Decision.objects.filter(queued=True, response_action__isnull=True)
 
 
-def _rule_filter(name: str) -> Q:
+def rule_filter(name: str) -> Q:
     if connection.vendor == "postgresql":
         return Q(matched_rules__contains=[name])
     # SQLite's JSON has no containment; the rule as a quoted JSON string matches one whole element.
@@ -178,7 +178,7 @@ def queue_filtered(*, filters: QueueFilters, reviewer: str, now: datetime) -> Qu
     if filters.confidence_max is not None:
         qs = qs.filter(confidence__lte=filters.confidence_max)
     if filters.rule:
-        qs = qs.filter(_rule_filter(filters.rule))
+        qs = qs.filter(rule_filter(filters.rule))
     return qs
 
 

@@ -42,38 +42,43 @@ def rate(scope: str) -> Rate:
     return rate_parse(settings.LOOPSITE_THROTTLE_RATES[scope])
 
 
-def _key(scope: str, ident: object, window: int) -> str:
-    return f"throttle:{scope}:{ident}:{window}"
+@dataclass(frozen=True)
+class _Window:
+    """The fixed window ``now`` falls in, for one scope and caller: its cache key, limit and remaining seconds."""
+
+    key: str
+    limit: int
+    seconds: int
+    left: float
+
+    @classmethod
+    def at(cls, scope: str, ident: object, now: float | None) -> "_Window":
+        limit = rate(scope)
+        now = time.time() if now is None else now
+        index = int(now // limit.seconds)
+        left = max(1.0, (index + 1) * limit.seconds - now)
+        return cls(f"throttle:{scope}:{ident}:{index}", limit.count, limit.seconds, left)
 
 
 def window_hit(scope: str, ident: object, *, now: float | None = None) -> float | None:
     """Count one request of ``ident`` in ``scope``; None when it is allowed, else the seconds to wait."""
-    limit = rate(scope)
-    now = time.time() if now is None else now
-    window = int(now // limit.seconds)
-    key = _key(scope, ident, window)
+    window = _Window.at(scope, ident, now)
     try:
-        cache.add(key, 0, timeout=limit.seconds + 1)
-        count = cache.incr(key)
+        cache.add(window.key, 0, timeout=window.seconds + 1)
+        count = cache.incr(window.key)
     except Exception:  # noqa: BLE001 - a cache that cannot count lets the request through
         return None
-    if count is None or count <= limit.count:
-        return None
-    return max(1.0, (window + 1) * limit.seconds - now)
+    return None if count is None or count <= window.limit else window.left
 
 
 def window_full(scope: str, ident: object, *, now: float | None = None) -> float | None:
     """Like ``window_hit`` without counting: the seconds to wait when ``ident`` has used up its window."""
-    limit = rate(scope)
-    now = time.time() if now is None else now
-    window = int(now // limit.seconds)
+    window = _Window.at(scope, ident, now)
     try:
-        count = cache.get(_key(scope, ident, window))
+        count = cache.get(window.key)
     except Exception:  # noqa: BLE001
         return None
-    if count is None or count < limit.count:
-        return None
-    return max(1.0, (window + 1) * limit.seconds - now)
+    return None if count is None or count < window.limit else window.left
 
 
 def client_address(request: Any) -> str:

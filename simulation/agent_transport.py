@@ -62,11 +62,8 @@ class InProcessTransport:
         options: dict[str, Any] = {"throttle_classes": (), "authentication_classes": (_bearer_checked_once(),)}
         self._views: dict[tuple[str, str], Callable[..., Any]] = {
             ("GET", CONFIG_PATH): OwnConfigApi.as_view(**options),
-            ("POST", BATCH_PATH): DecisionBatchApi.as_view(clock=self.now, **options),
+            ("POST", BATCH_PATH): DecisionBatchApi.as_view(clock=clock, **options),
         }
-
-    def now(self) -> datetime:
-        return self.clock()
 
     def request(
         self,

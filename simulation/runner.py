@@ -296,11 +296,12 @@ class Loop:
         try:
             yield
         except BaseException:
-            gc.unfreeze()
             self.close(check=False)
             raise
-        gc.unfreeze()
-        self.close()
+        else:
+            self.close()
+        finally:
+            gc.unfreeze()
 
     # --- one hour ------------------------------------------------------------------------------------------
 

@@ -1097,12 +1097,17 @@ def _creep_sentence(facts: CycleFacts) -> str:
     )
 
 
+def in_baseline(response_days: float, rules: Mapping[str, Any]) -> bool:
+    """Whether the window still holds fewer than ``BASELINE_WEEKS`` of decisions with responses: nothing may be
+    proposed yet."""
+    return response_days < rules["BASELINE_WEEKS"] * 7
+
+
 def rules_apply(*, candidates: Sequence[Candidate], facts: CycleFacts, rules: Mapping[str, Any]) -> RulesOutcome:
     """The contract's rules 1-5, 10 and 11, in one place, whatever generator made the candidates."""
     notes: list[str] = []
     locked = f" {facts.locked}" if facts.locked else ""
-    baseline_days = rules["BASELINE_WEEKS"] * 7
-    if facts.response_days < baseline_days:
+    if in_baseline(facts.response_days, rules):
         return RulesOutcome(
             [],
             f"Baseline period: the window holds {facts.response_days:.1f} days of decisions with responses, fewer "

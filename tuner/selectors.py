@@ -7,12 +7,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from django.db.models import Case, CharField, Count, F, FloatField, Max, Min, Q, QuerySet, Value, When
+from django.db.models import Case, CharField, Count, F, FloatField, Min, Q, QuerySet, Value, When
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Floor, Mod, TruncWeek
 
 from auditlog.models import Decision, ReviewReason
-from auditlog.selectors import _rule_filter as rule_filter
+from auditlog.selectors import rule_filter
 from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
 from tuner.analysis import BINS, ReplayData, WeekStats
 from tuner.clusters import cluster_as_dict, cluster_sentence, cluster_trends
@@ -59,7 +59,6 @@ class WindowCounts:
     by_response: dict[str, int]
     by_label: dict[str, int]
     first_response_at: datetime | None  # the earliest decision (by its timestamp) that has a response
-    last_response_at: datetime | None
     end: datetime  # the window's end: the cycle's moment
     tz: zoneinfo.ZoneInfo  # the agent's timezone, whose calendar days are counted
     by_threshold: dict[str, dict[str, int]]
@@ -90,7 +89,6 @@ def window_counts(*, agent: Agent, window: Window) -> WindowCounts:
         n_responded=Count("seq", filter=Q(response_action__isnull=False)),
         n_queued_responded=Count("seq", filter=Q(queued=True, response_action__isnull=False)),
         first=Min("timestamp", filter=Q(response_action__isnull=False)),
-        last=Max("timestamp", filter=Q(response_action__isnull=False)),
     )
     by_response: dict[str, int] = {"approve": 0, "dismiss": 0, "escalate": 0, "modify": 0}
     by_threshold: dict[str, dict[str, int]] = {}
@@ -145,7 +143,6 @@ def window_counts(*, agent: Agent, window: Window) -> WindowCounts:
         by_response=by_response,
         by_label=by_label,
         first_response_at=totals["first"],
-        last_response_at=totals["last"],
         end=window.end,
         tz=tz,
         by_threshold=by_threshold,
@@ -154,18 +151,6 @@ def window_counts(*, agent: Agent, window: Window) -> WindowCounts:
 
 
 Histograms = dict[tuple[str, str, bool], np.ndarray]
-
-
-def window_histograms(*, agent: Agent, window: Window) -> Histograms:
-    """Counts of responded decisions per (action, effective label, sampled) and confidence bin: one aggregate
-    query whose result has at most actions x 3 x 2 x (BINS + 1) rows whatever the window's size. Decisions
-    without a confidence (a rule-based agent's) are left out: they cannot be placed on the confidence axis."""
-    histograms, _ = _histograms(
-        window_decisions(agent=agent, window=window).filter(response_action__isnull=False),
-        agent=agent,
-        score=F("confidence"),
-    )
-    return histograms
 
 
 def _histograms(qs: QuerySet[Decision], *, agent: Agent, score: Any) -> tuple[Histograms, int]:
@@ -530,8 +515,6 @@ def cluster_trends_latest(*, agent: Agent) -> ClusterTrends:
     )
     before = run_clusters(run=previous) if previous is not None else []
     clusters, gone = cluster_trends(run_clusters(run=run), before)
-    if previous is None:
-        gone = []
     for c in [*clusters, *gone]:
         c["sentence"] = cluster_sentence(c)
     return ClusterTrends(run=run, previous=previous, clusters=clusters, gone=gone)

@@ -37,6 +37,7 @@ from tuner.analysis import (
     cluster_by_rules,
     distinguishing_features,
     grid_index,
+    in_baseline,
     real_cases,
     real_misses,
     rules_apply,
@@ -465,8 +466,7 @@ def cycle_compute(
         allowed=allowed,
         references=references.by_threshold,
     )
-    in_baseline = counts.response_days < the_rules["BASELINE_WEEKS"] * 7
-    if (locked or in_baseline) and not isinstance(generator, StatisticalGenerator):
+    if (locked or in_baseline(counts.response_days, the_rules)) and not isinstance(generator, StatisticalGenerator):
         # A locked config, or one still in its baseline, gets no proposal whatever the model says: the offline
         # replay is enough to report.
         why = "config locked" if locked else "baseline period"
