@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 
 from approvals.exceptions import ProposalNotFound
 from approvals.models import AuditEvent, VersionWatch
@@ -18,6 +18,7 @@ from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
 from thresholds.selectors import config_get_live
 from tuner.clusters import cluster_sentence, proposal_band
 from tuner.models import Proposal
+from tuner.selectors import rule_score
 
 SAMPLES_SHOWN = 5
 CLUSTERS_SHOWN = 3
@@ -145,24 +146,35 @@ def proposal_view(*, proposal: Proposal, now: datetime) -> ProposalView:
 
 
 def threshold_chart(*, agent: Agent, threshold_name: str, now: datetime, weeks: int | None = None) -> dict[str, Any]:
-    """Responded decisions under one threshold in the last ``weeks``, counted by confidence bin and label."""
+    """Responded decisions under one threshold in the last ``weeks``, counted by bin of the score the threshold is
+    compared with (the confidence, or for a rule-based agent its rule's score: ``tuner.selectors.rule_score``) and
+    by label. Decisions without that score are left out."""
     weeks = weeks or int(agent.window_weeks or rule("DEFAULT_WINDOW_WEEKS"))
-    rows = Decision.objects.filter(
-        agent=agent,
-        threshold_name=threshold_name,
-        timestamp__gte=now - timedelta(weeks=weeks),
-        timestamp__lt=now,
-        response_action__isnull=False,
-    ).values_list("confidence", "response_action", "modified_action", "action")
+    definition = ThresholdDefinition.objects.filter(agent=agent, name=threshold_name).first()
+    score = rule_score(definition) if agent.rule_based and definition is not None else F("confidence")
+    rows = (
+        Decision.objects.filter(
+            agent=agent,
+            threshold_name=threshold_name,
+            timestamp__gte=now - timedelta(weeks=weeks),
+            timestamp__lt=now,
+            response_action__isnull=False,
+        )
+        .annotate(score=score)
+        .values_list("score", "response_action", "modified_action", "action")
+    )
     counts = {label: [0] * CHART_BINS for label in ("approve", "dismiss", "escalate")}
     actions = list(agent.actions)
-    for confidence, response, modified, taken in rows.iterator():
+    for value, response, modified, taken in rows.iterator():
         label = effective_label(response, modified, taken, actions)
-        if label not in counts or confidence is None:  # a rule-based decision may carry no confidence
+        if label not in counts or value is None:
             continue
-        index = min(CHART_BINS - 1, max(0, int(confidence * CHART_BINS)))
+        index = min(CHART_BINS - 1, max(0, int(value * CHART_BINS)))
         counts[label][index] += 1
     return {
+        "scoreName": definition.score_feature
+        if agent.rule_based and definition and definition.score_feature
+        else "confidence",
         "labels": [f"{i / CHART_BINS:.2f}" for i in range(CHART_BINS)],
         "binWidth": 1 / CHART_BINS,
         "approved": counts["approve"],

@@ -51,7 +51,7 @@
       animation: false,
       responsive: true,
       scales: {
-        x: { stacked: true, title: { display: true, text: "confidence (bin start)" } },
+        x: { stacked: true, title: { display: true, text: (data.scoreName || "confidence") + " (bin start)" } },
         y: { stacked: true, beginAtZero: true, title: { display: true, text: "decisions" }, ticks: { precision: 0 } }
       },
       plugins: { legend: { position: "bottom" } }

@@ -271,3 +271,18 @@ def test_claude__rule_proposal_citing_another_rules_dismissals__dropped_with_the
     run = tuner_cycle_run(agent=agent, now=NOW, generator=answering(answer(raw)).generator())
     assert [p["thresholdName"] for p in output(run)["proposals"]] == []
     assert any("velocity_rule" in n and "were not gated by its rule 'high_velocity'" in n for n in run.notes), run.notes
+
+
+def test_approval_chart__rule_based_without_confidence__bins_by_the_rules_score() -> None:
+    """Before, the chart binned by confidence and a rule-based agent's decisions, which carry none, left it empty."""
+    from approvals.selectors import threshold_chart
+
+    agent = rules_agent()
+    log_rule_rows(agent, two_rules_rows())
+    names = set(Decision.objects.filter(agent=agent, action="review").values_list("threshold_name", flat=True))
+    name = "amount_rule" if "amount_rule" in names else sorted(names)[0]
+    chart = threshold_chart(agent=agent, threshold_name=name, now=NOW)
+    assert chart["scoreName"] == FEATURE_OF[name]
+    total = sum(chart["approved"]) + sum(chart["dismissed"]) + sum(chart["escalated"])
+    responded = Decision.objects.filter(agent=agent, threshold_name=name, response_action__isnull=False).count()
+    assert total == responded > 0
