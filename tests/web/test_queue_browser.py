@@ -1,12 +1,14 @@
 """The review queue in real Chromium: keys, clicks, claims. Every test checks the stored rows, not only the page."""
 
 import re
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.signals import request_finished, request_started
 from django.utils import timezone
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
@@ -21,11 +23,45 @@ PASSWORD = "correct-horse-battery"
 expect.set_options(timeout=15_000)
 
 
+class ServerRequests:
+    """The live server's requests still being handled, counted by Django's own signals (the server runs in a thread
+    of this process). A request counts until its response is closed, after its last database statement."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.seen = 0
+        self._lock = threading.Lock()
+
+    def started(self, **kwargs: Any) -> None:
+        with self._lock:
+            self.active += 1
+            self.seen += 1
+
+    def finished(self, **kwargs: Any) -> None:
+        with self._lock:
+            self.active -= 1
+
+    def wait_idle(self, timeout: float = 10.0, quiet: float = 0.2) -> None:
+        """Until no request has been in progress for ``quiet`` seconds (a beacon sent as a page is left may reach
+        the server a moment after the browser let it go)."""
+        deadline = time.monotonic() + timeout
+        idle_since = time.monotonic()
+        while time.monotonic() < deadline:
+            if self.active > 0:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= quiet:
+                return
+            time.sleep(0.02)
+
+
 @pytest.fixture
 def open_page(chromium: Browser, live_server: Any) -> Iterator[Any]:
     contexts: list[BrowserContext] = []
     errors: list[str] = []
     in_flight: set[Any] = set()
+    server = ServerRequests()
+    request_started.connect(server.started)
+    request_finished.connect(server.finished)
 
     def settle(timeout: float = 10.0) -> None:
         """Wait until the server has answered every request the pages made (claims, the header, beacons)."""
@@ -61,6 +97,12 @@ def open_page(chromium: Browser, live_server: Any) -> Iterator[Any]:
     settle()
     for context in contexts:
         context.close()
+    # The browser's side is done; the server's may not be (the shared in-memory SQLite refuses to empty a table
+    # that a request still reads: "database table is locked").
+    assert server.seen > 0, "the live server's requests were not counted: the wait below would wait for nothing"
+    server.wait_idle()
+    request_started.disconnect(server.started)
+    request_finished.disconnect(server.finished)
     assert errors == [], f"script errors on the page: {errors}"
 
 
