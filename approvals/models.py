@@ -44,6 +44,13 @@ class AuditEvent(models.Model):
     evidence_entry_ids = models.JSONField(default=list, blank=True)
     detail = models.JSONField(default=dict, blank=True)
     message = models.TextField(blank=True)
+    # The agent's hash chain (approvals.chain), filled by audit_record.
+    prev_hash = models.CharField(
+        max_length=64, default="", editable=False, help_text="The hash of the agent's row before this one."
+    )
+    hash = models.CharField(
+        max_length=64, default="", editable=False, help_text="SHA-256 of prev_hash and this row's content."
+    )
 
     class Meta:
         ordering = ["at", "id"]

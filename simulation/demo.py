@@ -49,8 +49,8 @@ def demo_users(report: DemoReport) -> dict[str, Any]:
 
 
 def _has_history(agent_id: str) -> bool:
-    agent = Agent.objects.filter(agent_id=agent_id).first()
-    return agent is not None and agent.decisions.exists()
+    """Whatever the agent has (even a history cut short) is kept: nothing is ever deleted to make it anew."""
+    return Agent.objects.filter(agent_id=agent_id).exists()
 
 
 def _history(

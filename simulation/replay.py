@@ -23,7 +23,7 @@ import numpy as np
 from django.conf import settings
 from numpy.typing import NDArray
 
-from simulation.runner import Loop, RunResult, default_start, monday_on_or_before
+from simulation.runner import Loop, RunResult, agent_id_free, default_start, monday_on_or_before
 from simulation.world import Cases, Scenario, ThresholdSpec
 
 WEEK_SECONDS = 7 * 86400
@@ -335,7 +335,8 @@ def replay_run(
     scenario = replay_scenario(spec)
     weeks = (prepared.days + 6) // 7
     start = monday_on_or_before(start) if start else default_start(weeks)
-    agent_id = agent_id or f"replay-{re.sub(r'[^a-z0-9]+', '-', spec.csv.name.split('.')[0].lower())}-{spec.seed}"
+    default_id = f"replay-{re.sub(r'[^a-z0-9]+', '-', spec.csv.name.split('.')[0].lower())}-{spec.seed}"
+    agent_id = agent_id_free(agent_id, explicit=True) if agent_id else agent_id_free(default_id)
     loop = Loop(scenario=scenario, agent_id=agent_id, start=start, seed=spec.seed, name=f"Replay of {spec.csv.name}")
     rows = loop.run(
         days=prepared.days,

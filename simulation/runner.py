@@ -23,11 +23,9 @@ from typing import Any
 
 import numpy as np
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
 from loopsite_client import Client
 
-from approvals.models import AuditEvent
-from auditlog.models import Decision, DecisionKey
+from auditlog.models import Decision
 from auditlog.services import BulkResponse, response_record_bulk
 from people.roles import Role, role_groups_ensure
 from simulation.agent_transport import InProcessTransport
@@ -72,41 +70,29 @@ def _quiet() -> Iterator[None]:
         logging.disable(previous)
 
 
-SIMULATION_PREFIXES = ("sim-", "replay-", "demo-")
-
-
-class NotASimulationAgent(ValueError):
-    pass
-
-
 class AgentClientFailed(RuntimeError):
     """The reference agent's client could not read its config or deliver its decisions, or the API refused some of
     them (dead letters). In a simulation that is a bug, never a condition to ride out."""
 
 
-def agent_purge(*, agent_id: str) -> bool:
-    """Delete an agent and everything recorded about it. Only for simulation agents: an id that does not start
-    with sim-, replay- or demo- is refused, so a run can never wipe a real agent's history."""
-    agent = Agent.objects.filter(agent_id=agent_id).first()
-    if agent is None:
-        return False
-    if not agent_id.startswith(SIMULATION_PREFIXES):
-        raise NotASimulationAgent(
-            f"agent {agent_id!r} exists and is not a simulation agent (ids start with {', '.join(SIMULATION_PREFIXES)})"
+class AgentIdTaken(ValueError):
+    """A simulation never writes over an agent's history: the audit trail is append-only for every agent."""
+
+
+def agent_id_free(base: str, *, explicit: bool = False) -> str:
+    """``base`` when no agent has it, else the first of ``base-2``, ``base-3``, ... that is free. An id the user
+    named (``explicit``) is never changed: taken, it is refused."""
+    if not Agent.objects.filter(agent_id=base).exists():
+        return base
+    if explicit:
+        raise AgentIdTaken(
+            f"agent {base!r} exists, and a simulation never writes over an agent's history: name another agent "
+            "id, or run in a database of its own (--database NAME)"
         )
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            # The audit trail's trigger lets a simulation agent's rows go only when the transaction says so.
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('loopsite.purge_agent', %s, true)", [str(agent.pk)])
-        AuditEvent.objects.filter(agent=agent).delete()
-        Decision.objects.filter(agent=agent).delete()
-        DecisionKey.objects.filter(agent_id=agent.pk).delete()
-        ConfigVersion.objects.filter(agent=agent).update(rolled_back_version=None, proposal=None)
-        ConfigVersion.objects.filter(agent=agent).delete()
-        Proposal.objects.filter(agent=agent).delete()
-        agent.delete()
-    return True
+    n = 2
+    while Agent.objects.filter(agent_id=f"{base}-{n}").exists():
+        n += 1
+    return f"{base}-{n}"
 
 
 def user_ensure(username: str, role: Role, *, staff: bool = False) -> Any:
@@ -208,8 +194,8 @@ class Loop:
         self.health: dict[int, tuple[str, str]] = {}
         self.events: list[dict[str, Any]] = []
         self.actions = list(scenario.actions)
+        agent_id_free(agent_id, explicit=True)
         with _quiet():
-            agent_purge(agent_id=agent_id)
             self.agent, self.key = agent_create(
                 agent_id=agent_id,
                 name=name or f"Simulation: {scenario.name} (seed {seed})",
@@ -355,7 +341,9 @@ class Loop:
         week = day // 7
         initial = agent_decide(self.scenario, cases.signals, self.scenario.initial_values, sl=sl).action
         self.truth.setdefault(week, TruthCounts()).add(decided.action, cases.truth[sl], initial)
-        queued = set(Decision.objects.filter(entry_id__in=ids, queued=True).values_list("entry_id", flat=True))
+        queued = set(
+            Decision.objects.filter(agent=self.agent, entry_id__in=ids, queued=True).values_list("entry_id", flat=True)
+        )
         for j, i in enumerate(range(lo, hi)):
             entry_id = ids[j]
             if entry_id not in queued or cases.u_respond[i] >= self.scenario.response_rate:
@@ -585,7 +573,7 @@ def simulate(
 ) -> RunResult:
     """Run one scenario. The same seed (and start) gives the same table."""
     start = monday_on_or_before(start) if start else default_start(weeks)
-    agent_id = agent_id or f"sim-{scenario.name}-{seed}"
+    agent_id = agent_id_free(agent_id, explicit=True) if agent_id else agent_id_free(f"sim-{scenario.name}-{seed}")
     world = World(scenario, seed)
     loop = Loop(scenario=scenario, agent_id=agent_id, start=start, seed=seed)
     rows = loop.run(days=weeks * 7, cases_for_day=lambda day: world.cases(day, per_day), progress=progress)

@@ -1,6 +1,5 @@
 import csv
 import io
-from typing import Any
 
 import pytest
 from django.db import DatabaseError, connection, transaction
@@ -81,9 +80,9 @@ def test_audit_page__shows_events_and_exports_csv(client, agent, approver, appro
     assert exported.content.decode().count("\n") == 5
 
 
-@pytest.mark.configured
 @pytest.mark.django_db
-def test_audit_trail__postgresql_refuses_update_and_delete(agent, approver):
+def test_audit_trail__update_and_delete__refused_by_the_database(agent, approver):
+    """On SQLite (the default) as on PostgreSQL: an UPDATE of an audit row used to simply work on SQLite."""
     proposal_decide(proposal=make_proposal(agent), actor=approver, decision="reject", rationale="kept", now=NOW)
     event = AuditEvent.objects.get()
 
@@ -91,37 +90,67 @@ def test_audit_trail__postgresql_refuses_update_and_delete(agent, approver):
         AuditEvent.objects.filter(pk=event.pk).update(message="rewritten")
     with pytest.raises(DatabaseError, match="append-only: DELETE refused"), transaction.atomic():
         AuditEvent.objects.filter(pk=event.pk).delete()
+    with (
+        pytest.raises(DatabaseError, match="append-only: UPDATE refused"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("UPDATE approvals_auditevent SET message = 'rewritten'")
 
     assert AuditEvent.objects.get(pk=event.pk).message == "kept"
 
 
-def _declare_purge(agent: Any) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('loopsite.purge_agent', %s, true)", [str(agent.pk)])
+@pytest.mark.configured
+@pytest.mark.django_db
+def test_audit_trail__postgresql__the_old_purge_of_a_demo_agent__refused(approver):
+    """The reproduction: `create_agent demo-prod` is allowed, and a declared purge deleted its trail."""
+    demo, _ = make_agent("demo-prod")
+    proposal_decide(proposal=make_proposal(demo), actor=approver, decision="reject", rationale="kept", now=NOW)
+
+    with (
+        pytest.raises(DatabaseError, match="append-only: DELETE refused"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SET LOCAL loopsite.purge_agent = %s", [str(demo.pk)])
+        cursor.execute("DELETE FROM approvals_auditevent WHERE agent_id = %s", [demo.pk])
+
+    assert AuditEvent.objects.filter(agent=demo).count() == 1
 
 
 @pytest.mark.configured
 @pytest.mark.django_db
-def test_audit_trail__postgresql__declared_purge_of_a_real_agent__still_refused(agent, approver):
+@pytest.mark.parametrize(
+    "statement",
+    ["TRUNCATE approvals_auditevent", "TRUNCATE approvals_auditevent CASCADE", "TRUNCATE thresholds_agent CASCADE"],
+)
+def test_audit_trail__postgresql__truncate__refused(agent, approver, statement):
     proposal_decide(proposal=make_proposal(agent), actor=approver, decision="reject", rationale="kept", now=NOW)
 
-    with pytest.raises(DatabaseError, match="append-only: DELETE refused"), transaction.atomic():
-        _declare_purge(agent)
-        AuditEvent.objects.filter(agent=agent).delete()
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the test's own open transaction has checks pending
+    with (
+        pytest.raises(DatabaseError, match="append-only: TRUNCATE refused"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(statement)
 
-    assert AuditEvent.objects.filter(agent=agent).count() == 1
+    assert AuditEvent.objects.count() == 1
 
 
 @pytest.mark.configured
 @pytest.mark.django_db
-def test_audit_trail__postgresql__simulation_agent__deleted_only_when_the_purge_is_declared(approver):
-    sim, _ = make_agent("sim-miscalibrated-9")
-    proposal_decide(proposal=make_proposal(sim), actor=approver, decision="reject", rationale="kept", now=NOW)
+def test_audit_trail__postgresql__replica_session_of_a_superuser__still_refused(agent, approver):
+    """The tests connect as a superuser: `session_replication_role = replica` used to skip the trigger."""
+    proposal_decide(proposal=make_proposal(agent), actor=approver, decision="reject", rationale="kept", now=NOW)
 
-    with pytest.raises(DatabaseError, match="append-only: DELETE refused"), transaction.atomic():
-        AuditEvent.objects.filter(agent=sim).delete()
-    with transaction.atomic():
-        _declare_purge(sim)
-        AuditEvent.objects.filter(agent=sim).delete()
+    with (
+        pytest.raises(DatabaseError, match="append-only: DELETE refused"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute("DELETE FROM approvals_auditevent")
 
-    assert AuditEvent.objects.filter(agent=sim).count() == 0
+    assert AuditEvent.objects.count() == 1

@@ -4,8 +4,9 @@ from typing import Any
 
 import pytest
 
-from simulation.runner import agent_purge, simulate
+from simulation.runner import simulate
 from simulation.world import scenario_get
+from tests.audit_owner import agent_history_remove
 from thresholds.models import ConfigVersion
 from tuner.models import Proposal
 
@@ -25,7 +26,7 @@ def run_and_collect(scenario: str, *, weeks: int, per_day: int, seed: int = 1) -
         .order_by("number")
         .values("number", "source", "values", "activated_at")
     )
-    agent_purge(agent_id=result.agent_id)
+    agent_history_remove(result.agent_id)
     return {"table": result.table(), "events": result.events, "proposals": proposals, "versions": versions}
 
 
@@ -51,7 +52,7 @@ def run_replay(django_db_setup: Any, django_db_blocker: Any) -> Callable[..., li
     def run(spec: ReplaySpec) -> list[dict[str, Any]]:
         with django_db_blocker.unblock():
             result = replay_run(spec, start=START)
-            agent_purge(agent_id=result.agent_id)
+            agent_history_remove(result.agent_id)
         return result.table()
 
     return run

@@ -1,15 +1,19 @@
-"""The simulate command: the table printed, the files written, the run's agent replaced on a second run."""
+"""The simulate command: the table printed, the files written, and a second run that deletes nothing."""
 
 import csv
 import json
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
 
+from approvals.models import AuditEvent
+from approvals.services import proposal_decide
 from auditlog.models import Decision
-from thresholds.models import Agent
+from tests.factories import NOW, make_agent, make_proposal
+from thresholds.models import ConfigVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -42,11 +46,15 @@ def test_simulate_command__writes_table_csv_json_and_chart(tmp_path: Path) -> No
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_simulate_command__same_agent_id_again__replaces_the_previous_run(tmp_path: Path) -> None:
+def test_simulate_command__second_run__a_new_agent_beside_the_first(tmp_path: Path) -> None:
+    """Nothing of the first run is deleted: the audit trail is append-only for every agent."""
     _simulate(tmp_path)
-    _simulate(tmp_path)
-    assert Agent.objects.filter(agent_id="sim-rules-3").count() == 1
+    first_audit = AuditEvent.objects.filter(agent__agent_id="sim-rules-3").count()
+    text = _simulate(tmp_path)
+    assert "agent sim-rules-3-2, seed 3" in text
     assert Decision.objects.filter(agent__agent_id="sim-rules-3").count() == 420
+    assert Decision.objects.filter(agent__agent_id="sim-rules-3-2").count() == 420
+    assert AuditEvent.objects.filter(agent__agent_id="sim-rules-3").count() == first_audit
 
 
 def test_simulate_command__bad_weeks__error() -> None:
@@ -54,7 +62,21 @@ def test_simulate_command__bad_weeks__error() -> None:
         call_command("simulate", weeks=0, no_progress=True)
 
 
-def test_simulate_command__agent_id_of_a_real_agent__refused_and_kept(agent: Agent) -> None:
-    with pytest.raises(CommandError, match="not a simulation agent"):
-        call_command("simulate", agent_id="triage", weeks=1, per_day=10, no_progress=True)
-    assert Agent.objects.filter(agent_id="triage").exists()
+@pytest.mark.parametrize("agent_id", ["triage", "demo-prod", "sim-rules-3"])
+def test_simulate_command__agent_id_that_exists__refused_and_its_trail_kept(agent_id: str, approver: Any) -> None:
+    """The reproduction: an agent named demo-prod had its trail deleted by a simulation's purge."""
+    existing, _ = make_agent(agent_id)
+    proposal_decide(proposal=make_proposal(existing), actor=approver, decision="reject", rationale="kept", now=NOW)
+
+    with pytest.raises(CommandError, match=f"agent '{agent_id}' exists, and a simulation never writes over"):
+        call_command("simulate", agent_id=agent_id, weeks=1, per_day=10, no_progress=True)
+
+    assert AuditEvent.objects.filter(agent=existing).count() == 1
+    assert ConfigVersion.objects.filter(agent=existing).count() == 1
+
+
+def test_simulate_command__bad_database_name__refused() -> None:
+    with pytest.raises(CommandError, match="--database 'public'"):
+        call_command("simulate", database="public", weeks=1, per_day=10, no_progress=True)
+    with pytest.raises(CommandError, match="--database '../x'"):
+        call_command("simulate", database="../x", weeks=1, per_day=10, no_progress=True)

@@ -8,8 +8,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from simulation.outputs import table_text, write_outputs
+from simulation.own_database import OwnDatabaseRefused, database_argument, database_for
 from simulation.replay import ReplayError, ReplaySpec, load_table, prepare, replay_run, resolve_csv
-from simulation.runner import NotASimulationAgent
+from simulation.runner import AgentIdTaken
 
 
 def _names(value: str) -> tuple[str, ...]:
@@ -48,6 +49,7 @@ class Command(BaseCommand):
         parser.add_argument("--start", type=date.fromisoformat, default=None)
         parser.add_argument("--agent-id", default=None)
         parser.add_argument("--out", type=Path, default=None)
+        database_argument(parser)
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -83,8 +85,13 @@ class Command(BaseCommand):
             raise CommandError("--label-noise must be at least 0 and under 0.5")
         bar = tqdm(total=days, unit="day", desc="replay", disable=opts["no_progress"], file=self.stderr)
         try:
-            result = replay_run(spec, start=opts["start"], agent_id=opts["agent_id"], progress=lambda _d: bar.update(1))
-        except NotASimulationAgent as exc:
+            with database_for(opts["database"]) as where:
+                if where:
+                    self.stdout.write(f"running in a database of its own: {where}")
+                result = replay_run(
+                    spec, start=opts["start"], agent_id=opts["agent_id"], progress=lambda _d: bar.update(1)
+                )
+        except (AgentIdTaken, OwnDatabaseRefused) as exc:
             raise CommandError(str(exc)) from None
         bar.close()
         rows = result.table()

@@ -8,7 +8,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from simulation.outputs import table_text, write_outputs
-from simulation.runner import NotASimulationAgent, simulate
+from simulation.own_database import OwnDatabaseRefused, database_argument, database_for
+from simulation.runner import AgentIdTaken, simulate
 from simulation.world import SCENARIOS, scenario_get
 
 
@@ -30,7 +31,12 @@ class Command(BaseCommand):
             default=None,
             help="first Monday (default: the Monday --weeks weeks before this week's)",
         )
-        parser.add_argument("--agent-id", default=None, help="default sim-<scenario>-<seed>; replaced if it exists")
+        parser.add_argument(
+            "--agent-id",
+            default=None,
+            help="default sim-<scenario>-<seed> (-2, -3... when taken); a named id that exists is refused",
+        )
+        database_argument(parser)
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -42,16 +48,19 @@ class Command(BaseCommand):
         days = opts["weeks"] * 7
         bar = tqdm(total=days, unit="day", desc=scenario.name, disable=opts["no_progress"], file=self.stderr)
         try:
-            result = simulate(
-                scenario=scenario,
-                weeks=opts["weeks"],
-                per_day=opts["per_day"],
-                seed=opts["seed"],
-                start=opts["start"],
-                agent_id=opts["agent_id"],
-                progress=lambda _day: bar.update(1),
-            )
-        except NotASimulationAgent as exc:
+            with database_for(opts["database"]) as where:
+                if where:
+                    self.stdout.write(f"running in a database of its own: {where}")
+                result = simulate(
+                    scenario=scenario,
+                    weeks=opts["weeks"],
+                    per_day=opts["per_day"],
+                    seed=opts["seed"],
+                    start=opts["start"],
+                    agent_id=opts["agent_id"],
+                    progress=lambda _day: bar.update(1),
+                )
+        except (AgentIdTaken, OwnDatabaseRefused) as exc:
             raise CommandError(str(exc)) from None
         bar.close()
         rows = result.table()
