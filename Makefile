@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest browser serve clean
+.PHONY: run test lint typecheck pytest browser serve clean screenshots
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,14 +18,24 @@ TEST_ENV := SECRET_KEY="$${SECRET_KEY:-tests-only-not-a-secret}" \
 	SECURE_SSL_REDIRECT="$${SECURE_SSL_REDIRECT:-false}" \
 	SESSION_COOKIE_SECURE="$${SESSION_COOKIE_SECURE:-false}" CSRF_COOKIE_SECURE="$${CSRF_COOKIE_SECURE:-false}"
 
+# `make run PORT=8080` (and HOST=0.0.0.0 to listen beyond this machine); links printed and emailed follow them.
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SITE_URL ?= http://$(HOST):$(PORT)
+export SITE_URL
+
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py demo
 	$(BIN)/python manage.py setup_periodic_tasks
-	$(BIN)/python manage.py serve
+	$(BIN)/python manage.py serve --bind $(HOST):$(PORT)
 
 serve: $(STAMP)
-	$(BIN)/python manage.py serve
+	$(BIN)/python manage.py serve --bind $(HOST):$(PORT)
+
+# Screenshots of the queue, a proposal, the dashboard and the audit trail for the README (docs/img/).
+screenshots: $(STAMP) browser
+	$(BIN)/python tools/screenshots.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

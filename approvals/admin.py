@@ -13,11 +13,12 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from approvals.guard import agents_in_scope
 from approvals.models import AuditEvent
 from approvals.selectors import proposal_view, threshold_chart
 from approvals.services import proposal_decide
+from approvals.views import comment_post, decide_context, discussion_context
 from loopsite.exceptions import DomainError
-from people.roles import is_approver
 from thresholds.selectors import config_get_live
 from tuner.models import Proposal, ProposalEvidence
 
@@ -75,7 +76,13 @@ class ProposalAdmin(admin.ModelAdmin):
         return config_get_live(agent=obj.agent).thresholds.get(obj.threshold_name)
 
     def get_queryset(self, request: HttpRequest) -> Any:
-        return super().get_queryset(request).select_related("agent", "decided_by")
+        """The list holds the proposals of the agents the user may decide (approvals.guard.agents_in_scope). A
+        proposal opened by its link still shows, with the sentence that says who may decide it."""
+        rows = super().get_queryset(request).select_related("agent", "decided_by")
+        match = getattr(request, "resolver_match", None)
+        if match is not None and str(match.url_name).endswith("_changelist"):
+            rows = rows.filter(agent__in=agents_in_scope(request.user))
+        return rows
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # manual proposals go through the approvers' page, which checks the rules
@@ -88,7 +95,10 @@ class ProposalAdmin(admin.ModelAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         decide = path("<int:pk>/decide/", self.admin_site.admin_view(self.decide_view), name="tuner_proposal_decide")
-        return [decide, *super().get_urls()]
+        comment = path(
+            "<int:pk>/comment/", self.admin_site.admin_view(self.comment_view), name="tuner_proposal_comment"
+        )
+        return [decide, comment, *super().get_urls()]
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
@@ -103,12 +113,17 @@ class ProposalAdmin(admin.ModelAdmin):
             **(extra_context or {}),
             "view": view,
             "chart": chart,
-            "can_decide": is_approver(request.user)
-            and proposal.status == Proposal.Status.PENDING
-            and proposal.created_by_id != request.user.pk,
+            **decide_context(request.user, proposal, view),
             "decide_url": reverse("admin:tuner_proposal_decide", args=[proposal.pk]),
+            **discussion_context(request.user, proposal, reverse("admin:tuner_proposal_comment", args=[proposal.pk])),
         }
         return super().change_view(request, object_id, form_url, extra_context=context)
+
+    @staticmethod
+    @require_POST
+    def comment_view(request: HttpRequest, pk: int) -> HttpResponse:
+        comment_post(request, pk)
+        return HttpResponseRedirect(reverse("admin:tuner_proposal_change", args=[pk]) + "#discussion")
 
     @staticmethod
     @require_POST

@@ -12,12 +12,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from approvals.discussion import proposal_comment, proposal_thread
 from approvals.lock import agent_config_lock, agent_config_unlock, lock_render
 from approvals.selectors import (
     AUDIT_CSV_COLUMNS,
+    approval_render,
     audit_event_render,
     audit_events,
     entries_render,
+    proposal_approvals,
     proposal_get,
     proposal_sample_ids,
     proposals_list,
@@ -42,6 +45,7 @@ def require_approver_or_staff(request: Request) -> None:
 def proposal_render(proposal: Proposal, *, live_value: float | None = None) -> dict[str, Any]:
     """The seed's proposal fields (camelCase) plus the gate's state. ``currentValue`` is the value at the
     cycle's start, as the tuner emitted it; ``liveValue`` is the live config's value now."""
+    approvals = proposal_approvals(proposal=proposal)
     return {
         "id": proposal.pk,
         "agentId": proposal.agent.agent_id,
@@ -68,6 +72,10 @@ def proposal_render(proposal: Proposal, *, live_value: float | None = None) -> d
         "decidedValue": proposal.decided_value,
         "rationale": proposal.rationale,
         "rolledBackAt": _iso(proposal.rolled_back_at),
+        "requiredApprovals": approvals.required,
+        "approvalsNeeded": approvals.needed,
+        "approvalValue": approvals.value,
+        "approvals": [approval_render(a) for a in approvals.counting + approvals.earlier],
     }
 
 
@@ -90,6 +98,19 @@ class ProposalClusterOut(serializers.Serializer):
     distinguishingFeatures = FeatureEffectOut(many=True)
     rules = serializers.ListField(child=serializers.CharField(), help_text="Matched-rule combination (rule-based).")
     sampleEntryIds = serializers.ListField(child=serializers.CharField())
+
+
+class ApprovalOut(serializers.Serializer):
+    approver = serializers.CharField(help_text="The approver's username.")
+    decision = serializers.ChoiceField(
+        choices=["accept", "modify"], help_text="accept: signed off the value; modify: set it, restarting the count."
+    )
+    value = serializers.FloatField(help_text="The value signed off.")
+    rationale = serializers.CharField()
+    at = serializers.DateTimeField()
+    counts = serializers.BooleanField(
+        help_text="Whether it counts towards requiredApprovals: false once a later modify restarted the count."
+    )
 
 
 class ProposalOut(serializers.Serializer):
@@ -123,6 +144,20 @@ class ProposalOut(serializers.Serializer):
     decidedValue = serializers.FloatField(allow_null=True)
     rationale = serializers.CharField()
     rolledBackAt = serializers.DateTimeField(allow_null=True)
+    requiredApprovals = serializers.IntegerField(
+        help_text="Distinct approvers who must accept before the change goes live (the agent's setting, default 1)."
+    )
+    approvalsNeeded = serializers.IntegerField(
+        help_text="More accepts, by approvers who have not signed yet, before it goes live; 0 once not pending."
+    )
+    approvalValue = serializers.FloatField(
+        help_text="The value an accept signs off now: proposedValue, or the value of the modify the count began with."
+    )
+    approvals = ApprovalOut(
+        many=True,
+        help_text="Each approver's sign-off, oldest first: those that count, then those a later modify made stop "
+        "counting. The decisive one is there too; a reject is in decidedBy and rationale.",
+    )
 
 
 class ProposalListOut(serializers.Serializer):
@@ -169,7 +204,11 @@ PROPOSAL_ID = OpenApiParameter("proposal_id", int, OpenApiParameter.PATH, descri
 ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="Bad input; the message names the field."),
     401: OpenApiResponse(ErrorSerializer, description="No or unknown credentials."),
-    403: OpenApiResponse(ErrorSerializer, description="Not an approver or staff (or deciding your own proposal)."),
+    403: OpenApiResponse(
+        ErrorSerializer,
+        description="Not an approver or staff, not one of the agent's designated approvers (code "
+        "not_designated_approver; the message names them), or deciding your own proposal.",
+    ),
     404: OpenApiResponse(ErrorSerializer, description="Unknown agent or proposal."),
 }
 
@@ -227,11 +266,13 @@ def proposal_detail_render(proposal: Proposal) -> dict[str, Any]:
     live = config_get_live(agent=proposal.agent)
     body = proposal_render(proposal, live_value=live.thresholds.get(proposal.threshold_name))
     evidence = list(proposal.evidence.order_by("id").values_list("entry_id", "kind"))
-    rendered = {e["id"]: e for e in entries_render([entry_id for entry_id, _ in evidence])}
+    rendered = {
+        e["id"]: e for e in entries_render(agent=proposal.agent, entry_ids=[entry_id for entry_id, _ in evidence])
+    }
     body["evidence"] = [
         {"entryId": entry_id, "kind": kind, "entry": rendered.get(entry_id)} for entry_id, kind in evidence
     ]
-    body["sampleEntries"] = entries_render(proposal_sample_ids(proposal=proposal))
+    body["sampleEntries"] = entries_render(agent=proposal.agent, entry_ids=proposal_sample_ids(proposal=proposal))
     return body
 
 
@@ -254,12 +295,18 @@ class DecisionInput(serializers.Serializer):
 
 class ProposalDecisionApi(APIView):
     @extend_schema(
-        summary="Accept, reject or modify a proposal; accept and modify make a new config version live at once",
+        summary="Accept, reject or modify a proposal. Accept and modify sign off a value; on the agent's "
+        "requiredApprovals-th sign-off (the first, by default) it goes live as a new config version. A modify "
+        "restarts the count on its value; a reject rejects at once",
         request=DecisionInput,
         parameters=[PROPOSAL_ID],
         responses={
             200: ProposalDecisionOut,
-            409: OpenApiResponse(ErrorSerializer, description="Already decided (by whom), expired or superseded."),
+            409: OpenApiResponse(
+                ErrorSerializer,
+                description="Already decided (by whom), expired or superseded; or you approved it already "
+                "(code already_approved: how many more are needed from other approvers).",
+            ),
             **ERRORS,
         },
     )
@@ -279,6 +326,41 @@ class ProposalDecisionApi(APIView):
         body = proposal_render(decided, live_value=live.thresholds.get(decided.threshold_name))
         body["configVersion"] = live.version
         return Response(body)
+
+
+class CommentInput(serializers.Serializer):
+    text = serializers.CharField(max_length=4000, help_text="The comment; required, at most 4,000 characters.")
+
+
+class DiscussionOut(serializers.Serializer):
+    results = AuditEventOut(many=True, help_text="Oldest first: proposal.created, comments, sign-offs, decision.")
+
+
+class ProposalCommentsApi(APIView):
+    @extend_schema(
+        summary="A proposal's discussion: its comments in order with its sign-offs and decision",
+        parameters=[PROPOSAL_ID],
+        responses={200: DiscussionOut, **ERRORS},
+    )
+    def get(self, request: Request, proposal_id: str) -> Response:
+        require_approver_or_staff(request)
+        proposal = proposal_get(proposal_id=proposal_id)
+        return Response({"results": [audit_event_render(e) for e in proposal_thread(proposal)]})
+
+    @extend_schema(
+        summary="Comment on a proposal (approvers and admins): an audit row, emailed to the agent's approvers",
+        request=CommentInput,
+        parameters=[PROPOSAL_ID],
+        responses={201: AuditEventOut, **ERRORS},
+    )
+    def post(self, request: Request, proposal_id: str) -> Response:
+        data = CommentInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        proposal = proposal_get(proposal_id=proposal_id)
+        event = proposal_comment(
+            proposal=proposal, actor=request.user, text=data.validated_data["text"], now=timezone.now()
+        )
+        return Response(audit_event_render(event), status=201)
 
 
 class LockInput(serializers.Serializer):

@@ -10,6 +10,7 @@ from django.db.models import F
 from approvals.chain import GENESIS, fields_of, row_hash
 from approvals.models import AuditEvent
 from thresholds.models import Agent
+from webhooks.services import webhooks_emit
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def audit_record(
         event.hash = row_hash(prev_hash=event.prev_hash, fields=fields_of(event))
         event.save(force_insert=True)
     logger.info(kind, extra={"agent_id": agent.agent_id, "audit_event_id": event.pk, "threshold": threshold_name})
+    webhooks_emit(event=event)  # deliveries in this transaction, sent after it commits
     return event
 
 

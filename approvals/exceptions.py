@@ -11,6 +11,18 @@ class NotAnApprover(Forbidden):
     """Only approvers (and admins) decide proposals and roll back configs."""
 
 
+class NotADesignatedApprover(NotAnApprover):
+    """The agent has designated approvers, and this approver is not one of them (nor an admin)."""
+
+    code = "not_designated_approver"
+
+
+class AlreadyApproved(Conflict):
+    """This approver has signed off the proposal already; the others' approvals are still needed."""
+
+    code = "already_approved"
+
+
 class SelfApprovalError(Forbidden):
     """Nobody approves a change they made (contract rule 6)."""
 

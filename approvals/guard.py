@@ -12,6 +12,10 @@ Within an agent's cycle (the ISO week in its timezone, ``thresholds.cycles``):
 proposal (page, admin, API, simulation), a hand-made proposal. Callers hold ``agent_lock`` first, so two
 approvers accepting at once on PostgreSQL are serialised on the agent row and the second one sees the first
 one's change; a lock racing an accept likewise.
+
+``approver_check`` is the other guard here: who may decide an agent's proposals, lock or unlock its config, roll it
+back or judge a watched change of it. Every such path calls it after ``agent_lock``, so an edit of the agent's
+designated approvers (which writes the agent row) and a decision take turns.
 """
 
 import math
@@ -19,10 +23,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from approvals.exceptions import AgentLocked, GuardrailViolation, NotAnApprover
+from django.db.models import Q, QuerySet
+
+from approvals.exceptions import AgentLocked, GuardrailViolation, NotADesignatedApprover, NotAnApprover
 from loopsite.exceptions import ValidationFailed
 from loopsite.rules import rule
-from people.roles import is_approver
+from people.roles import is_admin, is_approver
 from thresholds.cycles import cycle_monday, cycle_start
 from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
 
@@ -40,11 +46,71 @@ def rationale_check(text: Any, field: str = "rationale") -> str:
     return value
 
 
-def approver_check(actor: Any, verb: str) -> None:
-    """Only approvers (and admins) ``verb``: decide proposals, roll back, lock, judge a watched change."""
+# What approver_check guards, as its refusals name it.
+DECIDE = "decide proposals"
+ROLL_BACK = "roll back configs"
+LOCK = "lock an agent's config"
+UNLOCK = "unlock an agent's config"
+JUDGE = "judge a watched change"
+
+
+def approver_refusal(actor: Any, verb: str, *, agent: Agent) -> NotAnApprover | None:
+    """Why ``actor`` may not ``verb`` for ``agent``, or None when they may. Pages use it to hide what would be
+    refused, with the same sentence the refusal carries."""
+    who = str(getattr(actor, "username", "") or "someone")
     if not is_approver(actor):
-        who = str(getattr(actor, "username", "") or "someone")
-        raise NotAnApprover(f"{who} is not an approver; only approvers {verb}")
+        return NotAnApprover(f"{who} is not an approver; only approvers {verb}")
+    if is_admin(actor):
+        return None
+    designated = sorted(agent.approvers.values_list("username", flat=True))
+    if designated and who not in designated:
+        return NotADesignatedApprover(
+            f"{who} is not one of {agent.agent_id}'s designated approvers ({', '.join(designated)}); for "
+            f"{agent.agent_id}, only they and admins {verb}"
+        )
+    return None
+
+
+def agents_in_scope(user: Any) -> QuerySet[Agent]:
+    """The agents whose proposals ``user`` may decide: every agent for an admin; for an approver those that
+    designate them and those that designate nobody (the queryset form of ``approver_refusal``); none otherwise."""
+    if is_admin(user):
+        return Agent.objects.all()
+    if not is_approver(user):
+        return Agent.objects.none()
+    return Agent.objects.filter(Q(approvers=user) | Q(approvers__isnull=True)).distinct()
+
+
+def scope_note(user: Any, verb: str, *, agent: Agent) -> str:
+    """The sentence a page shows an approver who is not one of the agent's designated approvers, in place of the
+    controls the guard would refuse them; empty when they may use them (or are no approver at all)."""
+    refusal = approver_refusal(user, verb, agent=agent)
+    return f"{refusal.message}." if isinstance(refusal, NotADesignatedApprover) else ""
+
+
+def approver_check(actor: Any, verb: str, *, agent: Agent) -> None:
+    """Only approvers (and admins) ``verb``: decide proposals, roll back, lock, judge a watched change. When the
+    agent has designated approvers, only they (and admins) do. Call it after ``agent_lock``."""
+    refusal = approver_refusal(actor, verb, agent=agent)
+    if refusal is not None:
+        raise refusal
+
+
+def designation_check(*, approvers: list[Any], required: int) -> None:
+    """An agent's designated approvers must be approvers, and it cannot require more distinct approvals than it
+    has designated approvers (with none designated, any approvers count)."""
+    if isinstance(required, bool) or not isinstance(required, int) or required < 1:
+        raise ValidationFailed("required approvals must be a whole number, 1 or more", field="requiredApprovals")
+    for user in approvers:
+        if not is_approver(user):
+            raise ValidationFailed(f"{user.username!r} is not an approver", field="approvers")
+    designated = len({user.pk for user in approvers})
+    if designated and required > designated:
+        raise ValidationFailed(
+            f"{required} approvals cannot be required of {designated} designated approver"
+            f"{'s' if designated != 1 else ''}: designate at least {required}, or require at most {designated}",
+            field="requiredApprovals",
+        )
 
 
 def agent_lock(agent: Agent) -> Agent:

@@ -12,7 +12,7 @@ from typing import Any
 from django.db import transaction
 
 from approvals.audit import audit_record
-from approvals.guard import agent_lock, approver_check, rationale_check
+from approvals.guard import LOCK, UNLOCK, agent_lock, approver_check, rationale_check
 from approvals.models import AuditEvent
 from loopsite.exceptions import Conflict
 from thresholds.models import Agent
@@ -21,10 +21,10 @@ logger = logging.getLogger(__name__)
 
 
 def agent_config_lock(*, agent: Agent, actor: Any, rationale: str, now: datetime) -> Agent:
-    approver_check(actor, "lock an agent's config")
     text = rationale_check(rationale)
     with transaction.atomic():
         locked = agent_lock(agent)
+        approver_check(actor, LOCK, agent=locked)
         if locked.is_locked:
             raise Conflict(f"{agent.agent_id}'s config is locked already", field="agentId")
         locked.locked_at, locked.locked_by, locked.lock_rationale = now, actor, text
@@ -43,10 +43,10 @@ def agent_config_lock(*, agent: Agent, actor: Any, rationale: str, now: datetime
 
 
 def agent_config_unlock(*, agent: Agent, actor: Any, rationale: str, now: datetime) -> Agent:
-    approver_check(actor, "unlock an agent's config")
     text = rationale_check(rationale)
     with transaction.atomic():
         locked = agent_lock(agent)
+        approver_check(actor, UNLOCK, agent=locked)
         if not locked.is_locked:
             raise Conflict(f"{agent.agent_id}'s config is not locked", field="agentId")
         was = {"locked": True, "lockedBy": locked.locked_by.username if locked.locked_by else None}

@@ -8,6 +8,8 @@ class AuditEvent(models.Model):
     class Kind(models.TextChoices):
         PROPOSAL_CREATED = "proposal.created"
         PROPOSAL_ACCEPTED = "proposal.accepted"
+        PROPOSAL_APPROVAL_RECORDED = "proposal.approval_recorded"
+        PROPOSAL_COMMENTED = "proposal.commented"
         PROPOSAL_MODIFIED = "proposal.modified"
         PROPOSAL_REJECTED = "proposal.rejected"
         PROPOSAL_SUPERSEDED = "proposal.superseded"

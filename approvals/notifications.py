@@ -21,6 +21,7 @@ from people.roles import GROUP_NAMES, Role
 from thresholds.metrics import weekly_metrics
 from thresholds.models import Agent, ConfigVersion
 from tuner.models import Proposal, TunerRun
+from webhooks.services import webhooks_digest_emit
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,28 @@ def proposal_manual_notify(*, proposal_id: int) -> int:
         },
         recipients=recipients,
         event="notification.manual_proposal",
+    )
+
+
+def comment_notify(*, audit_event_id: int) -> int:
+    """A comment on a proposal, to the agent's approvers but its author. Called after commit."""
+    event = AuditEvent.objects.select_related("agent", "proposal", "actor").filter(pk=audit_event_id).first()
+    if event is None or event.proposal is None:
+        return 0
+    author = event.actor.email if event.actor is not None else ""
+    recipients = [e for e in approver_emails(agent=event.agent) if e != author]
+    proposal = event.proposal
+    return _send(
+        subject=f"[loopsite] {event.agent.agent_id}: {event.actor_label} commented on proposal #{proposal.pk}",
+        template="emails/comment.txt",
+        context={
+            "event": event,
+            "proposal": proposal,
+            "url": link("proposal-detail", proposal.pk),
+            "log": {"agent_id": event.agent.agent_id, "proposal_id": proposal.pk},
+        },
+        recipients=recipients,
+        event="notify.comment",
     )
 
 
@@ -196,6 +219,7 @@ def digest_send(*, agent: Agent, now: datetime) -> int:
         ),
     ]
     pending = Proposal.objects.filter(agent=agent, status=Proposal.Status.PENDING).count()
+    webhooks_digest_emit(agent=agent, week=last, week_before=before, pending=pending, now=now)
     return _send(
         subject=f"[loopsite] {agent.agent_id}: weekly digest, week of {last.week_start:%Y-%m-%d}",
         template="emails/digest.txt",

@@ -1,9 +1,10 @@
 """Engineers own the rules the tuner is judged by (contract rule 9): every change to them is an audit event.
 
 An agent's rules are its review sample rate, binary and rule-based modes, timezone, tuner window, objective, miss
-cost and designated approvers, and each threshold's bounds, rule name and score feature. Whatever path edits them
-(the admin today), it takes ``rules_snapshot`` before, saves, and calls ``rule_changes_record`` in the same
-transaction: one ``rules.changed`` row with what changed, before and after.
+cost, designated approvers and required approvals, and each threshold's bounds, rule name and score feature. Whatever
+path edits them (the admin, ``approvals.services.agent_approvers_set``), it takes ``rules_snapshot`` before, saves,
+and calls ``rule_changes_record`` in the same transaction: one ``rules.changed`` row with what changed, before and
+after.
 """
 
 from datetime import datetime
@@ -21,6 +22,7 @@ AGENT_RULES = (
     ("window_weeks", "windowWeeks"),
     ("objective", "objective"),
     ("miss_cost", "missCost"),
+    ("required_approvals", "requiredApprovals"),
 )
 THRESHOLD_RULES = (("min_value", "min"), ("max_value", "max"), ("rule", "rule"), ("score_feature", "scoreFeature"))
 
@@ -36,8 +38,11 @@ def rules_snapshot(agent: Agent) -> dict[str, Any]:
     return snapshot
 
 
-def rule_changes_record(*, agent: Agent, before: dict[str, Any], actor: Any, at: datetime, via: str) -> Any:
-    """The ``rules.changed`` event for what differs from ``before``, or None when nothing does."""
+def rule_changes_record(
+    *, agent: Agent, before: dict[str, Any], actor: Any, at: datetime, via: str, actor_label: str = ""
+) -> Any:
+    """The ``rules.changed`` event for what differs from ``before``, or None when nothing does. Without a user,
+    ``actor_label`` says who (e.g. a command)."""
     after = rules_snapshot(agent)
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     if not changed:
@@ -47,6 +52,7 @@ def rule_changes_record(*, agent: Agent, before: dict[str, Any], actor: Any, at:
         agent=agent,
         at=at,
         actor=actor,
+        actor_label=actor_label,
         before={k: before.get(k) for k in changed},
         after={k: after.get(k) for k in changed},
         detail={"via": via},

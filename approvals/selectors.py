@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, Prefetch, Q, QuerySet
 
 from approvals.exceptions import ProposalNotFound
 from approvals.models import AuditEvent, VersionWatch
@@ -17,7 +17,7 @@ from loopsite.rules import rule
 from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
 from thresholds.selectors import config_get_live
 from tuner.clusters import cluster_sentence, proposal_band
-from tuner.models import Proposal
+from tuner.models import Proposal, ProposalApproval
 from tuner.selectors import rule_score
 
 SAMPLES_SHOWN = 5
@@ -26,15 +26,21 @@ CLUSTER_SAMPLES_SHOWN = 4
 CHART_BINS = 20
 
 
+def _with_approvals(qs: QuerySet[Proposal]) -> QuerySet[Proposal]:
+    return qs.prefetch_related(Prefetch("approvals", queryset=ProposalApproval.objects.select_related("approver")))
+
+
 def proposal_get(*, proposal_id: int | str) -> Proposal:
     try:
-        return Proposal.objects.select_related("agent", "run", "created_by", "decided_by").get(pk=proposal_id)
+        return _with_approvals(Proposal.objects.select_related("agent", "run", "created_by", "decided_by")).get(
+            pk=proposal_id
+        )
     except (Proposal.DoesNotExist, ValueError, TypeError):
         raise ProposalNotFound(f"no proposal {proposal_id}", field="id") from None
 
 
 def proposals_list(*, agent: Agent | None = None, status: str | None = None) -> QuerySet[Proposal]:
-    qs = Proposal.objects.select_related("agent", "run", "decided_by", "created_by")
+    qs = _with_approvals(Proposal.objects.select_related("agent", "run", "decided_by", "created_by"))
     if agent is not None:
         qs = qs.filter(agent=agent)
     if status:
@@ -42,12 +48,13 @@ def proposals_list(*, agent: Agent | None = None, status: str | None = None) -> 
     return qs.order_by("-created_at", "rank", "-pk")
 
 
-def entries_render(entry_ids: list[str]) -> list[dict[str, Any]]:
-    """The cited entries in the seed's shape, in the order given; ids no longer found are skipped."""
+def entries_render(*, agent: Agent, entry_ids: list[str]) -> list[dict[str, Any]]:
+    """The agent's cited entries in the seed's shape, in the order given; ids no longer found are skipped. Ids
+    are unique per agent: another agent's entry with the same id is never shown."""
     rendered = []
     for entry_id in entry_ids:
         try:
-            rendered.append(entry_render(decision_get(entry_id=entry_id)))
+            rendered.append(entry_render(decision_get(entry_id=entry_id, agent=agent)))
         except DomainError:
             continue
     return rendered
@@ -101,6 +108,53 @@ def proposal_clusters_shown(*, proposal: Proposal) -> ClustersShown:
     return ClustersShown(top=top, total=len(clusters), band=(low, high), kind=kind)
 
 
+@dataclass(frozen=True)
+class ApprovalState:
+    """Where a proposal's sign-offs stand against its agent's ``required_approvals``."""
+
+    required: int
+    counting: list[ProposalApproval]  # the sign-offs that count, oldest first
+    earlier: list[ProposalApproval]  # sign-offs a later modify made stop counting
+    value: float  # what an accept signs off now: the proposed value, or the value of the modify the count began with
+    needed: int  # more accepts by other approvers before it goes live; 0 once it is no longer pending
+
+    def signed_by(self, user: Any) -> ProposalApproval | None:
+        """``user``'s sign-off among those that count, if any."""
+        return next((a for a in self.counting if a.approver_id == getattr(user, "pk", None)), None)
+
+    @property
+    def restarted_by(self) -> ProposalApproval | None:
+        """The modify that restarted the count, when earlier sign-offs no longer count."""
+        return self.counting[0] if self.earlier and self.counting else None
+
+
+def proposal_approvals(*, proposal: Proposal) -> ApprovalState:
+    signoffs = list(proposal.approvals.all())
+    counting = [a for a in signoffs if a.superseded_at is None]
+    required = int(proposal.agent.required_approvals)
+    pending = proposal.status == Proposal.Status.PENDING
+    return ApprovalState(
+        required=required,
+        counting=counting,
+        earlier=[a for a in signoffs if a.superseded_at is not None],
+        value=counting[0].value if counting else proposal.proposed_value,
+        # A pending proposal needs at least one more accept, even when its agent now requires fewer than signed.
+        needed=max(1, required - len(counting)) if pending else 0,
+    )
+
+
+def approval_render(approval: ProposalApproval) -> dict[str, Any]:
+    """One sign-off as the API and the audit trail show it."""
+    return {
+        "approver": approval.approver.get_username(),
+        "decision": approval.decision,
+        "value": approval.value,
+        "rationale": approval.rationale,
+        "at": approval.at.isoformat().replace("+00:00", "Z"),
+        "counts": approval.superseded_at is None,
+    }
+
+
 @dataclass
 class ProposalView:
     """What an approver needs to decide: the seed's approval-view fields, the current value read live."""
@@ -115,6 +169,9 @@ class ProposalView:
     samples: list[dict[str, Any]]
     evidence_ids: list[str]
     impact: dict[str, Any] = field(default_factory=dict)
+    approvals: ApprovalState | None = None
+    summary: "ImpactSummary | None" = None
+    heading: "ProposalHeading | None" = None
 
     @property
     def risk_first(self) -> bool:
@@ -139,10 +196,167 @@ def proposal_view(*, proposal: Proposal, now: datetime) -> ProposalView:
         allowed_min=lo,
         allowed_max=hi,
         allowance=allowed,
-        samples=entries_render(proposal_sample_ids(proposal=proposal)),
+        samples=entries_render(agent=proposal.agent, entry_ids=proposal_sample_ids(proposal=proposal)),
         evidence_ids=list(proposal.evidence.order_by("id").values_list("entry_id", flat=True)),
         impact=dict(proposal.impact or {}),
+        approvals=proposal_approvals(proposal=proposal),
+        summary=proposal_impact(proposal=proposal),
+        heading=proposal_heading(proposal=proposal),
     )
+
+
+MONTH_DAYS = 30
+
+
+@dataclass(frozen=True)
+class ImpactFigure:
+    """One replayed figure over the tuner's window: the change, its likely range (the replay's 90 % interval)
+    and the change scaled to a month."""
+
+    change: float
+    low: float | None
+    high: float | None
+    per_month: float
+
+
+@dataclass(frozen=True)
+class ImpactSummary:
+    """A proposal's expected impact said once: a plain sentence first, then the figures behind it."""
+
+    sentence: str
+    window_days: int
+    false_alarms: ImpactFigure | None
+    misses: ImpactFigure | None
+    beats_share: float | None
+    miss_budget: str
+    risk: str
+
+
+def _about(value: float) -> int:
+    """A count as people say it with "about": two significant figures from 100 on."""
+    n = abs(value)
+    if n >= 100:
+        step = 10 ** (len(str(int(n))) - 2)
+        return int(round(n / step) * step)
+    return int(round(n))
+
+
+def _figure(impact: dict[str, Any], new: str, old: str, scale: float) -> ImpactFigure | None:
+    # Two stored shapes: {"falseAlarms": {"change", "low", "high"}} and the older {"falseAlarmChange", ...Interval}.
+    if isinstance(impact.get(new), dict) and impact[new].get("change") is not None:
+        f = impact[new]
+        change, low, high = float(f["change"]), f.get("low"), f.get("high")
+    elif impact.get(f"{old}Change") is not None:
+        interval = impact.get(f"{old}Interval") or [None, None]
+        change, low, high = float(impact[f"{old}Change"]), interval[0], interval[1]
+    else:
+        return None
+    return ImpactFigure(change, low, high, change * scale)
+
+
+def _impact_sentence(fa: ImpactFigure | None, miss: ImpactFigure | None) -> str:
+    parts = []
+    if fa is not None:
+        n = _about(fa.per_month)
+        if n == 0:
+            parts.append("Leaves false alarms about where they are")
+        else:
+            verb = "Cuts" if fa.per_month < 0 else "Adds"
+            parts.append(f"{verb} about {n} false alarm{'s' if n != 1 else ''} a month")
+    if miss is not None:
+        n = _about(miss.per_month)
+        if n == 0:
+            tail = "lets no more real cases through"
+        elif miss.per_month > 0:
+            tail = f"may let about {n} more real case{'s' if n != 1 else ''} through"
+        else:
+            tail = f"catches about {n} more real case{'s' if n != 1 else ''}"
+        parts.append(tail if parts else tail[0].upper() + tail[1:])
+    return " and ".join(parts) + "." if parts else ""
+
+
+def _budget_text(budget: dict[str, Any] | None) -> str:
+    if not budget or budget.get("rateProposed") is None or budget.get("allowedRate") is None:
+        return ""
+    return (
+        f"Miss budget against the reference of {budget.get('reference', 'the agent')}: "
+        f"{float(budget['rateProposed']):.2%} of real cases missed, {float(budget['allowedRate']):.2%} allowed"
+    )
+
+
+RISK_PREFIX = "RISK: may raise missed signals."
+
+
+def _risk_text(proposal: Proposal, impact: dict[str, Any]) -> str:
+    """The risk in plain words, without the figures the impact already states. A flagged risk names the tests that
+    fired; a model's note (after "Analyst:") is kept."""
+    text = proposal.risk_assessment.strip()
+    if not proposal.risk_flagged:
+        return text
+    analyst = text[text.index(" Analyst: ") + 1 :] if " Analyst: " in text else ""
+    reasons = impact.get("riskReasons") or []
+    sentences = []
+    if "material" in reasons:
+        sentences.append("The replay finds more real cases missed than chance explains.")
+    if "budget" in reasons:
+        budget = impact.get("missBudget") or {}
+        against = f" against the reference of {budget['reference']}" if budget.get("reference") else ""
+        sentences.append(f"It would use more than half of the missed signals left in the miss budget{against}.")
+    if not sentences:
+        body = text.split(" Analyst: ")[0] if analyst else text
+        sentences.append(body.removeprefix(RISK_PREFIX).strip())
+    return " ".join(s for s in [*sentences, analyst] if s)
+
+
+def proposal_impact(*, proposal: Proposal) -> ImpactSummary:
+    """The replayed impact scaled to a month from the window it was replayed over (the run's; for a proposal
+    without a run, the agent's tuner window)."""
+    impact = dict(proposal.impact or {})
+    if proposal.run is not None:
+        days = max(1, round((proposal.run.window_end - proposal.run.window_start).total_seconds() / 86400))
+    else:
+        days = 7 * (proposal.agent.window_weeks or rule("DEFAULT_WINDOW_WEEKS"))
+    scale = MONTH_DAYS / days
+    fa = _figure(impact, "falseAlarms", "falseAlarm", scale)
+    miss = _figure(impact, "misses", "miss", scale)
+    beats = impact.get("beatsCurrentShare")
+    sentence = _impact_sentence(fa, miss)
+    if sentence and proposal.decided_value is not None and proposal.decided_value != proposal.proposed_value:
+        # The replay was of the proposed value, not of the one an approver made live.
+        sentence = f"Replayed for the proposed {proposal.proposed_value:.6g}: {sentence[0].lower()}{sentence[1:]}"
+    return ImpactSummary(
+        sentence=sentence,
+        window_days=days,
+        false_alarms=fa,
+        misses=miss,
+        beats_share=float(beats) if beats is not None else None,
+        miss_budget=_budget_text(impact.get("missBudget")),
+        risk=_risk_text(proposal, impact),
+    )
+
+
+@dataclass(frozen=True)
+class ProposalHeading:
+    """What a proposal changes, true whatever became of it: from the value when proposed to the decided value
+    once decided (with the proposed one when an approver modified it), else to the proposed value."""
+
+    before: float
+    after: float
+    note: str
+
+
+def proposal_heading(*, proposal: Proposal) -> ProposalHeading:
+    decided = proposal.decided_value
+    if decided is not None and proposal.status != Proposal.Status.PENDING:
+        if proposal.status == Proposal.Status.MODIFIED or decided != proposal.proposed_value:
+            note = f"modified from the proposed {proposal.proposed_value:.6g}"
+        else:
+            note = "accepted as proposed"
+        if proposal.status == Proposal.Status.ROLLED_BACK:
+            note += ", since rolled back"
+        return ProposalHeading(proposal.current_value, decided, note)
+    note = "proposed" if proposal.status == Proposal.Status.PENDING else f"proposed, {proposal.get_status_display()}"
+    return ProposalHeading(proposal.current_value, proposal.proposed_value, note.replace("_", " ").lower())
 
 
 def threshold_chart(*, agent: Agent, threshold_name: str, now: datetime, weeks: int | None = None) -> dict[str, Any]:

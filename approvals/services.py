@@ -12,21 +12,33 @@ from django.db import transaction
 
 from approvals.audit import audit_record
 from approvals.exceptions import (
+    AlreadyApproved,
     AlreadyDecided,
     NotAnApprover,
     ProposalNotFound,
     RollbackRefused,
     SelfApprovalError,
 )
-from approvals.guard import EPS, agent_lock, approver_check, change_check, rationale_check
+from approvals.guard import (
+    DECIDE,
+    EPS,
+    ROLL_BACK,
+    agent_lock,
+    approver_check,
+    change_check,
+    designation_check,
+    rationale_check,
+)
 from approvals.models import AuditEvent
+from approvals.rule_changes import rule_changes_record, rules_snapshot
+from approvals.selectors import approval_render
 from loopsite.exceptions import ValidationFailed
 from loopsite.outbox import outbox_send
 from loopsite.rules import rule
 from people.roles import is_approver, is_staff
 from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
 from thresholds.services import config_version_activate
-from tuner.models import Proposal
+from tuner.models import Proposal, ProposalApproval
 from tuner.selectors import latest_done_run, run_clusters
 from tuner.services import proposal_clusters
 
@@ -63,21 +75,28 @@ def _evidence_ids(proposal: Proposal) -> list[str]:
 def proposal_decide(
     *, proposal: Proposal, actor: Any, decision: str, rationale: str, now: datetime, value: float | None = None
 ) -> Proposal:
-    """Accept, reject or modify a pending proposal. Accept and modify make a new live config version at once.
+    """Accept, reject or modify a pending proposal.
 
-    The proposal row is locked first, so of two approvers deciding at once one wins and the other is told who.
+    An accept or a modify is the actor's sign-off (``ProposalApproval``) on a value; the change goes live, as a new
+    config version, on the agent's ``required_approvals``-th sign-off by distinct approvers (the first, by
+    default). An accept signs off the value being approved (the proposed one, or the last modify's). A modify
+    restarts the count on its value, the modifier's sign-off being the first: sign-offs of another value no longer
+    count. A reject rejects at once, whatever was signed before. An approver counts once.
+
+    The agent row, then the proposal row, are locked first, so of two approvers deciding at once one goes first
+    and the other sees what it did: told who decided it, or adding the next sign-off.
     """
     if decision not in DECISIONS:
         raise ValidationFailed("decision must be accept, reject or modify", field="decision")
     text = rationale_check(rationale)
-    approver_check(actor, "decide proposals")
-    if decision == "modify" and value is None:
-        raise ValidationFailed("modify needs a value", field="value")
 
     with transaction.atomic():
         # The agent row first, as every change of its config does: concurrent accepts, locks and rollbacks of
         # one agent run one after the other, each seeing what the one before it made live.
         agent = agent_lock(proposal.agent)
+        approver_check(actor, DECIDE, agent=agent)
+        if decision == "modify" and value is None:
+            raise ValidationFailed("modify needs a value", field="value")
         try:
             locked = Proposal.objects.select_for_update(of=("self",)).select_related("agent", "run").get(pk=proposal.pk)
         except Proposal.DoesNotExist:
@@ -89,11 +108,40 @@ def proposal_decide(
         live = ConfigVersion.objects.get(agent=agent, is_live=True)
         live_value = live.values.get(locked.threshold_name)
         evidence_ids = _evidence_ids(locked)
+        signoffs = list(locked.approvals.filter(superseded_at=None).select_related("approver"))
 
         new_value: float | None = None
         if decision != "reject":
-            chosen = locked.proposed_value if decision == "accept" else value
+            required = agent.required_approvals
+            if decision == "accept" and any(s.approver_id == actor.pk for s in signoffs):
+                more = max(1, required - len(signoffs))
+                raise AlreadyApproved(f"you already approved this; {more} more needed from other approvers")
+            chosen = (signoffs[0].value if signoffs else locked.proposed_value) if decision == "accept" else value
             new_value = change_check(agent=agent, threshold_name=locked.threshold_name, value=chosen, now=now)
+            if decision == "modify" and signoffs:
+                locked.approvals.filter(pk__in=[s.pk for s in signoffs]).update(superseded_at=now)
+                restarted, signoffs = signoffs, []
+            else:
+                restarted = []
+            signoffs.append(
+                ProposalApproval.objects.create(
+                    proposal=locked, approver=actor, decision=decision, value=new_value, rationale=text, at=now
+                )
+            )
+            if len(signoffs) < required:
+                return _approval_record(
+                    proposal=locked,
+                    agent=agent,
+                    actor=actor,
+                    signoffs=signoffs,
+                    restarted=restarted,
+                    required=required,
+                    live_value=live_value,
+                    evidence_ids=evidence_ids,
+                    now=now,
+                )
+            # The count started with a modify: the change goes live as modified, at the modify's value.
+            decision = signoffs[0].decision
 
         locked.status = _DECIDED_STATUS[decision]
         locked.decided_by = actor
@@ -103,16 +151,26 @@ def proposal_decide(
         locked.save(update_fields=["status", "decided_by", "decided_at", "decided_value", "rationale"])
 
         version = None
+        detail: dict[str, Any] = {
+            "decision": decision,
+            "proposedValue": locked.proposed_value,
+            "valueAtCycleStart": locked.current_value,
+            "decidedValue": new_value,
+        }
+        if len(signoffs) > 1 or (decision == "reject" and signoffs):  # others signed: who, and why
+            detail.update(requiredApprovals=agent.required_approvals, approvals=_signoffs_json(signoffs))
         if new_value is not None:
             values = {k: float(v) for k, v in live.values.items()}
             values[locked.threshold_name] = new_value
             verb = "accepted" if decision == "accept" else f"modified to {new_value:g}"
+            names = ", ".join(_who(s.approver) for s in signoffs) if len(signoffs) > 1 else _who(actor)
+            why = "; ".join(f"{_who(s.approver)}: {s.rationale}" for s in signoffs) if len(signoffs) > 1 else text
             version = config_version_activate(
                 agent=agent,
                 values=values,
                 source=ConfigVersion.Source.PROPOSAL,
                 now=now,
-                reason=f"proposal #{locked.pk} {verb} by {_who(actor)}: {text}",
+                reason=f"proposal #{locked.pk} {verb} by {names}: {why}",
                 approved_by=actor,
                 proposal=locked,
             )
@@ -128,12 +186,7 @@ def proposal_decide(
             run=locked.run,
             config_version=version,
             evidence_entry_ids=evidence_ids,
-            detail={
-                "decision": decision,
-                "proposedValue": locked.proposed_value,
-                "valueAtCycleStart": locked.current_value,
-                "decidedValue": new_value,
-            },
+            detail=detail,
             message=text,
         )
         if version is not None:
@@ -157,6 +210,56 @@ def proposal_decide(
         extra={"proposal_id": locked.pk, "agent_id": agent.agent_id, "by": _who(actor), "value": new_value},
     )
     return locked
+
+
+def _signoffs_json(signoffs: list[ProposalApproval]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in approval_render(s).items() if k != "counts"} for s in signoffs]
+
+
+def _approval_record(
+    *,
+    proposal: Proposal,
+    agent: Agent,
+    actor: Any,
+    signoffs: list[ProposalApproval],
+    restarted: list[ProposalApproval],
+    required: int,
+    live_value: Any,
+    evidence_ids: list[str],
+    now: datetime,
+) -> Proposal:
+    """A sign-off short of the required count: audited; the proposal stays pending and nothing goes live."""
+    signoff = signoffs[-1]
+    needed = required - len(signoffs)
+    detail: dict[str, Any] = {
+        "decision": signoff.decision,
+        "value": signoff.value,
+        "proposedValue": proposal.proposed_value,
+        "requiredApprovals": required,
+        "approvalsNeeded": needed,
+        "approvals": _signoffs_json(signoffs),
+    }
+    if restarted:
+        detail["noLongerCounting"] = _signoffs_json(restarted)
+    audit_record(
+        kind=AuditEvent.Kind.PROPOSAL_APPROVAL_RECORDED,
+        agent=agent,
+        at=now,
+        actor=actor,
+        threshold_name=proposal.threshold_name,
+        before={proposal.threshold_name: live_value},
+        after={proposal.threshold_name: live_value},
+        proposal=proposal,
+        run=proposal.run,
+        evidence_entry_ids=evidence_ids,
+        detail=detail,
+        message=signoff.rationale,
+    )
+    logger.info(
+        "proposal.approval_recorded",
+        extra={"proposal_id": proposal.pk, "agent_id": agent.agent_id, "by": _who(actor), "needed": needed},
+    )
+    return proposal
 
 
 def _not_pending_message(proposal: Proposal) -> str:
@@ -280,10 +383,10 @@ def config_rollback(
     Rolling back to the version just before the live one is a ``rollback`` (and a live proposal change is
     marked rolled back); going back further is a ``manual`` change. Either way it is audited like any change.
     """
-    approver_check(actor, "roll back configs")
     text = rationale_check(reason)
     with transaction.atomic():
         agent = agent_lock(agent)  # a rollback is exempt from the guard and the lock, but queues like any change
+        approver_check(actor, ROLL_BACK, agent=agent)
         live = (
             ConfigVersion.objects.select_for_update(of=("self",))
             .select_related("proposal")
@@ -339,3 +442,33 @@ def config_rollback(
         extra={"agent_id": agent.agent_id, "version": version.number, "to": target.number, "by": _who(actor)},
     )
     return version
+
+
+def agent_approvers_set(
+    *,
+    agent: Agent,
+    approvers: list[Any],
+    required: int | None,
+    actor: Any,
+    now: datetime,
+    via: str,
+    actor_label: str = "",
+) -> Agent:
+    """Set who may decide the agent's proposals (its designated approvers; none: every approver) and how many
+    distinct approvals a change needs (``required`` None: unchanged). One ``rules.changed`` audit row with before
+    and after, in the same transaction; nothing when nothing changed."""
+    with transaction.atomic():
+        locked = agent_lock(agent)  # decisions check the approvers under this lock: they wait for the new ones
+        before = rules_snapshot(locked)
+        count = locked.required_approvals if required is None else required
+        designation_check(approvers=approvers, required=count)
+        locked.approvers.set(approvers)
+        if count != locked.required_approvals:
+            locked.required_approvals = count
+            locked.save(update_fields=["required_approvals"])
+        rule_changes_record(agent=locked, before=before, actor=actor, at=now, via=via, actor_label=actor_label)
+    logger.info(
+        "agent.approvers_set",
+        extra={"agent_id": locked.agent_id, "approvers": [_who(u) for u in approvers], "required": count},
+    )
+    return locked

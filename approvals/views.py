@@ -1,23 +1,30 @@
 """Pages for approvers: the proposals, the approval view with its decision form, the audit trail, rollback."""
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from approvals.api import audit_csv
-from approvals.guard import allowance
+from approvals.audit_page import AUDIT_PAGE_SIZE, audit_events_filtered, audit_filters_parse
+from approvals.discussion import proposal_comment, proposal_thread
+from approvals.exceptions import NotADesignatedApprover
+from approvals.guard import DECIDE, JUDGE, ROLL_BACK, allowance, approver_refusal, scope_note
 from approvals.lock import agent_config_lock, agent_config_unlock
-from approvals.models import VersionWatch
+from approvals.models import AuditEvent, VersionWatch
 from approvals.selectors import (
-    audit_events,
+    proposal_approvals,
     proposal_clusters_shown,
     proposal_get,
+    proposal_heading,
     proposal_view,
     proposal_watch,
     proposals_list,
@@ -67,7 +74,13 @@ def proposal_list(request: HttpRequest) -> HttpResponse:
     for p in proposals:
         if p.agent_id not in live_by_agent:
             live_by_agent[p.agent_id] = config_get_live(agent=p.agent).thresholds
-        rows.append({"p": p, "live_value": live_by_agent[p.agent_id].get(p.threshold_name)})
+        rows.append(
+            {
+                "p": p,
+                "live_value": live_by_agent[p.agent_id].get(p.threshold_name),
+                "heading": proposal_heading(proposal=p),
+            }
+        )
     return render(
         request,
         "approvals/proposal_list.html",
@@ -90,7 +103,8 @@ def _detail_context(request: HttpRequest, proposal: Proposal) -> dict[str, Any]:
         {
             "threshold": proposal.threshold_name,
             "current": view.live_value,
-            "proposed": proposal.proposed_value,
+            "proposed": view.heading.after if view.heading else proposal.proposed_value,
+            "proposedLabel": "proposed" if proposal.status == Proposal.Status.PENDING else "decided",
         }
     )
     return {
@@ -98,12 +112,48 @@ def _detail_context(request: HttpRequest, proposal: Proposal) -> dict[str, Any]:
         "p": proposal,
         "chart": chart,
         "clusters": proposal_clusters_shown(proposal=proposal),
-        "can_decide": is_approver(request.user)
-        and proposal.status == Proposal.Status.PENDING
-        and proposal.created_by_id != request.user.pk,
+        **decide_context(request.user, proposal, view),
         "own_proposal": proposal.created_by_id is not None and proposal.created_by_id == request.user.pk,
         "watch_version": watch_version,
         "watch": watch,
+        **discussion_context(request.user, proposal, reverse("proposal-comment", args=[proposal.pk])),
+    }
+
+
+def discussion_context(user: Any, proposal: Proposal, comment_url: str) -> dict[str, Any]:
+    """The discussion panel's context (the page's and the admin's)."""
+    return {"thread": list(proposal_thread(proposal)), "comment_url": comment_url, "can_comment": is_approver(user)}
+
+
+def comment_post(request: HttpRequest, pk: int) -> Proposal | None:
+    """Record the comment a form posted (page or admin), with a message either way; the proposal, or None."""
+    try:
+        proposal = proposal_get(proposal_id=pk)
+        proposal_comment(proposal=proposal, actor=request.user, text=request.POST.get("text", ""), now=timezone.now())
+    except DomainError as exc:
+        messages.error(request, f"Not posted: {exc.message}.")
+        return None
+    messages.success(request, "Comment posted; the agent's approvers are told.")
+    return proposal
+
+
+@login_required
+@require_POST
+def proposal_comment_page(request: HttpRequest, pk: int) -> HttpResponse:
+    _require(request)
+    comment_post(request, pk)
+    return redirect(reverse("proposal-detail", args=[pk]) + "#discussion")
+
+
+def decide_context(user: Any, proposal: Proposal, view: Any) -> dict[str, Any]:
+    """Whether ``user`` may decide the proposal (the page's and the admin's form), why not, and their sign-off."""
+    approvals = view.approvals
+    return {
+        "can_decide": approver_refusal(user, DECIDE, agent=proposal.agent) is None
+        and proposal.status == Proposal.Status.PENDING
+        and proposal.created_by_id != user.pk,
+        "decide_note": scope_note(user, DECIDE, agent=proposal.agent),
+        "my_approval": approvals.signed_by(user) if approvals is not None else None,
     }
 
 
@@ -143,7 +193,14 @@ def proposal_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 error = exc
             else:
                 live = config_get_live(agent=decided.agent)
-                if decided.status == Proposal.Status.REJECTED:
+                if decided.status == Proposal.Status.PENDING:
+                    needed = proposal_approvals(proposal=decided).needed
+                    messages.success(
+                        request,
+                        f"Your approval is recorded: {needed} more needed from other approvers before "
+                        f"{decided.threshold_name} changes.",
+                    )
+                elif decided.status == Proposal.Status.REJECTED:
                     messages.success(request, f"Rejected: {decided.threshold_name} stays as it is.")
                 else:
                     messages.success(
@@ -208,23 +265,29 @@ def proposal_new(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def audit_trail(request: HttpRequest) -> HttpResponse:
+    """Newest first, ``AUDIT_PAGE_SIZE`` a page; ``?export=csv`` gives every event the filters let through."""
     _require(request)
-    agent = _agent_or_none(request.GET.get("agent"))
-    threshold = request.GET.get("threshold", "").strip()
-    events = audit_events(agent=agent, threshold=threshold or None)
+    filters = audit_filters_parse(request.GET)
+    events = audit_events_filtered(filters=filters)
+    agent = filters.agent
     if request.GET.get("export") == "csv":
         return audit_csv(events, f"audit-{agent.agent_id if agent else 'all'}.csv")
+    page = Paginator(events.reverse(), AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
     names: list[str] = sorted(threshold_definitions(agent=agent)) if agent else []
+    query = urlencode(filters.as_query())
     return render(
         request,
         "approvals/audit_trail.html",
         {
-            "events": list(events.reverse()[:500]),
+            "page": page,
+            "events": page.object_list,
             "agents": Agent.objects.all(),
             "agent": agent,
-            "threshold": threshold,
+            "filters": filters,
+            "kinds": AuditEvent.Kind.choices,
+            "threshold": filters.threshold,
             "threshold_names": names,
-            "query": request.GET.urlencode(),
+            "query": query,
         },
     )
 
@@ -237,14 +300,14 @@ def config_rollback_page(request: HttpRequest, agent_id: str) -> HttpResponse:
     agent = _agent_or_none(agent_id)
     if agent is None:
         return render(request, "approvals/error.html", {"message": f"unknown agent {agent_id!r}"}, status=404)
-    error = None
+    error: DomainError | None = None
     if request.method == "POST":
         if not is_approver(request.user):
             raise PermissionDenied("only approvers roll back configs")
         try:
             to = int(request.POST.get("to", ""))
         except ValueError:
-            error = "choose a version"
+            error = DomainError("choose a version", field="to")
         else:
             try:
                 version = config_rollback(
@@ -255,7 +318,7 @@ def config_rollback_page(request: HttpRequest, agent_id: str) -> HttpResponse:
                     now=timezone.now(),
                 )
             except DomainError as exc:
-                error = exc.message
+                error = exc
             else:
                 messages.success(request, f"v{version.number} is live, with the values of v{to}.")
                 return redirect("config-rollback", agent_id=agent.agent_id)
@@ -265,10 +328,11 @@ def config_rollback_page(request: HttpRequest, agent_id: str) -> HttpResponse:
         {
             "agent": agent,
             "versions": config_versions_list(agent=agent),
-            "error": error,
-            "can_rollback": is_approver(request.user),
+            "error": error.message if error else None,
+            "can_rollback": approver_refusal(request.user, ROLL_BACK, agent=agent) is None,
+            "rollback_note": scope_note(request.user, ROLL_BACK, agent=agent),
         },
-        status=400 if error else 200,
+        status=error.status_code if error else 200,
     )
 
 
@@ -284,6 +348,8 @@ def config_lock_page(request: HttpRequest, agent_id: str) -> HttpResponse:
     service = agent_config_unlock if request.POST.get("action") == "unlock" else agent_config_lock
     try:
         done = service(agent=agent, actor=request.user, rationale=request.POST.get("rationale", ""), now=timezone.now())
+    except NotADesignatedApprover as exc:
+        return render(request, "approvals/error.html", {"message": exc.message}, status=exc.status_code)
     except DomainError as exc:
         messages.error(request, f"Nothing changed: {exc.message}.")
     else:
@@ -354,7 +420,8 @@ def version_watch_page(request: HttpRequest, agent_id: str, number: int) -> Http
         "proposal": watch.version.proposal,
         "changes": _version_changes(watch.version),
         "assessment": assessment,
-        "can_judge": is_approver(request.user) and open_,
+        "can_judge": approver_refusal(request.user, JUDGE, agent=agent) is None and open_,
+        "judge_note": scope_note(request.user, JUDGE, agent=agent),
         "can_mark_good": watch.state in (VersionWatch.State.WATCHING, VersionWatch.State.INCONCLUSIVE),
         "own_change": change_author_id(watch.version) == request.user.pk,
         "error": error.message if error else None,

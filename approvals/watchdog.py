@@ -33,7 +33,7 @@ from django.db import transaction
 
 from approvals.audit import audit_record
 from approvals.exceptions import SelfApprovalError, WatchClosed, WatchNotFound
-from approvals.guard import agent_lock, approver_check, rationale_check
+from approvals.guard import JUDGE, ROLL_BACK, agent_lock, approver_check, rationale_check
 from approvals.models import AuditEvent, VersionWatch
 from approvals.selectors import (
     ErrorCounts,
@@ -517,6 +517,8 @@ def _rollback(
     label = getattr(actor, "username", "") if by_hand else "watchdog"
     with transaction.atomic():
         agent = agent_lock(watch.agent)
+        if by_hand:
+            approver_check(actor, ROLL_BACK, agent=agent)
         locked = (
             VersionWatch.objects.select_for_update(of=("self",))
             .select_related("version", "version__agent", "version__proposal", "version__proposal__run")
@@ -652,12 +654,12 @@ def change_author_id(version: ConfigVersion) -> int | None:
 
 def watch_mark_good(*, watch: VersionWatch, actor: Any, rationale: str, now: datetime) -> VersionWatch:
     """An approver judges a watched (or inconclusive) change good: the watchdog stops watching it."""
-    approver_check(actor, "judge a watched change")
     text = rationale_check(rationale)
-    if change_author_id(watch.version) == getattr(actor, "pk", None):
-        raise SelfApprovalError("you made this change; another approver must judge it")
     with transaction.atomic():
         agent = agent_lock(watch.agent)
+        approver_check(actor, JUDGE, agent=agent)
+        if change_author_id(watch.version) == getattr(actor, "pk", None):
+            raise SelfApprovalError("you made this change; another approver must judge it")
         current = VersionWatch.objects.select_related("agent", "version", "version__agent", "version__proposal").get(
             pk=watch.pk
         )
@@ -699,7 +701,6 @@ def watch_mark_good(*, watch: VersionWatch, actor: Any, rationale: str, now: dat
 
 def watch_rollback(*, watch: VersionWatch, actor: Any, rationale: str, now: datetime) -> ConfigVersion:
     """An approver rolls a watched change back by hand, through the watchdog's own rollback."""
-    approver_check(actor, "roll back configs")
     text = rationale_check(rationale)
     current = VersionWatch.objects.select_related("agent", "version", "version__agent", "version__proposal").get(
         pk=watch.pk

@@ -4,8 +4,9 @@ from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, StreamingHttpResponse
 
+from auditlog.evaluation import CONTENT_TYPES, evaluation_stream
 from auditlog.models import Decision, DecisionKey
 from thresholds.models import Agent
 
@@ -78,6 +79,14 @@ class DecisionAdmin(ReadOnlyAdmin):
         ),
     ]
     readonly_fields = [str(f) for _, opts in fieldsets for f in opts["fields"]]
+    actions = ["export_evaluation_csv"]
+
+    @admin.action(description="Export the selected reviewed decisions with their label (CSV evaluation set)")
+    def export_evaluation_csv(self, request: HttpRequest, queryset: QuerySet[Decision]) -> StreamingHttpResponse:
+        rows = queryset.filter(response_action__isnull=False)
+        response = StreamingHttpResponse(evaluation_stream(rows, "csv"), content_type=CONTENT_TYPES["csv"])
+        response["Content-Disposition"] = 'attachment; filename="evaluation-set.csv"'
+        return response
 
 
 @admin.register(DecisionKey)

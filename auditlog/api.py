@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import BasePermission
@@ -19,12 +20,12 @@ from rest_framework.views import APIView
 
 from auditlog import serializers as s
 from auditlog.entry import parse_time
+from auditlog.evaluation import CONTENT_TYPES, FORMATS, evaluation_stream, reviewed
 from auditlog.exceptions import InvalidEntry
-from auditlog.models import Decision
 from auditlog.render import entry_render, entry_render_with_history
 from auditlog.selectors import DecisionFilters, decision_page
 from auditlog.services import decision_get, decision_log, decision_log_batch, response_history, response_record
-from loopsite.exceptions import DomainError, Forbidden
+from loopsite.exceptions import DomainError, Forbidden, NotFound
 from loopsite.input_checks import json_load
 from people.authentication import acting_agent
 from people.roles import is_reviewer, is_staff
@@ -69,12 +70,6 @@ class IsReviewer(BasePermission):
 
     def has_permission(self, request: Any, view: Any) -> bool:
         return acting_agent(request) is None and is_reviewer(request.user)
-
-
-def _own_decision(request: Request, decision: Decision) -> None:
-    agent = acting_agent(request)
-    if agent is not None and decision.agent_id != agent.pk:
-        raise Forbidden(f"decision {decision.entry_id!r} belongs to another agent", field="id")
 
 
 # --- Request parsing ----------------------------------------------------------------------------------------
@@ -222,17 +217,42 @@ class DecisionBatchApi(APIView):
         return Response({"results": [r.as_dict() for r in results]})
 
 
+# Ids are unique per agent: the parameter that says whose id the path names, and what happens without it.
+AGENT_OF_ID = OpenApiParameter(
+    "agentId",
+    str,
+    description=(
+        "The agent whose id `{id}` is (ids are unique per agent). An agent key always reads its own agent's "
+        "decisions: another agent's id is 404, as one nobody used. A person may leave it out while only one agent "
+        "uses the id; when several do, the answer is 409 naming them."
+    ),
+)
+NOT_FOUND_OR_AMBIGUOUS = {
+    404: OpenApiResponse(
+        s.ErrorSerializer, description="No such decision (for an agent key: none of its own with this id)."
+    ),
+    409: OpenApiResponse(
+        s.ErrorSerializer,
+        description="For a person: the id is used by more than one agent and agentId was left out; `field` is agentId.",
+    ),
+}
+
+
+def _agent_of_id(request: Request) -> str | None:
+    return request.query_params.get("agentId") or None
+
+
 class DecisionDetailApi(APIView):
     permission_classes = [CanReadDecisions]
 
     @extend_schema(
         operation_id="decisions_get",
         summary="One decision with its human response, if any, and every answer it was given",
-        responses={200: s.EntryDetailOutSerializer, 404: s.ErrorSerializer, **ERRORS},
+        parameters=[AGENT_OF_ID],
+        responses={200: s.EntryDetailOutSerializer, **NOT_FOUND_OR_AMBIGUOUS, **ERRORS},
     )
     def get(self, request: Request, entry_id: str) -> Response:
-        decision = decision_get(entry_id=entry_id)
-        _own_decision(request, decision)
+        decision = decision_get(entry_id=entry_id, agent=acting_agent(request), agent_id=_agent_of_id(request))
         return Response(entry_render_with_history(decision, response_history(decision)))
 
 
@@ -246,10 +266,17 @@ class DecisionResponseApi(APIView):
             "approver, replaces the label, and every answer stays in responseHistory"
         ),
         request=s.ResponseInSerializer,
+        parameters=[AGENT_OF_ID],
         responses={
             201: s.EntryOutSerializer,
-            404: s.ErrorSerializer,
-            409: OpenApiResponse(s.ErrorSerializer, description="Already responded."),
+            404: NOT_FOUND_OR_AMBIGUOUS[404],
+            409: OpenApiResponse(
+                s.ErrorSerializer,
+                description=(
+                    "Already responded (send amends), or the id is used by more than one agent and agentId was "
+                    "left out (`field` is agentId)."
+                ),
+            ),
             413: s.ErrorSerializer,
             **ERRORS,
         },
@@ -261,6 +288,7 @@ class DecisionResponseApi(APIView):
             raise InvalidEntry("amends must be true or false", field="amends")
         decision = response_record(
             entry_id=entry_id,
+            agent_id=_agent_of_id(request),
             raw=raw,
             responder_id=request.user.get_username(),
             now=timezone.now(),
@@ -269,3 +297,44 @@ class DecisionResponseApi(APIView):
             actor=request.user,
         )
         return Response(entry_render_with_history(decision, response_history(decision)), status=201)
+
+
+class IsPerson(BasePermission):
+    message = "the evaluation set is for people with a role (reviewer, approver, admin), not agent keys"
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return acting_agent(request) is None and (is_staff(request.user) or is_reviewer(request.user))
+
+
+class EvaluationSetApi(APIView):
+    permission_classes = [IsPerson]
+
+    @extend_schema(
+        operation_id="evaluation_set",
+        summary="An agent's reviewed decisions with their current label, as CSV or JSON Lines",
+        description=(
+            "Every decision of the agent with a human response, oldest first, with the label the tuner learns "
+            "from (`approve`, `dismiss` or `escalate`, after any amendment): to build an evaluation set from the "
+            "team's own verdicts. `fmt` is `csv` (features and matchedRules as JSON in their cells) or `jsonl`."
+        ),
+        parameters=[
+            OpenApiParameter("fmt", str, OpenApiParameter.PATH, enum=list(FORMATS)),
+            OpenApiParameter("from", str, description="ISO 8601 with offset, by decision time; inclusive."),
+            OpenApiParameter("to", str, description="ISO 8601 with offset; exclusive."),
+        ],
+        responses={
+            (200, "text/csv"): OpenApiResponse(str, description="CSV with a header row."),
+            (200, "application/x-ndjson"): OpenApiResponse(str, description="One JSON object a line."),
+            404: OpenApiResponse(s.ErrorSerializer, description="Unknown agent or format."),
+            **ERRORS,
+        },
+    )
+    def get(self, request: Request, agent_id: str, fmt: str) -> StreamingHttpResponse:
+        if fmt not in FORMATS:
+            raise NotFound(f"no format {fmt!r}: use evaluation-set.csv or evaluation-set.jsonl", field="fmt")
+        agent = agent_get(agent_id=agent_id)
+        now = timezone.now()
+        decisions = reviewed(agent, since=_query_time(request, "from", now), until=_query_time(request, "to", now))
+        response = StreamingHttpResponse(evaluation_stream(decisions, fmt), content_type=CONTENT_TYPES[fmt])
+        response["Content-Disposition"] = f'attachment; filename="evaluation-{agent.agent_id}.{fmt}"'
+        return response

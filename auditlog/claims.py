@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 from django.db.models import Q
 
-from auditlog.exceptions import AlreadyResponded
+from auditlog.exceptions import AlreadyResponded, AmbiguousEntryId, DecisionNotFound
 from auditlog.labels import THUMBS, binary_meaning, binary_response
-from auditlog.models import Decision, DecisionKey
-from auditlog.services import response_record
+from auditlog.models import Decision
+from auditlog.services import decision_key_get, response_record
 from loopsite.exceptions import DomainError
 from loopsite.rules import rule
 
@@ -31,6 +31,7 @@ class ClaimResult:
     holder: str | None = None  # who holds it, when someone else does
     responded_by: str | None = None  # who answered it, when it has a response
     missing: bool = False
+    problem: str | None = None  # why the item could not be told, e.g. an id several agents use
 
 
 @dataclass(frozen=True)
@@ -41,17 +42,28 @@ class RespondResult:
     decision: Decision | None = None
 
 
-def _locate(entry_id: str) -> tuple[datetime, int] | None:
-    key = DecisionKey.objects.filter(entry_id=entry_id).values_list("timestamp", flat=True).first()
-    if key is None:
+def _locate(entry_id: str, agent_id: str | None) -> tuple[datetime, int] | None:
+    """(timestamp, seq) of the agent's decision; None when there is none. Ids are unique per agent: without
+    ``agent_id``, an id several agents use raises ``AmbiguousEntryId``."""
+    try:
+        key = decision_key_get(entry_id=entry_id, agent_id=agent_id)
+    except DecisionNotFound:
         return None
-    seq = Decision.objects.filter(entry_id=entry_id, timestamp=key).values_list("seq", flat=True).first()
-    return None if seq is None else (key, seq)
+    seq = (
+        Decision.objects.filter(agent_id=key.agent_id, entry_id=entry_id, timestamp=key.timestamp)
+        .values_list("seq", flat=True)
+        .first()
+    )
+    return None if seq is None else (key.timestamp, seq)
 
 
-def claim_acquire(*, entry_id: str, reviewer: str, now: datetime) -> ClaimResult:
-    """Claim a pending decision for ``rule("CLAIM_MINUTES")``; renewing one's own claim also succeeds."""
-    where = _locate(entry_id)
+def claim_acquire(*, entry_id: str, agent_id: str | None = None, reviewer: str, now: datetime) -> ClaimResult:
+    """Claim a pending decision (one agent's ``entry_id``) for ``rule("CLAIM_MINUTES")``; renewing one's own
+    claim also succeeds."""
+    try:
+        where = _locate(entry_id, agent_id)
+    except AmbiguousEntryId as exc:
+        return ClaimResult(won=False, problem=exc.message)
     if where is None:
         return ClaimResult(won=False, missing=True)
     timestamp, seq = where
@@ -76,9 +88,12 @@ def claim_acquire(*, entry_id: str, reviewer: str, now: datetime) -> ClaimResult
     return ClaimResult(won=False, holder=row["claimed_by"])
 
 
-def claim_release(*, entry_id: str, reviewer: str) -> bool:
+def claim_release(*, entry_id: str, agent_id: str | None = None, reviewer: str) -> bool:
     """Give up one's own claim (moving on without answering), so the item goes back to the others."""
-    where = _locate(entry_id)
+    try:
+        where = _locate(entry_id, agent_id)
+    except AmbiguousEntryId:
+        return False
     if where is None:
         return False
     timestamp, seq = where
@@ -86,6 +101,15 @@ def claim_release(*, entry_id: str, reviewer: str) -> bool:
         claimed_by=None, claimed_until=None
     )
     return bool(released)
+
+
+def _record(
+    entry_id: str, agent_id: str | None, *, reviewer: str, raw: dict[str, str], now: datetime, **amend: Any
+) -> Decision:
+    """The queue page's answers go through ``response_record``, as the page's (``web``)."""
+    return response_record(
+        entry_id=entry_id, agent_id=agent_id, raw=raw, responder_id=reviewer, now=now, source="web", **amend
+    )
 
 
 def _raw(action: str, modified_action: str | None, note: str | None) -> dict[str, str]:
@@ -97,24 +121,36 @@ def _raw(action: str, modified_action: str | None, note: str | None) -> dict[str
     return raw
 
 
-def thumb_meanings(entry_ids: list[str], thumb: str) -> dict[str, tuple[str, str]]:
-    """{entry id: (the action a thumb records for it, the words saying so)}; empty for an unknown thumb."""
+ItemRef = tuple[str, str | None]  # (entry id, agentId or None when not given)
+
+
+def thumb_meanings(refs: list[ItemRef], thumb: str) -> dict[ItemRef, tuple[str, str]]:
+    """{(entry id, agentId): (the action a thumb records for it, the words saying so)}; empty for an unknown
+    thumb. A ref without its agent counts only while one agent uses the id."""
     if thumb not in THUMBS:
         return {}
-    rows = Decision.objects.filter(entry_id__in=entry_ids).values_list("entry_id", "action", "agent__actions")
-    return {
-        entry_id: (
-            binary_response(thumb, taken_action=taken, actions=actions),
-            binary_meaning(thumb, taken_action=taken, actions=actions),
-        )
-        for entry_id, taken, actions in rows
-        if taken in actions
-    }
+    rows = Decision.objects.filter(entry_id__in=[entry_id for entry_id, _ in refs]).values_list(
+        "entry_id", "agent__agent_id", "action", "agent__actions"
+    )
+    by_id: dict[str, list[tuple[str, str, list[str]]]] = {}
+    for entry_id, agent_id, taken, actions in rows:
+        by_id.setdefault(entry_id, []).append((agent_id, taken, actions))
+    meanings: dict[ItemRef, tuple[str, str]] = {}
+    for ref in refs:
+        found = [row for row in by_id.get(ref[0], []) if ref[1] is None or row[0] == ref[1]]
+        if len(found) == 1 and found[0][1] in found[0][2]:
+            _, taken, actions = found[0]
+            meanings[ref] = (
+                binary_response(thumb, taken_action=taken, actions=actions),
+                binary_meaning(thumb, taken_action=taken, actions=actions),
+            )
+    return meanings
 
 
 def amended_response_record(
     *,
     entry_id: str,
+    agent_id: str | None = None,
     reviewer: str,
     action: str,
     now: datetime,
@@ -123,16 +159,9 @@ def amended_response_record(
     actor: Any = None,
 ) -> RespondResult:
     """Change an answer from the queue page (the undo key): through ``response_amend``, no claim needed."""
+    raw = _raw(action, modified_action, note)
     try:
-        decision = response_record(
-            entry_id=entry_id,
-            raw=_raw(action, modified_action, note),
-            responder_id=reviewer,
-            now=now,
-            source="web",
-            amends=True,
-            actor=actor,
-        )
+        decision = _record(entry_id, agent_id, reviewer=reviewer, raw=raw, now=now, amends=True, actor=actor)
     except DomainError as exc:
         return RespondResult(entry_id, "invalid", f"{entry_id} was not changed: {exc.message}")
     label = f"{action} → {modified_action}" if action == "modify" and modified_action else action
@@ -142,6 +171,7 @@ def amended_response_record(
 def claimed_response_record(
     *,
     entry_id: str,
+    agent_id: str | None = None,
     reviewer: str,
     action: str,
     now: datetime,
@@ -153,8 +183,10 @@ def claimed_response_record(
 
     Never raises for the expected refusals; the result says what happened in words a reviewer can read.
     """
-    claim = claim_acquire(entry_id=entry_id, reviewer=reviewer, now=now)
+    claim = claim_acquire(entry_id=entry_id, agent_id=agent_id, reviewer=reviewer, now=now)
     if not claim.won:
+        if claim.problem is not None:
+            return RespondResult(entry_id, "invalid", claim.problem)
         if claim.missing:
             return RespondResult(entry_id, "not_found", f"Decision {entry_id} is not in the queue.")
         if claim.responded_by is not None:
@@ -165,13 +197,11 @@ def claimed_response_record(
             )
         return RespondResult(entry_id, "claimed_by_other", f"{claim.holder} is reviewing {entry_id}; skipped.")
     try:
-        decision = response_record(
-            entry_id=entry_id, raw=_raw(action, modified_action, note), responder_id=reviewer, now=now, source="web"
-        )
+        decision = _record(entry_id, agent_id, reviewer=reviewer, raw=_raw(action, modified_action, note), now=now)
     except AlreadyResponded:
         return RespondResult(entry_id, "already_responded", f"{entry_id} was answered meanwhile; that response stands.")
     except DomainError as exc:
-        claim_release(entry_id=entry_id, reviewer=reviewer)
+        claim_release(entry_id=entry_id, agent_id=agent_id, reviewer=reviewer)
         return RespondResult(entry_id, "invalid", exc.message)
     label = f"{action} → {modified_action}" if action == "modify" and modified_action else action
     return RespondResult(entry_id, "recorded", f"{entry_id}: {label}", decision)

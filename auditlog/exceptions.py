@@ -15,3 +15,7 @@ class EntryConflict(Conflict):
 
 class AlreadyResponded(Conflict):
     """A second response to a decision; the first stands."""
+
+
+class AmbiguousEntryId(Conflict):
+    """An id named without its agent that more than one agent uses: the caller must say which agent."""

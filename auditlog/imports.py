@@ -1,9 +1,13 @@
-"""Importing a team's existing spreadsheet of responses (CSV) into the decision log.
+"""Importing a team's existing spreadsheet of responses (CSV or Excel .xlsx) into the decision log.
 
-Two steps, so a bad file writes nothing: ``responses_csv_read`` reads and checks the whole file first (not CSV,
-or required columns missing: ``ImportFileError``); ``responses_import`` then records every row through
+Two steps, so a bad file writes nothing: ``responses_file_read`` reads and checks the whole file first (not CSV
+or xlsx, or required columns missing: ``ImportFileError``); ``responses_import`` then records every row through
 ``response_record`` (source ``import``) in ONE transaction. A row the rules refuse (unknown decision, already
-answered, bad action...) is reported with its row number and the reason, and the good rows are taken.
+answered, bad action...) is reported with its row number and the reason; the good rows are taken only when
+``partial`` allows it, else the whole import is rolled back.
+
+Decision ids are unique per agent: an optional ``agentId`` column says whose id a row names. A row without it
+is taken while only one agent uses that id, and refused, saying so, when several do.
 """
 
 import csv
@@ -12,7 +16,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.db import transaction
@@ -25,6 +29,7 @@ logger = logging.getLogger(__name__)
 # Accepted header names, compared lower-case with spaces, dashes and underscores removed.
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "id": ("id", "decisionid", "decision", "entryid"),
+    "agentId": ("agentid", "agent"),
     "action": ("action", "response", "responseaction"),
     "responder": ("responder", "responderid", "reviewer"),
     "respondedAt": ("respondedat", "respondedtime", "respondedon"),
@@ -49,6 +54,7 @@ class ImportReport:
     taken: list[int] = field(default_factory=list)
     refused: list[tuple[int, str]] = field(default_factory=list)
     dry_run: bool = False
+    rolled_back: bool = False
 
     @property
     def rows(self) -> int:
@@ -70,33 +76,73 @@ def _columns(header: list[str]) -> dict[str, int]:
     if missing:
         raise ImportFileError(
             "not a responses CSV: missing column(s) " + ", ".join(missing) + " (the header row must name "
-            "decision id, action, responder, respondedAt; optional modifiedAction, note)"
+            "decision id, action, responder, respondedAt; optional agentId, modifiedAction, note)"
         )
     return found
 
 
-def responses_csv_read(path: Path) -> list[CsvRow]:
-    """Read and check the whole file. Raises ``ImportFileError`` for a file that is not a usable CSV."""
+def responses_file_read(path: Path) -> list[CsvRow]:
+    """Read and check the whole file, CSV or (by its .xlsx name) Excel. Raises ``ImportFileError`` for a file that
+    cannot be used."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ImportFileError(f"cannot read {path.name}: {exc.strerror}") from None
+    if path.suffix.lower() == ".xlsx":
+        return _rows(_xlsx_records(raw, path.name))
+    return _rows(_csv_records(raw, path.name))
+
+
+def _xlsx_records(raw: bytes, name: str) -> list[list[str]]:
+    """The first sheet's rows as text. A date cell without a time zone is read as UTC; a whole number as an
+    integer (an id typed as 1042 is stored as 1042.0)."""
+    import zipfile
+
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise ImportFileError(f"{name} is not an Excel .xlsx file ({exc})") from None
+    try:
+        records = [[_cell_text(v) for v in row] for row in book.worksheets[0].iter_rows(values_only=True)]
+    finally:
+        book.close()
+    if not any(any(cell for cell in r) for r in records):
+        raise ImportFileError(f"{name} is empty")
+    return records
+
+
+def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _csv_records(raw: bytes, name: str) -> list[list[str]]:
     if b"\x00" in raw:
-        raise ImportFileError(f"{path.name} is not a CSV file (binary content)")
+        raise ImportFileError(f"{name} is not a CSV file (binary content; an Excel file must be named .xlsx)")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise ImportFileError(f"{path.name} is not a CSV file (not UTF-8 text)") from None
+        raise ImportFileError(f"{name} is not a CSV file (not UTF-8 text)") from None
     if not text.strip():
-        raise ImportFileError(f"{path.name} is empty")
+        raise ImportFileError(f"{name} is empty")
     try:
         dialect: type[csv.Dialect] = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
     try:
-        records = list(csv.reader(io.StringIO(text, newline=""), dialect))
+        return list(csv.reader(io.StringIO(text, newline=""), dialect))
     except csv.Error as exc:
-        raise ImportFileError(f"{path.name} is not a CSV file: {exc}") from None
+        raise ImportFileError(f"{name} is not a CSV file: {exc}") from None
+
+
+def _rows(records: list[list[str]]) -> list[CsvRow]:
     columns = _columns(records[0])
     rows = []
     for offset, record in enumerate(records[1:], start=2):
@@ -119,9 +165,11 @@ def responses_import(
     rows: list[CsvRow],
     now: datetime,
     dry_run: bool = False,
+    partial: bool = True,
     progress: Callable[[Iterable[CsvRow]], Iterable[CsvRow]] = lambda r: r,
 ) -> ImportReport:
-    """Record every row's response in one transaction; with ``dry_run`` the transaction is rolled back."""
+    """Record every row's response in one transaction. It is rolled back with ``dry_run``, and when a row is
+    refused unless ``partial`` (then ``report.rolled_back`` says so)."""
     report = ImportReport(dry_run=dry_run)
     with transaction.atomic():
         for row in progress(rows):
@@ -135,6 +183,7 @@ def responses_import(
                 try:
                     response_record(
                         entry_id=row.values["id"],
+                        agent_id=row.values.get("agentId") or None,
                         raw=raw,
                         responder_id=row.values["responder"],
                         now=now,
@@ -146,7 +195,8 @@ def responses_import(
                 report.taken.append(row.number)
             else:
                 report.refused.append((row.number, reason))
-        if dry_run:
+        if dry_run or (report.refused and not partial):
+            report.rolled_back = True
             transaction.set_rollback(True)
     logger.info(
         "responses.imported",

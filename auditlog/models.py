@@ -3,8 +3,8 @@
 Designed to be partitioned by week on PostgreSQL later:
 - no table holds a foreign key into ``Decision`` (evidence and claims refer to ``entry_id`` as plain text);
 - the human response lives on the decision row itself, written once by a conditional UPDATE;
-- the uniqueness of the seed's ``id`` is kept by ``DecisionKey``, a small unpartitioned registry, because a
-  partitioned table's unique indexes must include the partition key (``timestamp``).
+- the uniqueness of the seed's ``id`` (per agent) is kept by ``DecisionKey``, a small unpartitioned registry,
+  because a partitioned table's unique indexes must include the partition key (``timestamp``).
 """
 
 from django.db import models
@@ -27,14 +27,22 @@ class ReviewReason(models.TextChoices):
 class DecisionKey(models.Model):
     """Registry of entry ids: the one place their uniqueness is enforced, and the idempotency check.
 
+    An id is unique per agent: two agents may use the same one, and neither can tell whether the other's ids
+    exist. The unique index leads with ``entry_id`` so that it also serves a person's look-up by id alone, which
+    must tell an id used by one agent from one used by several.
+
     ``content_hash`` is a SHA-256 of the canonical entry, so a repeated POST is told apart from a conflicting
     one without reading the decision back.
     """
 
-    entry_id = models.CharField(max_length=128, primary_key=True)
+    id = models.BigAutoField(primary_key=True)
+    entry_id = models.CharField(max_length=128)
     content_hash = models.CharField(max_length=64)
     agent_id = models.BigIntegerField()
     timestamp = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["entry_id", "agent_id"], name="decision_key_unique_per_agent")]
 
     def __str__(self) -> str:
         return self.entry_id
@@ -42,7 +50,7 @@ class DecisionKey(models.Model):
 
 class Decision(models.Model):
     seq = models.BigAutoField(primary_key=True)
-    entry_id = models.CharField(max_length=128, help_text="The seed's id; unique through DecisionKey.")
+    entry_id = models.CharField(max_length=128, help_text="The seed's id; unique per agent through DecisionKey.")
     agent = models.ForeignKey("thresholds.Agent", on_delete=models.PROTECT, related_name="decisions")
     session_id = models.CharField(max_length=200)
     timestamp = models.DateTimeField(help_text="When the agent decided (the seed's timestamp).")

@@ -1,4 +1,4 @@
-"""Reads of the review queue: pending decisions, oldest first, with keyset pagination, and the reviewer header.
+"""Reads of the review queue: pending decisions, oldest or newest first, with keyset pagination, and the header.
 
 The queue is ``queued AND response_action IS NULL``, exactly the condition of the partial indexes
 ``decision_queue_pending`` (timestamp, seq) and ``decision_queue_agent_pending`` (agent, timestamp, seq), so a
@@ -9,7 +9,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.core.cache import cache
@@ -35,6 +35,8 @@ class QueueFilters:
     confidence_min: float | None = None
     confidence_max: float | None = None
     rule: str | None = None
+    date_from: date | None = None  # decisions logged on or after this UTC day
+    date_to: date | None = None  # ... and on or before this one
 
     def as_query(self) -> dict[str, str]:
         """The filters as query-string values, for links that keep them."""
@@ -44,6 +46,8 @@ class QueueFilters:
             "min": "" if self.confidence_min is None else f"{self.confidence_min:g}",
             "max": "" if self.confidence_max is None else f"{self.confidence_max:g}",
             "rule": self.rule or "",
+            "from": self.date_from.isoformat() if self.date_from else "",
+            "to": self.date_to.isoformat() if self.date_to else "",
         }
         return {k: v for k, v in out.items() if v}
 
@@ -101,6 +105,11 @@ class QueueItem:
         return self.decision.entry_id
 
     @property
+    def key(self) -> str:
+        """``agentId:entryId``: the item's name in the page's forms, as ids are unique per agent only."""
+        return f"{self.agent_id}:{self.entry_id}"
+
+    @property
     def other_actions(self) -> list[str]:
         """What a reviewer may change the action to: every action of the agent but the one taken."""
         return [a for a in self.actions if a != self.decision.action]
@@ -128,6 +137,7 @@ class QueuePage:
     filters: QueueFilters
     cursor: Cursor | None = None
     agents: list[Agent] = field(default_factory=list)
+    newest_first: bool = False
 
     @property
     def actions(self) -> list[str]:
@@ -139,13 +149,27 @@ class QueuePage:
 class QueueStats:
     pending: int
     done_today: int
-    week_queued: int
-    week_responded: int
+    window_queued: int
+    window_responded: int
+    window_weeks: int
     warn_below: float
+    filtered: bool = False  # ``pending`` counts only what the page's filters let through
 
     @property
     def week_rate(self) -> float | None:
-        return self.week_responded / self.week_queued if self.week_queued else None
+        """The response rate of the queued decisions the next tuner run reads (its window, up to now)."""
+        return self.window_responded / self.window_queued if self.window_queued else None
+
+    @property
+    def week_percent(self) -> str:
+        """The rate as the header shows it: one decimal below 10 %, so that a few answers out of thousands show."""
+        rate = self.week_rate
+        if rate is None:
+            return "–"
+        percent = rate * 100
+        if percent < 10:
+            return f"{percent:.1f}".removesuffix(".0")
+        return f"{percent:.0f}"
 
     @property
     def low(self) -> bool:
@@ -165,9 +189,12 @@ def rule_filter(name: str) -> Q:
     return Q(matched_rules__icontains=json.dumps(name))
 
 
-def queue_filtered(*, filters: QueueFilters, reviewer: str, now: datetime) -> QuerySet[Decision]:
-    """Pending decisions a reviewer may take: not claimed by someone else (or the claim has run out)."""
-    qs = _pending().filter(Q(claimed_by__isnull=True) | Q(claimed_by=reviewer) | Q(claimed_until__lte=now))
+def day_start(day: date) -> datetime:
+    """Midnight UTC of ``day``: the queue's and the audit trail's date filters count UTC days, as the pages show."""
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def _filtered(qs: QuerySet[Decision], filters: QueueFilters) -> QuerySet[Decision]:
     if filters.agent_id:
         agent_pk = Agent.objects.filter(agent_id=filters.agent_id).values_list("pk", flat=True).first()
         qs = qs.filter(agent_id=agent_pk if agent_pk is not None else -1)
@@ -179,13 +206,27 @@ def queue_filtered(*, filters: QueueFilters, reviewer: str, now: datetime) -> Qu
         qs = qs.filter(confidence__lte=filters.confidence_max)
     if filters.rule:
         qs = qs.filter(rule_filter(filters.rule))
+    if filters.date_from:
+        qs = qs.filter(timestamp__gte=day_start(filters.date_from))
+    if filters.date_to:
+        qs = qs.filter(timestamp__lt=day_start(filters.date_to) + timedelta(days=1))
     return qs
 
 
-def _after(qs: QuerySet[Decision], cursor: Cursor | None) -> QuerySet[Decision]:
+def queue_filtered(*, filters: QueueFilters, reviewer: str, now: datetime) -> QuerySet[Decision]:
+    """Pending decisions a reviewer may take: not claimed by someone else (or the claim has run out)."""
+    qs = _pending().filter(Q(claimed_by__isnull=True) | Q(claimed_by=reviewer) | Q(claimed_until__lte=now))
+    return _filtered(qs, filters)
+
+
+def _after(qs: QuerySet[Decision], cursor: Cursor | None, *, newest_first: bool = False) -> QuerySet[Decision]:
     if cursor is None:
         return qs
-    # The redundant ``timestamp >= t`` gives the index scan its start; the OR settles ties on seq.
+    # The redundant ``timestamp >= t`` (``<=`` newest first) gives the index scan its start; the OR settles ties.
+    if newest_first:
+        return qs.filter(timestamp__lte=cursor.timestamp).filter(
+            Q(timestamp__lt=cursor.timestamp) | Q(seq__lt=cursor.seq)
+        )
     return qs.filter(timestamp__gte=cursor.timestamp).filter(Q(timestamp__gt=cursor.timestamp) | Q(seq__gt=cursor.seq))
 
 
@@ -202,10 +243,12 @@ def queue_page(
     now: datetime,
     cursor: Cursor | None = None,
     limit: int = PAGE_SIZE,
+    newest_first: bool = False,
 ) -> QueuePage:
-    """One page of the queue, oldest first, starting after ``cursor``."""
-    qs = _after(queue_filtered(filters=filters, reviewer=reviewer, now=now), cursor)
-    rows = list(qs.order_by("timestamp", "seq")[: limit + 1])
+    """One page of the queue, oldest first (or newest first), starting after ``cursor``."""
+    qs = _after(queue_filtered(filters=filters, reviewer=reviewer, now=now), cursor, newest_first=newest_first)
+    order = ("-timestamp", "-seq") if newest_first else ("timestamp", "seq")
+    rows = list(qs.order_by(*order)[: limit + 1])
     more = len(rows) > limit
     rows = rows[:limit]
     agents = {a.pk: a for a in Agent.objects.all()}
@@ -230,6 +273,7 @@ def queue_page(
         filters=filters,
         cursor=cursor,
         agents=sorted(agents.values(), key=lambda a: a.agent_id),
+        newest_first=newest_first,
     )
 
 
@@ -238,18 +282,22 @@ def last_answer(*, reviewer: str, now: datetime) -> Decision | None:
     since = now - timedelta(hours=int(rule("AMEND_WINDOW_HOURS")))
     return (
         Decision.objects.filter(responder_id=reviewer, response_action__isnull=False, responded_at__gte=since)
+        .select_related("agent")
         .order_by("-responded_at", "-seq")
         .first()
     )
 
 
-def amend_item(*, entry_id: str, reviewer: str, now: datetime) -> QueueItem | None:
+def amend_item(*, entry_id: str, agent_id: str | None = None, reviewer: str, now: datetime) -> QueueItem | None:
     """An answered decision shown again at the top of the queue so its answer can be changed; None when it is
-    not this reviewer's answer any more (the service decides who may amend; this only offers one's own)."""
+    not this reviewer's answer any more (the service decides who may amend; this only offers one's own).
+    ``agent_id`` says whose id ``entry_id`` is (ids are unique per agent)."""
     decision = last_answer(reviewer=reviewer, now=now)
     if decision is None or decision.entry_id != entry_id:
         return None
-    agent = Agent.objects.get(pk=decision.agent_id)
+    agent = decision.agent
+    if agent_id is not None and agent.agent_id != agent_id:
+        return None
     return QueueItem(
         decision=decision,
         agent_id=agent.agent_id,
@@ -262,46 +310,45 @@ def amend_item(*, entry_id: str, reviewer: str, now: datetime) -> QueueItem | No
     )
 
 
-def iso_week_start(now: datetime) -> datetime:
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    return day - timedelta(days=day.weekday())
+WINDOW_KEY = "queue-window-rate"
 
 
-def _week_key(now: datetime) -> str:
-    return f"queue-week-rate:{iso_week_start(now).date().isoformat()}"
+def _window_start(now: datetime) -> datetime:
+    return now - timedelta(weeks=int(rule("DEFAULT_WINDOW_WEEKS")))
 
 
-def _week_counts(*, now: datetime) -> tuple[int, int]:
-    """(queued, responded) for decisions of this ISO week, cached for a minute: it reads a whole week's rows.
+def _window_counts(*, now: datetime) -> tuple[int, int]:
+    """(queued, responded) of the decisions logged in the tuner's window (the last ``DEFAULT_WINDOW_WEEKS`` weeks),
+    cached for a minute: it reads weeks of rows. The window, not the ISO week, because the backlog is answered
+    weeks after its decisions: an answer to a decision of an earlier week is evidence for the next run all the same.
 
-    ``agent IN (...)`` lets PostgreSQL take the week's range from the (agent, timestamp, seq) index instead of
-    scanning the table.
+    ``agent IN (...)`` lets PostgreSQL take the range from the (agent, timestamp, seq) index instead of scanning
+    the table.
     """
-    cached = cache.get(_week_key(now))
+    cached = cache.get(WINDOW_KEY)
     if cached is not None:
         return int(cached[0]), int(cached[1])
-    start = iso_week_start(now)
     agent_pks = list(Agent.objects.values_list("pk", flat=True))
     counts = Decision.objects.filter(
-        agent_id__in=agent_pks, queued=True, timestamp__gte=start, timestamp__lt=start + timedelta(days=7)
+        agent_id__in=agent_pks, queued=True, timestamp__gte=_window_start(now), timestamp__lte=now
     ).aggregate(queued=Count("seq"), responded=Count("seq", filter=Q(response_action__isnull=False)))
     result = (int(counts["queued"] or 0), int(counts["responded"] or 0))
-    cache.set(_week_key(now), result, timeout=WEEK_RATE_CACHE_SECONDS)
+    cache.set(WINDOW_KEY, result, timeout=WEEK_RATE_CACHE_SECONDS)
     return result
 
 
 def week_rate_note_responses(*, decisions: list[Decision], now: datetime) -> None:
-    """Count just-recorded responses into the cached week figures, so a reviewer sees them at once."""
-    cached = cache.get(_week_key(now))
+    """Count just-recorded responses into the cached window figures, so a reviewer sees them at once."""
+    cached = cache.get(WINDOW_KEY)
     if cached is None:
         return
-    start = iso_week_start(now)
-    fresh = sum(1 for d in decisions if d.queued and start <= d.timestamp < start + timedelta(days=7))
+    start = _window_start(now)
+    fresh = sum(1 for d in decisions if d.queued and start <= d.timestamp <= now)
     if fresh:
-        cache.set(_week_key(now), (int(cached[0]), int(cached[1]) + fresh), timeout=WEEK_RATE_CACHE_SECONDS)
+        cache.set(WINDOW_KEY, (int(cached[0]), int(cached[1]) + fresh), timeout=WEEK_RATE_CACHE_SECONDS)
 
 
-def _pending_count() -> int:
+def queue_pending_count() -> int:
     """Exact and live up to ``PENDING_EXACT_UP_TO`` (a short index-only scan); above that, an exact count kept
     for ``PENDING_CACHE_SECONDS``, as counting 100,000 index entries on every response costs tens of ms."""
     capped = _pending().values("seq")[: PENDING_EXACT_UP_TO + 1].count()
@@ -314,19 +361,24 @@ def _pending_count() -> int:
     return int(cached)
 
 
-def queue_stats(*, reviewer: str, now: datetime) -> QueueStats:
-    """The header: pending now, what this reviewer did today (UTC day), and this ISO week's response rate."""
+def queue_stats(*, reviewer: str, now: datetime, filters: QueueFilters | None = None) -> QueueStats:
+    """The header: pending now (under the page's filters, when any), what this reviewer did today (UTC day), and
+    the response rate of the tuner's window."""
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     done_today = Decision.objects.filter(
         responder_id=reviewer, responded_at__gte=today, response_action__isnull=False
     ).count()
-    week_queued, week_responded = _week_counts(now=now)
+    window_queued, window_responded = _window_counts(now=now)
+    filtered = bool(filters and filters.as_query())
+    pending = _filtered(_pending(), filters).count() if filters and filtered else queue_pending_count()
     return QueueStats(
-        pending=_pending_count(),
+        pending=pending,
         done_today=done_today,
-        week_queued=week_queued,
-        week_responded=week_responded,
+        window_queued=window_queued,
+        window_responded=window_responded,
+        window_weeks=int(rule("DEFAULT_WINDOW_WEEKS")),
         warn_below=float(rule("LOW_RESPONSE_WARNING")),
+        filtered=filtered,
     )
 
 

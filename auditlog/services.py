@@ -11,7 +11,7 @@ from typing import Any, Literal
 from django.db import IntegrityError, connection, models, transaction
 
 from auditlog.entry import EntryInput, ResponseInput, entry_parse, response_parse, sample_draw
-from auditlog.exceptions import AlreadyResponded, DecisionNotFound, EntryConflict, InvalidEntry
+from auditlog.exceptions import AlreadyResponded, AmbiguousEntryId, DecisionNotFound, EntryConflict, InvalidEntry
 from auditlog.models import Decision, DecisionKey, ResponseRevision, ReviewReason
 from loopsite.exceptions import DomainError, Forbidden
 from loopsite.rules import rule
@@ -214,19 +214,50 @@ def _agent_for(entry: EntryInput, acting_agent: Agent | None) -> Agent:
         raise InvalidEntry(f"agentId {entry.agent_id!r} is not a registered agent", field="agentId") from None
 
 
-def decision_get(*, entry_id: str) -> Decision:
-    key = DecisionKey.objects.filter(entry_id=entry_id).first()
-    if key is None:
-        raise DecisionNotFound(f"no decision with id {entry_id!r}", field="id")
+def decision_key_get(*, entry_id: str, agent: Agent | None = None, agent_id: str | None = None) -> DecisionKey:
+    """The registry row of one decision. Ids are unique per agent, so which agent's id is meant decides.
+
+    ``agent`` is the caller's own agent (an agent key): only its ids exist for it, and another agent's id is
+    "not found" exactly as one nobody used, whatever ``agent_id`` it names. ``agent_id`` is the agentId a person
+    names; without it, an id used by one agent is that agent's and one used by several raises
+    ``AmbiguousEntryId``, which names the agents and asks for agentId.
+    """
+    not_found = DecisionNotFound(f"no decision with id {entry_id!r}", field="id")
+    keys = DecisionKey.objects.filter(entry_id=entry_id)
+    if agent is not None:
+        if agent_id is not None and agent_id != agent.agent_id:
+            raise not_found
+        keys = keys.filter(agent_id=agent.pk)
+    elif agent_id is not None:
+        keys = keys.filter(agent_id__in=Agent.objects.filter(agent_id=agent_id).values("pk"))
+        not_found = DecisionNotFound(f"no decision with id {entry_id!r} of agent {agent_id!r}", field="id")
+    found = list(keys[:2])
+    if not found:
+        raise not_found
+    if len(found) > 1:
+        users = Agent.objects.filter(pk__in=DecisionKey.objects.filter(entry_id=entry_id).values("agent_id"))
+        names = ", ".join(sorted(users.values_list("agent_id", flat=True)))
+        raise AmbiguousEntryId(
+            f"decision id {entry_id!r} is used by more than one agent ({names}); add agentId to say which",
+            field="agentId",
+        )
+    return found[0]
+
+
+def decision_get(*, entry_id: str, agent: Agent | None = None, agent_id: str | None = None) -> Decision:
+    """One decision by its id, scoped as ``decision_key_get`` says."""
+    key = decision_key_get(entry_id=entry_id, agent=agent, agent_id=agent_id)
     # The timestamp lets PostgreSQL go straight to one week's partition.
-    return Decision.objects.select_related("agent", "config_version").get(entry_id=entry_id, timestamp=key.timestamp)
+    return Decision.objects.select_related("agent", "config_version").get(
+        agent_id=key.agent_id, entry_id=key.entry_id, timestamp=key.timestamp
+    )
 
 
-def _existing(entry: EntryInput) -> tuple[Status, Decision]:
-    key = DecisionKey.objects.get(entry_id=entry.id)
+def _existing(entry: EntryInput, agent: Agent) -> tuple[Status, Decision]:
+    key = DecisionKey.objects.get(agent_id=agent.pk, entry_id=entry.id)
     if key.content_hash != entry.content_hash:
         raise EntryConflict(f"id {entry.id!r} exists already with other content", field="id")
-    return "duplicate", decision_get(entry_id=entry.id)
+    return "duplicate", decision_get(entry_id=entry.id, agent=agent)
 
 
 def _insert_one_statement(key: DecisionKey, decision: Decision) -> None:
@@ -276,7 +307,7 @@ def decision_log(*, raw: object, now: datetime, acting_agent: Agent | None = Non
                 key.save(force_insert=True)
                 decision.save(force_insert=True)
     except IntegrityError:
-        return _existing(entry)
+        return _existing(entry, agent)
     logger.debug("decision.logged", extra={"entry_id": entry.id, "agent_id": agent.agent_id})
     return "created", decision
 
@@ -298,11 +329,16 @@ def _error(exc: DomainError) -> dict[str, str]:
     return {exc.field or "entry": exc.message}
 
 
-def _known_hashes(entry_ids: list[str]) -> dict[str, str]:
-    """{entry id: content hash} of those of ``entry_ids`` already in the registry."""
-    if not entry_ids:
-        return {}
-    return dict(DecisionKey.objects.filter(entry_id__in=entry_ids).values_list("entry_id", "content_hash"))
+def _known_hashes(given: list[tuple[int, str]]) -> dict[tuple[int, str], str]:
+    """{(agent pk, entry id): content hash} of those of ``given`` already in the registry."""
+    by_agent: dict[int, list[str]] = {}
+    for agent_pk, entry_id in given:
+        by_agent.setdefault(agent_pk, []).append(entry_id)
+    known: dict[tuple[int, str], str] = {}
+    for agent_pk, entry_ids in by_agent.items():
+        rows = DecisionKey.objects.filter(agent_id=agent_pk, entry_id__in=entry_ids)
+        known.update({(agent_pk, e): content_hash for e, content_hash in rows.values_list("entry_id", "content_hash")})
+    return known
 
 
 def _copy(model: type[models.Model], rows: list[dict[str, Any]]) -> None:
@@ -349,7 +385,7 @@ def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Ag
     results: list[BatchResult] = []
     contexts: dict[str, _AgentContext] = {}
     pending: list[tuple[int, EntryInput, dict[str, Any]]] = []
-    seen: dict[str, str] = {}
+    seen: dict[tuple[int, str], str] = {}  # ids are unique per agent: keyed by (agent pk, entry id)
     for raw in entries:
         raw_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
         try:
@@ -361,8 +397,9 @@ def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Ag
         except DomainError as exc:
             results.append(BatchResult(raw_id, "invalid", _error(exc)))
             continue
-        if entry.id in seen:
-            same = seen[entry.id] == entry.content_hash
+        scoped = (agent.pk, entry.id)
+        if scoped in seen:
+            same = seen[scoped] == entry.content_hash
             results.append(
                 BatchResult(
                     entry.id,
@@ -371,16 +408,17 @@ def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Ag
                 )
             )
             continue
-        seen[entry.id] = entry.content_hash
+        seen[scoped] = entry.content_hash
         results.append(BatchResult(entry.id, "created"))
         pending.append((len(results) - 1, entry, row))
 
     # Ids the server made are new by construction; only the given ones can be in the registry already.
-    known = _known_hashes([e.id for _, e, _d in pending if e.id_given])
+    known = _known_hashes([(row["agent_id"], e.id) for _, e, row in pending if e.id_given])
     fresh = []
     for index, entry, row in pending:
-        if entry.id in known:
-            same = known[entry.id] == entry.content_hash
+        hash_known = known.get((row["agent_id"], entry.id))
+        if hash_known is not None:
+            same = hash_known == entry.content_hash
             results[index] = BatchResult(
                 entry.id,
                 "duplicate" if same else "conflict",
@@ -421,6 +459,7 @@ def _checked_response(decision: Decision, raw: object, *, responder_id: str, now
 def response_record(
     *,
     entry_id: str,
+    agent_id: str | None = None,
     raw: object,
     responder_id: str,
     now: datetime,
@@ -433,14 +472,16 @@ def response_record(
     ``AlreadyResponded`` and the first stands. With ``amends`` it replaces the current label (see
     ``response_amend``); ``actor`` is the user, for the rule of who may amend.
 
-    ``raw`` is ``{"action", "modifiedAction"?, "note"?, "respondedAt"?}``; ``timeToRespond`` is computed here.
+    ``agent_id`` says whose id ``entry_id`` is; it may be left out while only one agent uses that id
+    (``decision_key_get``). ``raw`` is ``{"action", "modifiedAction"?, "note"?, "respondedAt"?}``;
+    ``timeToRespond`` is computed here.
     Errors name fields as ``<field_prefix>.action``; "" names them as the keys of ``raw`` (the API's body).
     """
+    decision = decision_get(entry_id=entry_id, agent_id=agent_id)
     if amends:
         return response_amend(
-            entry_id=entry_id, raw=raw, actor=actor, now=now, source=source, field_prefix=field_prefix
+            decision=decision, raw=raw, actor=actor, now=now, source=source, field_prefix=field_prefix
         )
-    decision = decision_get(entry_id=entry_id)
     response = _checked_response(decision, raw, responder_id=responder_id, now=now, name=field_prefix)
     _apply_response(decision, response, source=source)
     # One conditional UPDATE: whoever writes first wins, with no lock held across the request.
@@ -481,7 +522,7 @@ def _revision(decision: Decision, *, number: int, recorded_at: datetime) -> Resp
 
 
 def response_amend(
-    *, entry_id: str, raw: object, actor: Any, now: datetime, source: str = "api", field_prefix: str = ""
+    *, decision: Decision, raw: object, actor: Any, now: datetime, source: str = "api", field_prefix: str = ""
 ) -> Decision:
     """Amend the label of an answered decision: its author within ``AMEND_WINDOW_HOURS`` of their answer, an
     approver at any time. Nothing is overwritten: the answer being replaced and the amendment both stay in the
@@ -494,7 +535,7 @@ def response_amend(
     from people.roles import is_approver
 
     username = str(getattr(actor, "get_username", lambda: "")() or "")
-    decision = decision_get(entry_id=entry_id)
+    entry_id = decision.entry_id
     if decision.response_action is None:
         raise InvalidEntry(f"decision {entry_id!r} has no response to amend; send it without amends", field="amends")
     window = timedelta(hours=int(rule("AMEND_WINDOW_HOURS")))
@@ -568,23 +609,32 @@ class BulkResponse:
     entry_id: str
     raw: dict[str, object]
     responder_id: str
+    agent_id: str | None = None  # whose id it is; may be left out while only one agent uses it
 
 
 def response_record_bulk(*, items: list[BulkResponse], now: datetime, source: str = "import") -> int:
     """Record many first responses at once (simulations, replays, imports); returns how many were written.
 
     Each one is parsed and checked as in ``response_record``; a decision that is unknown, already answered or
-    given a bad response is skipped rather than failing the rest. The write is the same conditional UPDATE
+    given a bad response is skipped rather than failing the rest, and so is an id that several agents use when
+    the item does not say whose it is. The write is the same conditional UPDATE
     (``response_action IS NULL``), made for a few hundred rows per statement, so a response recorded meanwhile
     by a reviewer stands.
     """
-    by_id = {
-        d.entry_id: d for d in Decision.objects.filter(entry_id__in=[i.entry_id for i in items]).select_related("agent")
-    }
+    by_id: dict[str, list[Decision]] = {}
+    for d in Decision.objects.filter(entry_id__in=[i.entry_id for i in items]).select_related("agent"):
+        by_id.setdefault(d.entry_id, []).append(d)
     ready: list[Decision] = []
+    answered: set[int] = set()
     for item in items:
-        decision = by_id.pop(item.entry_id, None)
-        if decision is None or decision.response_action is not None:
+        found = by_id.get(item.entry_id, [])
+        if item.agent_id is not None:
+            found = [d for d in found if d.agent.agent_id == item.agent_id]
+        if len(found) != 1 or found[0].seq in answered:
+            continue
+        decision = found[0]
+        answered.add(decision.seq)
+        if decision.response_action is not None:
             continue
         try:
             parsed = response_parse(item.raw, now=now, name="response")

@@ -2,6 +2,13 @@ from django.contrib import admin
 
 from loopsite.models import OutboxMessage
 
+# The admin is loopsite's: its name on every page, and "View site" goes to the dashboard. templates/admin/
+# base_site.html adds links to the queue, the proposals and the audit trail.
+admin.site.site_header = "loopsite administration"
+admin.site.site_title = "loopsite admin"
+admin.site.index_title = "Agents, proposals, config versions and the audit trail"
+admin.site.site_url = "/dashboard/"
+
 
 @admin.register(OutboxMessage)
 class OutboxMessageAdmin(admin.ModelAdmin):

@@ -25,7 +25,9 @@ HANDLERS: dict[str, str] = {
     "notify.proposals": "approvals.notifications.proposals_notify",
     "notify.manual_proposal": "approvals.notifications.proposal_manual_notify",
     "notify.rollback": "approvals.notifications.rollback_notify",
+    "notify.comment": "approvals.notifications.comment_notify",
     "cache.delete": "loopsite.cache.cache_delete_strict",
+    "webhook.deliver": "webhooks.tasks.webhook_delivery_send",
 }
 LEASE = timedelta(minutes=5)  # a claim outlives the slowest handler; a dead claimer's message is retried after it
 MAX_DELAY = timedelta(hours=1)

@@ -55,7 +55,26 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=CONFIGURED)
 _proxy_header = env.str("SECURE_PROXY_SSL_HEADER", default="HTTP_X_FORWARDED_PROTO,https" if CONFIGURED else "")
 SECURE_PROXY_SSL_HEADER = tuple(_proxy_header.split(",", 1)) if _proxy_header else None
 # /healthz is probed over plain HTTP by load balancers and the test servers.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz/?$"]
+# Content-Security-Policy (django-csp), the same in both tiers: scripts, styles, fonts, images and requests come
+# from this site's own files only, so the browser refuses an injected <script>, on*= handler, style or off-site
+# fetch. Templates hold no inline script (a script's data is json_script, type="application/json", which is data,
+# not code, or a data- attribute) and no style="" (a figure drawn from data is SVG geometry; Chart.js and htmx set
+# styles through the CSSOM, which CSP allows). base.html tells htmx not to add its indicator <style> or to eval.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],  # data: for the pages' empty favicon and the icons in Swagger UI's CSS
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    },
+}
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
@@ -74,6 +93,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_htmx",
     "axes",
+    "csp",
     "loopsite",
     "people",
     "thresholds",
@@ -81,11 +101,13 @@ INSTALLED_APPS = [
     "tuner",
     "approvals",
     "simulation",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
     "loopsite.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "loopsite.input_checks.RefuseUnstorableText",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -95,6 +117,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "loopsite.errors.PermissionDeniedMiddleware",  # a refusal: the 403 page and one log line, no traceback
     "axes.middleware.AxesMiddleware",  # last, as django-axes asks: it turns a lockout into its response
 ]
 
@@ -234,6 +257,12 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 
+# Webhooks (docs/webhooks.md): each POST's timeout, and attempts before a delivery is marked failed.
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
+if WEBHOOK_TIMEOUT_SECONDS <= 0 or WEBHOOK_MAX_ATTEMPTS < 1:
+    raise ImproperlyConfigured("WEBHOOK_TIMEOUT_SECONDS must be above 0 and WEBHOOK_MAX_ATTEMPTS at least 1")
+
 # --- Auth, i18n, static ----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -352,6 +381,7 @@ LOGGING = {
         "tuner": {"level": LOG_LEVEL, "propagate": True},
         "approvals": {"level": LOG_LEVEL, "propagate": True},
         "people": {"level": LOG_LEVEL, "propagate": True},
+        "webhooks": {"level": LOG_LEVEL, "propagate": True},
     },
 }
 

@@ -10,4 +10,5 @@ urlpatterns = [
     path("", include("thresholds.web_urls")),  # the dashboard
 ]
 
+handler403 = "loopsite.errors.forbidden"
 handler404 = "loopsite.errors.not_found"

@@ -9,7 +9,16 @@ class PeopleConfig(AppConfig):
     verbose_name = "People, roles and tokens"
 
     def ready(self) -> None:
+        from django.contrib.auth import get_user_model
+        from django.db.models.signals import m2m_changed, post_migrate
+
+        from people.admin_access import approver_permissions_ensure, approvers_made_staff
+
         register(throttle_rates_check)
+        post_migrate.connect(approver_permissions_ensure, dispatch_uid="people.approver_permissions")
+        m2m_changed.connect(
+            approvers_made_staff, sender=get_user_model().groups.through, dispatch_uid="people.approvers_staff"
+        )
 
 
 def throttle_rates_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:

@@ -1,4 +1,7 @@
-"""The three roles. Reviewers respond; approvers respond and decide proposals; admins do everything."""
+"""The three roles. Reviewers respond; approvers respond and decide proposals; admins do everything.
+
+An agent with designated approvers narrows the second: only they (and admins) decide its proposals, lock it and roll
+it back. That scope is the approval gate's, in ``approvals.guard.approver_check``."""
 
 from enum import StrEnum
 

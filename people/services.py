@@ -54,6 +54,8 @@ def user_create(*, username: str, role: Role | str, email: str = "", password: s
         candidate.set_password(password)
         if role is Role.ADMIN:
             candidate.is_staff = candidate.is_superuser = True
+        elif role is Role.APPROVER:
+            candidate.is_staff = True  # approvers sign off in the admin too, with the approvers group's permissions
         candidate.save()
         if role is not Role.ADMIN:
             candidate.groups.add(role_groups_ensure()[role])

@@ -118,3 +118,21 @@ def database_for(name: str | None) -> AbstractContextManager[str | None]:
     """The command's ``--database``: its own database when named (the block gets where it is), else the
     application's (the block gets None)."""
     return own_database(name) if name is not None else nullcontext(None)
+
+
+def database_ready(say: Any) -> None:
+    """Before a run: an embedded database that is new or behind is migrated here (``say`` tells so); a configured
+    one is the operator's to migrate, so the run stops with the one line that says what to run."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    connection = connections["default"]
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    if not plan:
+        return
+    if connection.vendor != "sqlite":
+        raise OwnDatabaseRefused(
+            f"the database has {len(plan)} migrations to apply: run `manage.py migrate` first (as the owner role)"
+        )
+    say(f"migrating the embedded database first ({len(plan)} migrations)")
+    call_command("migrate", verbosity=0, interactive=False)

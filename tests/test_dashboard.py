@@ -11,7 +11,7 @@ from django.test import Client
 from approvals.services import proposal_create_manual, proposal_decide
 from auditlog.services import decision_log_batch, response_record
 from tests.conftest import client_for
-from tests.factories import NOW, entry, user_with_role
+from tests.factories import NOW, entry, make_agent, user_with_role
 from thresholds.metrics import threshold_histories, weekly_metrics
 
 pytestmark = pytest.mark.django_db
@@ -269,5 +269,87 @@ def test_dashboard_agent__latest_cycles_clusters__new_growing_shrinking_against_
     assert "38 dismissals at 0.60-0.68 confidence: night high" in rows[0] and "(was 20)" in rows[0]
     assert "25 escalations" in rows[1] and "(was 50)" in rows[1]
     assert "country low" in rows[2] and "amount high, vip high" in rows[3]
-    assert 'href="/decisions/night-1/"' in rows[0]
+    assert f'href="/decisions/night-1/?agentId={agent.agent_id}"' in rows[0]
     assert "No longer seen: 9 dismissals at 0.60-0.68 confidence: weekend high" in panel
+
+
+def _chart(html: str) -> Any:
+    import json
+
+    return json.loads(html.split('id="dashboard-data" type="application/json">')[1].split("</script>")[0])
+
+
+def test_dashboard_agent__unfinished_week__kept_off_the_lines_and_given_apart_as_so_far(two_weeks: Any) -> None:
+    client = Client()
+    client.force_login(user_with_role("reviewer"))
+
+    html = client.get("/dashboard/triage/?weeks=4").content.decode()
+
+    chart = _chart(html)
+    this_week = (MONDAY + timedelta(days=7)).date().isoformat()
+    assert chart["weeks"][-1] == chart["partialWeek"] == this_week
+    # week 1: 10 queued flags, all answered; this week: 1 of 5 so far, which is no drop to 20 %
+    assert chart["series"]["responseRate"][-2:] == [100.0, None]
+    assert chart["soFar"]["responseRate"] == 20.0
+    assert chart["series"]["dismissalRate"][-2] == 60.0 and chart["soFar"]["dismissalRate"] == 0.0
+    assert f'{this_week} <span class="muted">(so far)</span>' in html
+
+
+def test_dashboard_agent__week_selector__marks_the_range_shown(two_weeks: Any) -> None:
+    client = Client()
+    client.force_login(user_with_role("reviewer"))
+
+    html = client.get("/dashboard/triage/?weeks=8").content.decode()
+
+    choices = html.split('<nav class="week-choices"')[1].split("</nav>")[0]
+    assert choices.count('aria-current="page"') == 1
+    assert '<a href="?weeks=8" aria-current="page" class="selected">8</a>' in html
+    assert "Showing the last 8 weeks, from the week of" in html
+    assert len(_chart(html)["weeks"]) == 8
+
+
+def test_dashboard_agent__new_agent_without_decisions__no_decisions_yet_and_no_verdict(db: None) -> None:
+    from tests.approvals.conftest import make_run
+
+    fresh, _ = make_agent("fresh")
+    make_run(fresh, now=MONDAY)  # its verdict ("needs-attention") on nothing must not read as one
+    client = Client()
+    client.force_login(user_with_role("reviewer"))
+
+    html = client.get("/dashboard/fresh/").content.decode()
+    index = client.get("/dashboard/").content.decode()
+
+    assert html.count("No decisions yet.") == 1
+    assert 'id="chart-dismissalRate"' not in html and 'data-testid="partial-week"' not in html
+    assert '<span class="health health-no-data">no data</span>' in html
+    assert "attention" not in html.split('data-testid="health"')[1].split("</p>")[0]
+    fresh_row = index.split('href="/dashboard/fresh/"')[1].split("</tr>")[0]
+    assert "no data" in fresh_row and "attention" not in fresh_row and "no finished week yet" in fresh_row
+
+
+def test_dashboard_agent__decisions_but_no_cycle__baseline(two_weeks: Any) -> None:
+    client = Client()
+    client.force_login(user_with_role("reviewer"))
+
+    html = client.get("/dashboard/triage/").content.decode()
+
+    assert '<span class="health health-baseline">baseline</span>' in html and "no tuner cycle yet" in html
+
+
+def test_dashboard__overview__each_agents_sparklines_and_pending_count(two_weeks: Any) -> None:
+    from tests.factories import make_proposal
+
+    make_proposal(two_weeks, proposed=0.66)
+    client = Client()
+    client.force_login(user_with_role("reviewer"))
+
+    html = client.get("/dashboard/").content.decode()
+
+    row = html.split('href="/dashboard/triage/"')[1].split("</tr>")[0]
+    assert row.count('<polyline class="spark-dismissal"') == 1
+    assert row.count('<polyline class="spark-escalation"') == 1
+    # eight finished weeks, the last (week 1: 60 % dismissed, the top of the scale) at the right edge; the current
+    # week is left out
+    assert row.split('class="spark-dismissal" points="')[1].split('"')[0] == "120.0,2.0 120.0,2.0"
+    assert "0 to 60 %" in row
+    assert '<a href="/proposals/?agent=triage&status=pending">1</a>' in row

@@ -53,18 +53,20 @@ CASES = [
     Case("queue header figures", "GET", "/queue/stats/", PEOPLE, page=True),
     Case("proposal list", "GET", "/proposals/", APPROVERS, page=True),
     Case("proposal detail", "GET", "/proposals/{proposal}/", APPROVERS, page=True),
+    Case("comment on a proposal", "POST", "/proposals/{proposal}/comment/", APPROVERS, page=True, form={"text": "hm"}),
     Case("proposal new", "GET", "/proposals/new/", APPROVERS, page=True),
     Case("audit trail", "GET", "/audit/", APPROVERS, page=True),
     Case("config rollback page", "GET", "/rollback/{agent}/", APPROVERS, page=True),
     Case("dashboard", "GET", "/dashboard/", PEOPLE, page=True),
     Case("agent dashboard", "GET", "/dashboard/{agent}/", PEOPLE, page=True),
-    Case("admin", "GET", "/admin/", frozenset({ADMIN}), page=True),
+    Case("admin", "GET", "/admin/", APPROVERS, page=True),  # reviewers stay out of the admin
     Case("decision page", "GET", "/decisions/{entry}/", PEOPLE, page=True),
     Case("lock from the dashboard", "POST", "/lock/{agent}/", APPROVERS, page=True, form={"rationale": "done"}),
     Case("a change under watch", "GET", "/watch/{agent}/v1/", APPROVERS, page=True),
     # --- API ---------------------------------------------------------------------------------------------
-    Case("live config", "GET", "/api/v1/agents/{agent}/config", frozenset({ADMIN, AGENT})),
-    Case("config versions", "GET", "/api/v1/agents/{agent}/config/versions", frozenset({ADMIN, AGENT})),
+    # "staff" in the contract: admins, and approvers, who are staff so that they can sign off in the admin.
+    Case("live config", "GET", "/api/v1/agents/{agent}/config", frozenset({ADMIN, APPROVER, AGENT})),
+    Case("config versions", "GET", "/api/v1/agents/{agent}/config/versions", frozenset({ADMIN, APPROVER, AGENT})),
     Case("log a decision", "POST", "/api/v1/decisions", frozenset({AGENT}), body=entry("triage")),
     Case("log a batch", "POST", "/api/v1/decisions/batch", frozenset({AGENT}), body={"entries": [entry("triage")]}),
     Case("list decisions", "GET", "/api/v1/decisions", PEOPLE | {AGENT}),
@@ -91,12 +93,15 @@ CASES = [
         body={"decision": "reject", "rationale": "not this week"},
     ),
     Case("tuner runs", "GET", "/api/v1/agents/{agent}/tuner-runs", APPROVERS),
-    Case("run the tuner now", "POST", "/api/v1/agents/{agent}/tuner-runs", frozenset({ADMIN})),
+    Case("run the tuner now", "POST", "/api/v1/agents/{agent}/tuner-runs", APPROVERS),
     Case("weekly metrics", "GET", "/api/v1/agents/{agent}/metrics/weekly", PEOPLE),
+    Case("evaluation set", "GET", "/api/v1/agents/{agent}/evaluation-set.csv", PEOPLE),
+    Case("proposal discussion", "GET", "/api/v1/proposals/{proposal}/comments", APPROVERS),
     Case("audit trail API", "GET", "/api/v1/audit", APPROVERS),
     Case("OpenAPI schema", "GET", "/api/schema/", EVERYONE),
     Case("API docs", "GET", "/api/docs/", EVERYONE),
     Case("health", "GET", "/healthz", EVERYONE),
+    Case("health, with a slash", "GET", "/healthz/", EVERYONE),
 ]
 
 
@@ -186,7 +191,10 @@ def test_roles_matrix__every_route_is_in_the_table() -> None:
     covered |= {c.lstrip("/") for c in ("/accounts/login/", "/accounts/logout/")}
     routes = walk(get_resolver().url_patterns)
     normalised = {
-        r.replace("<int:pk>", "{proposal}").replace("<str:proposal_id>", "{proposal}").replace("v<int:number>", "v1")
+        r.replace("<int:pk>", "{proposal}")
+        .replace("<str:proposal_id>", "{proposal}")
+        .replace("v<int:number>", "v1")
+        .replace(".<str:fmt>", ".csv")
         for r in routes
     }
     missing = sorted(r for r in normalised if r not in covered and r != "")

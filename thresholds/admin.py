@@ -8,11 +8,14 @@ threshold needs a value in the live config version.
 import logging
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
 from django.utils import timezone
 
+from loopsite.exceptions import DomainError
 from people.admin import RevokedFilter
 from thresholds.models import Agent, AgentKey, ConfigVersion, ThresholdDefinition
 from thresholds.selectors import config_cache_clear
@@ -60,6 +63,26 @@ class ConfigVersionInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore[m
     ordering = ["-number"]
 
 
+class AgentForm(forms.ModelForm):
+    """The approval gate's rule on designated approvers and required approvals, as the admin's form errors."""
+
+    class Meta:
+        model = Agent
+        fields = ["approvers", "required_approvals"]  # the admin adds the rest of its fieldsets
+
+    def clean(self) -> dict[str, Any]:
+        from approvals.guard import designation_check
+
+        data = super().clean() or {}
+        if "approvers" in data and "required_approvals" in data:
+            try:
+                designation_check(approvers=list(data["approvers"]), required=data["required_approvals"])
+            except DomainError as exc:
+                field = "required_approvals" if exc.field == "requiredApprovals" else "approvers"
+                self.add_error(field, exc.message)
+        return data
+
+
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
     list_display = [
@@ -80,12 +103,31 @@ class AgentAdmin(admin.ModelAdmin):
     inlines = [ThresholdDefinitionInline, ConfigVersionInline]
     fieldsets = [
         (None, {"fields": ["agent_id", "name", "actions", "created_at"]}),
-        ("Review", {"fields": ["review_sample_rate", "binary_mode", "timezone", "approvers"]}),
+        ("Review", {"fields": ["review_sample_rate", "binary_mode", "timezone"]}),
+        ("Approval", {"fields": ["approvers", "required_approvals"]}),
         ("Tuner", {"fields": ["rule_based", "window_weeks", "objective", "miss_cost"]}),
     ]
 
+    form = AgentForm
+    actions = ["open_lock_page", "open_rollback_page"]
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # an agent needs thresholds, a first config version and a key: `manage.py create_agent`
+
+    # Lock and rollback need a rationale and go through their services: the actions open the pages that ask.
+    @admin.action(description="Lock or unlock the config (opens its page)")
+    def open_lock_page(self, request: HttpRequest, queryset: QuerySet[Agent]) -> HttpResponseRedirect | None:
+        return self._one_page(request, queryset, "config-lock")
+
+    @admin.action(description="Roll back the config (opens its page)")
+    def open_rollback_page(self, request: HttpRequest, queryset: QuerySet[Agent]) -> HttpResponseRedirect | None:
+        return self._one_page(request, queryset, "config-rollback")
+
+    def _one_page(self, request: HttpRequest, queryset: QuerySet[Agent], name: str) -> HttpResponseRedirect | None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one agent.", level=messages.WARNING)
+            return None
+        return HttpResponseRedirect(reverse(name, args=[queryset.get().agent_id]))
 
     @admin.display(description="actions")
     def action_order(self, obj: Agent) -> str:

@@ -1,6 +1,7 @@
 """Agents, their threshold definitions, and immutable numbered config versions (exactly one live)."""
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -22,7 +23,15 @@ class Agent(models.Model):
     window_weeks = models.PositiveSmallIntegerField(default=4, help_text="Tuner window; 6 or 8 for seasonal.")
     objective = models.CharField(max_length=16, choices=Objective.choices, default=Objective.TOLERANCE)
     miss_cost = models.FloatField(default=5.0, help_text="With the cost objective: a miss costs N false alarms.")
+    # The designated approvers: when there are any, only they (and admins) decide its proposals, lock it and roll it
+    # back (approvals.guard.approver_check); with none, every approver may.
     approvers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="approver_of")
+    required_approvals = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1)],
+        help_text="Distinct approvers who must accept a proposal before it goes live; at most the number of "
+        "designated approvers when there are any.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     # The loop's end state (contract rule 11): a locked config changes only by rollback. Set and cleared only
     # through approvals.lock.agent_lock / agent_unlock, which audit it.
@@ -34,6 +43,9 @@ class Agent(models.Model):
 
     class Meta:
         ordering = ["agent_id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(required_approvals__gte=1), name="agent_required_approvals_at_least_one")
+        ]
 
     def __str__(self) -> str:
         return self.agent_id

@@ -140,6 +140,39 @@ class Proposal(models.Model):
         return f"{self.threshold_name} {self.current_value:g} -> {self.proposed_value:g}"
 
 
+class ProposalApproval(models.Model):
+    """One approver's sign-off on a proposal's value (``Agent.required_approvals``): an accept, or the modify that
+    set the value the others then accept. A modify restarts the count: the sign-offs before it get
+    ``superseded_at`` and no longer count. One approver counts once (the partial unique constraint)."""
+
+    class Decision(models.TextChoices):
+        ACCEPT = "accept"
+        MODIFY = "modify"
+
+    proposal = models.ForeignKey(Proposal, on_delete=models.CASCADE, related_name="approvals")
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    value = models.FloatField(help_text="The value signed off: the proposed value, or the modify's value.")
+    rationale = models.TextField()
+    at = models.DateTimeField()
+    superseded_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a later modify restarted the count: this sign-off no longer counts."
+    )
+
+    class Meta:
+        ordering = ["at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["proposal", "approver"],
+                condition=Q(superseded_at__isnull=True),
+                name="proposal_approval_one_per_approver",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision} of {self.value:g} on proposal #{self.proposal_id}"
+
+
 class ProposalEvidence(models.Model):
     """A cited log entry. Refers to the decision by its entry id: no foreign key into the decision log."""
 

@@ -1,5 +1,5 @@
-// The approval view's chart: a threshold's recent responded decisions by confidence, with the current and
-// proposed values marked. Data comes from the page (json_script), so nothing is fetched.
+// The approval view's chart: a threshold's recent responded decisions by confidence, with the live value and
+// the proposed (or decided) one marked. Data comes from the page (json_script), so nothing is fetched.
 (function () {
   "use strict";
   var canvas = document.getElementById("threshold-chart");
@@ -13,9 +13,14 @@
     afterDatasetsDraw: function (chart) {
       var area = chart.chartArea, ctx = chart.ctx;
       var marks = [
-        { value: data.current, label: "current " + data.current, color: "#1d2330", dash: [] },
-        { value: data.proposed, label: "proposed " + data.proposed, color: "#2f5bea", dash: [6, 4] }
+        { value: data.current, label: "live " + data.current, color: "#1d2330", dash: [] },
+        { value: data.proposed, label: (data.proposedLabel || "proposed") + " " + data.proposed, color: "#2f5bea", dash: [6, 4] }
       ];
+      // A decided value that is live now is one line, not two labels on top of each other.
+      if (data.proposed === data.current) {
+        marks[0].label += " (" + (data.proposedLabel || "proposed") + ")";
+        marks.pop();
+      }
       marks.forEach(function (m, i) {
         if (m.value === null || m.value === undefined) return;
         var x = area.left + m.value * (area.right - area.left);

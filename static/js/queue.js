@@ -3,6 +3,7 @@
  * j/k move, a/d/e respond, m opens the action picker (then 1-9), n a note, x selects, z brings the last
  * answer back to change it, ? shows the help.
  * Keys do nothing while typing in a field. Focusing an item claims it (and releases the one left behind).
+ * Entry ids are unique per agent only, so an item is known by its key, "agentId:entryId" (data-key).
  */
 (function () {
   "use strict";
@@ -11,11 +12,12 @@
   if (!body) return;
   const claimUrl = body.dataset.claimUrl;
   const help = document.getElementById("help");
-  let focusedId = null; // entry id of the focused item
-  let claimedId = null; // entry id this page holds a claim on
+  let focusedId = null; // key of the focused item
+  let claimedId = null; // key of the item this page holds a claim on
+  let claimed = null; // { entry_id, agent } of that item, to release it
   let wantFocus = null; // after a response, the item to focus next
   let busy = false; // a response is on its way; keys wait for it
-  let answering = new Set(); // entry ids of the response on its way
+  let answering = new Set(); // keys of the items of the response on its way
   const me = body.dataset.reviewer || "";
 
   function csrf() {
@@ -31,7 +33,7 @@
   }
 
   function focused() {
-    return items().find((el) => el.dataset.entryId === focusedId) || null;
+    return items().find((el) => el.dataset.key === focusedId) || null;
   }
 
   function selected() {
@@ -76,10 +78,16 @@
   }
 
   function claim(item) {
-    const id = item.dataset.entryId;
-    const release = claimedId && claimedId !== id ? claimedId : "";
+    const id = item.dataset.key;
+    const release = claimedId && claimedId !== id && claimed ? claimed : { entry_id: "", agent: "" };
     claimedId = id;
-    const data = new URLSearchParams({ entry_id: id, release: release });
+    claimed = { entry_id: item.dataset.entryId, agent: item.dataset.agentId };
+    const data = new URLSearchParams({
+      entry_id: claimed.entry_id,
+      entry_agent: claimed.agent,
+      release: release.entry_id,
+      release_agent: release.agent,
+    });
     fetch(claimUrl, {
       method: "POST",
       body: data,
@@ -118,7 +126,7 @@
   function focus(item) {
     if (!item) return;
     items().forEach((el) => el.classList.toggle("focused", el === item));
-    focusedId = item.dataset.entryId;
+    focusedId = item.dataset.key;
     item.scrollIntoView({ block: "nearest" });
     // An answer being changed is no longer in the queue: there is nothing to claim.
     if (claimedId !== focusedId && !item.dataset.amending) claim(item);
@@ -174,8 +182,8 @@
 
   function afterRender() {
     const all = items();
-    let target = wantFocus ? all.find((el) => el.dataset.entryId === wantFocus) : null;
-    if (!target) target = all.find((el) => el.dataset.entryId === focusedId) || all[0] || null;
+    let target = wantFocus ? all.find((el) => el.dataset.key === wantFocus) : null;
+    if (!target) target = all.find((el) => el.dataset.key === focusedId) || all[0] || null;
     wantFocus = null;
     if (target) focus(target);
     else focusedId = null;
@@ -256,7 +264,7 @@
       return;
     }
     const item = target.closest("#queue-list > .item");
-    if (item && item.dataset.entryId !== focusedId) focus(item);
+    if (item && item.dataset.key !== focusedId) focus(item);
     if (target.closest("[data-toggle-picker]")) togglePicker(item);
     if (target.closest("[data-toggle-note]")) openNote(item);
     if (target.closest("[data-clear-selection]")) {
@@ -282,13 +290,13 @@
       answering = new Set(selected().map((box) => box.value));
     } else {
       const li = elt.closest(".item");
-      answering = new Set(li ? [li.dataset.entryId] : []);
+      answering = new Set(li ? [li.dataset.key] : []);
     }
     const cur = focused();
     const idx = cur ? all.indexOf(cur) : 0;
-    const keep = (el) => !answering.has(el.dataset.entryId);
+    const keep = (el) => !answering.has(el.dataset.key);
     const next = all.slice(idx).find(keep) || all.slice(0, idx).reverse().find(keep);
-    wantFocus = next ? next.dataset.entryId : null;
+    wantFocus = next ? next.dataset.key : null;
   });
 
   document.body.addEventListener("htmx:afterRequest", (e) => {
@@ -309,9 +317,10 @@
 
   // Leaving the page gives the claimed item back at once instead of after the claim runs out.
   window.addEventListener("pagehide", () => {
-    if (!claimedId || !navigator.sendBeacon) return;
+    if (!claimedId || !claimed || !navigator.sendBeacon) return;
     const data = new FormData();
-    data.append("release", claimedId);
+    data.append("release", claimed.entry_id);
+    data.append("release_agent", claimed.agent);
     data.append("csrfmiddlewaretoken", csrf());
     navigator.sendBeacon(claimUrl, data);
   });

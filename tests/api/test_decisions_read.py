@@ -127,12 +127,12 @@ def test_detail__own_and_reviewer__entry_with_response(agent, agent_client, revi
 
 
 @pytest.mark.django_db
-def test_detail__another_agents_decision__403(agent):
+def test_detail__another_agents_decision__404_as_if_it_did_not_exist(agent):
     _, other_key = make_agent("fraud")
     log(id="d-1")
     response = bearer(APIClient(), other_key).get(f"{URL}/d-1")
-    assert response.status_code == 403
-    assert "d-1" not in json.dumps(response.json().get("results", ""))
+    assert response.status_code == 404
+    assert response.json()["error"] == {"code": "not_found", "message": "no decision with id 'd-1'", "field": "id"}
 
 
 @pytest.mark.django_db

@@ -47,6 +47,7 @@ def test_docs__page_served_from_this_site__no_external_host():
 @pytest.mark.django_db
 def test_healthz__everything_up__200_ok_each():
     response = Client().get("/healthz")
+    assert Client().get("/healthz/").status_code == response.status_code
     assert response.status_code == 200
     assert response.json() == {"database": "ok", "cache": "ok", "broker": "ok"}
 
@@ -72,6 +73,7 @@ def test_healthz__broker_folder_missing__503_naming_the_broker(settings, tmp_pat
 def test_healthz__redis_unreachable__anonymous_reads_degraded_without_hosts_or_ports(settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     response = Client().get("/healthz")
+    assert Client().get("/healthz/").status_code == response.status_code
     assert response.status_code == 503
     assert response.json() == {"database": "ok", "cache": "ok", "broker": "degraded"}
     assert "127.0.0.1" not in response.content.decode()

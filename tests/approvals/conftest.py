@@ -1,12 +1,14 @@
 """Helpers for the approval gate's tests: proposals made by a small factory, decisions logged through the
 real decision-log service (with their responses imported), so the gate and the watchdog see real rows."""
 
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.test import Client
 
 from auditlog.services import decision_log_batch
@@ -71,6 +73,29 @@ def make_run(agent: Agent, *, now: datetime = NOW) -> TunerRun:
         created_at=now,
         finished_at=now,
     )
+
+
+def at_once(*calls: Any) -> list[Any]:
+    """Run each call in a thread of its own, all released at once; their results (or exceptions), in order. For
+    races on PostgreSQL: each thread closes its own connection."""
+    start = threading.Barrier(len(calls))
+    outcomes: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            start.wait(timeout=10)
+            outcomes[i] = calls[i]()
+        except BaseException as exc:  # noqa: BLE001 - asserted by the caller
+            outcomes[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return outcomes
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pytest
 from approvals.services import proposal_decide
 from tests.approvals.conftest import log_responded
 from tests.conftest import client_for
-from tests.factories import NOW, make_proposal
+from tests.factories import NOW, make_agent, make_proposal
 from thresholds.selectors import config_get_live
 
 
@@ -47,6 +47,21 @@ def test_get_proposal__evidence_entries_in_the_seed_shape(agent, approver):
     assert first["entry"]["humanResponse"]["action"] == "dismiss"
     assert first["entry"]["context"]["features"] == {"amount_z": 3.2, "night": 1.0}
     assert [e["id"] for e in body["sampleEntries"]] == ids[:5]
+
+
+@pytest.mark.django_db
+def test_get_proposal__evidence_ids_another_agent_also_uses__the_proposals_agents_entries(agent, approver):
+    ids = log_responded(agent, prefix="ev", n=6, errors=6, start=NOW - timedelta(days=2))
+    other, _ = make_agent("fraud")
+    # Ids are unique per agent: fraud's entries with the same ids are not the proposal's evidence.
+    log_responded(other, prefix="ev", n=6, errors=0, start=NOW - timedelta(days=1))
+    proposal = make_proposal(agent, evidence_ids=ids)
+
+    body = client_for(approver).get(f"/api/v1/proposals/{proposal.pk}").json()
+
+    assert {e["entry"]["agentId"] for e in body["evidence"]} == {"triage"}
+    assert {e["entry"]["humanResponse"]["action"] for e in body["evidence"]} == {"dismiss"}
+    assert {e["agentId"] for e in body["sampleEntries"]} == {"triage"} and len(body["sampleEntries"]) == 5
 
 
 @pytest.mark.django_db

@@ -74,7 +74,8 @@ def test_audit_page__shows_events_and_exports_csv(client, agent, approver, appro
     page = client.get(f"/audit/?agent={agent.agent_id}&threshold=escalate_threshold")
     assert page.status_code == 200
     html = page.content.decode()
-    assert "proposal.rejected" in html and "proposal.accepted" not in html
+    # the event type filter lists every kind: look at the rows
+    assert "<code>proposal.rejected</code>" in html and "<code>proposal.accepted</code>" not in html
     exported = client.get(f"/audit/?agent={agent.agent_id}&export=csv")
     assert exported["Content-Disposition"] == 'attachment; filename="audit-triage.csv"'
     assert exported.content.decode().count("\n") == 5

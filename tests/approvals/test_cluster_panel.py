@@ -59,7 +59,11 @@ def test_proposal_detail_page__clusters__top_three_beside_the_chart_with_linked_
     assert panel.count('data-testid="proposal-cluster"') == 3 and "the fourth" not in panel
     assert "3 of 4" in panel
     assert "amount_score high (+1.8 sd)" in panel and "40 % of the window" in panel
-    assert f'href="/decisions/{ids[0]}/"' in panel and f'href="/decisions/{ids[3]}/"' in panel
+    # Ids are unique per agent: every link names the proposal's agent.
+    assert (
+        f'href="/decisions/{ids[0]}/?agentId=triage"' in panel
+        and f'href="/decisions/{ids[3]}/?agentId=triage"' in panel
+    )
     assert "and 2 more" in panel  # six sample ids, four shown
 
 
@@ -111,4 +115,4 @@ def test_approval_page__clusters_panel_in_chromium__sample_reached_by_keyboard(
     first.focus()
     assert first.evaluate("el => el === document.activeElement")
     page.keyboard.press("Enter")
-    page.wait_for_url(f"**/decisions/{ids[0]}/")
+    page.wait_for_url(f"**/decisions/{ids[0]}/?agentId=triage")

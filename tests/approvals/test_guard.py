@@ -4,12 +4,10 @@ The reproductions of issue 9: stacked hand-made proposals walked a threshold fro
 live changes within minutes, and a modify was checked against the value when its proposal was made.
 """
 
-import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from approvals.exceptions import AgentLocked, GuardrailViolation
 from approvals.guard import allowance, allowed_range, change_check, changes_left
@@ -17,6 +15,7 @@ from approvals.lock import agent_config_lock, agent_config_unlock
 from approvals.models import AuditEvent
 from approvals.services import config_rollback, proposal_create_manual, proposal_decide
 from loopsite.exceptions import ValidationFailed
+from tests.approvals.conftest import at_once
 from tests.factories import NOW, make_agent, make_proposal, user_with_role
 from thresholds.models import Agent, ConfigVersion
 from thresholds.selectors import config_get_live
@@ -204,27 +203,6 @@ def test_lock__twice_conflict__reviewer_forbidden__rationale_required(half, peop
 # --- races on PostgreSQL ------------------------------------------------------------------------------------
 
 
-def _race(*calls: Any) -> list[Any]:
-    start = threading.Barrier(len(calls))
-    outcomes: list[Any] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        try:
-            start.wait(timeout=10)
-            outcomes[i] = calls[i]()
-        except BaseException as exc:  # noqa: BLE001 - asserted by the caller
-            outcomes[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    return outcomes
-
-
 @pytest.mark.configured
 @pytest.mark.django_db(transaction=True)
 def test_two_approvers_accepting_the_third_and_fourth_change_at_once__only_one_goes_live():
@@ -235,7 +213,7 @@ def test_two_approvers_accepting_the_third_and_fourth_change_at_once__only_one_g
     third = make_proposal(agent, proposed=0.6, current=0.55)
     fourth = make_proposal(agent, threshold="escalate_threshold", proposed=0.95, current=0.9)
 
-    outcomes = _race(
+    outcomes = at_once(
         lambda: proposal_decide(proposal=third, actor=b, decision="accept", rationale="b", now=NOW),
         lambda: proposal_decide(proposal=fourth, actor=c, decision="accept", rationale="c", now=NOW),
     )
@@ -254,7 +232,7 @@ def test_two_approvers_accepting_two_moves_of_one_threshold_at_once__never_past_
     first = make_proposal(agent, proposed=0.6)
     second = make_proposal(agent, proposed=0.4)
 
-    outcomes = _race(
+    outcomes = at_once(
         lambda: proposal_decide(proposal=first, actor=b, decision="accept", rationale="b", now=NOW),
         lambda: proposal_decide(proposal=second, actor=c, decision="modify", value=0.45, rationale="c", now=NOW),
     )
@@ -271,7 +249,7 @@ def test_a_lock_racing_an_accept__either_the_accept_came_first_or_it_was_refused
     a, b = (user_with_role("approver", username=n) for n in ("alice", "bob"))
     proposal = make_proposal(agent, proposed=0.6)
 
-    outcomes = _race(
+    outcomes = at_once(
         lambda: proposal_decide(proposal=proposal, actor=b, decision="accept", rationale="b", now=NOW),
         lambda: agent_config_lock(agent=agent, actor=a, rationale="freeze", now=NOW),
     )

@@ -1,5 +1,5 @@
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -9,6 +9,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from auditlog.models import Decision
+from auditlog.services import decision_log
+from tests.factories import entry, make_agent
 from tests.web.conftest import log_pending
 
 pytestmark = pytest.mark.django_db
@@ -18,8 +20,12 @@ AT = (timezone.now() - timedelta(minutes=5)).isoformat()
 
 
 def run(path: Path, *args: str) -> str:
+    """What the command printed, and the error it stopped with (its exit status 1) as a last line."""
     out = StringIO()
-    call_command("import_responses", str(path), *args, stdout=out, stderr=StringIO())
+    try:
+        call_command("import_responses", str(path), *args, stdout=out, stderr=StringIO())
+    except CommandError as exc:
+        return f"{out.getvalue()}CommandError: {exc}"
     return out.getvalue()
 
 
@@ -55,7 +61,7 @@ def test_import__good_file__every_row_taken(tmp_path: Path, ids: list[str]) -> N
     assert first.time_to_respond == (first.responded_at - first.timestamp).total_seconds()
 
 
-def test_import__bad_rows__reported_with_row_and_reason_good_rows_taken(tmp_path: Path, ids: list[str]) -> None:
+def mixed_file(tmp_path: Path, ids: list[str]) -> Path:
     path = tmp_path / "mixed.csv"
     path.write_text(
         "id,action,responder,respondedAt,modifiedAction,note\n"
@@ -67,7 +73,23 @@ def test_import__bad_rows__reported_with_row_and_reason_good_rows_taken(tmp_path
         f"{ids[3]},approve,,{AT},,\n"  # row 7: no responder
         f"{ids[3]},approve,sam,yesterday,,\n"  # row 8: bad time
     )
-    out = run(path)
+    return path
+
+
+def test_import__bad_rows__exit_1_and_nothing_written(tmp_path: Path, ids: list[str]) -> None:
+    """It used to exit 0 whatever was refused."""
+    out = run(mixed_file(tmp_path, ids))
+    assert "1 row(s) would be taken, 6 refused, of 7." in out and "row 3: refused:" in out
+    assert "Nothing was written: fix the refused rows, or pass --allow-partial" in out
+    assert out.endswith("CommandError: 6 of 7 row(s) refused")
+    assert responses() == {}
+
+
+def test_import__bad_rows_allow_partial__reported_with_row_and_reason_good_rows_taken(
+    tmp_path: Path, ids: list[str]
+) -> None:
+    out = run(mixed_file(tmp_path, ids), "--allow-partial")
+    assert "CommandError" not in out
     assert "1 row(s) taken, 6 refused, of 7." in out
     assert "row 3: refused: no decision with id 'no-such-decision'" in out
     assert "row 4: refused:" in out and "has a response already" in out
@@ -78,19 +100,45 @@ def test_import__bad_rows__reported_with_row_and_reason_good_rows_taken(tmp_path
     assert responses() == {ids[0]: ("approve", "sam", None, None, "import")}
 
 
-def test_import__not_csv__command_error_nothing_written(tmp_path: Path, ids: list[str]) -> None:
-    path = tmp_path / "export.xlsx"
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("export.xlsx", "export.xlsx is not an Excel .xlsx file"), ("export.csv", "export.csv is not a CSV file")],
+)
+def test_import__binary_garbage__command_error_nothing_written(
+    tmp_path: Path, ids: list[str], name: str, message: str
+) -> None:
+    path = tmp_path / name
     path.write_bytes(b"PK\x03\x04\x14\x00\x00\x00\x08\x00binary spreadsheet")
-    with pytest.raises(CommandError, match="not a CSV file"):
-        run(path)
+    assert f"CommandError: {message}" in run(path)
     assert responses() == {}
+
+
+def test_import__xlsx__rows_taken_dates_and_numbers_read(tmp_path: Path, ids: list[str]) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["Decision ID", "Action", "Responder", "Responded at", "Note"])
+    at = datetime.fromisoformat(AT).astimezone(UTC).replace(tzinfo=None)  # Excel keeps no time zone: read as UTC
+    sheet.append([ids[0], "dismiss", "kim", at, 42.0])
+    sheet.append([ids[1], "Escalate", "sam", AT, None])
+    sheet.append([None, None, None, None, None])
+    path = tmp_path / "verdicts.xlsx"
+    book.save(path)
+
+    assert "2 row(s) taken, 0 refused, of 2." in run(path)
+    assert responses() == {
+        ids[0]: ("dismiss", "kim", None, "42", "import"),
+        ids[1]: ("escalate", "sam", None, None, "import"),
+    }
+    responded = Decision.objects.get(entry_id=ids[0]).responded_at
+    assert responded is not None and abs(responded - datetime.fromisoformat(AT)) < timedelta(seconds=1)
 
 
 def test_import__json_file__missing_columns_command_error(tmp_path: Path, ids: list[str]) -> None:
     path = tmp_path / "responses.csv"
     path.write_text(json.dumps([{"id": ids[0], "action": "approve"}]))
-    with pytest.raises(CommandError, match="missing column"):
-        run(path)
+    assert "CommandError: not a responses CSV: missing column" in run(path)
     assert responses() == {}
 
 
@@ -98,7 +146,7 @@ def test_import__dry_run__reports_but_writes_nothing(tmp_path: Path, ids: list[s
     path = tmp_path / "good.csv"
     path.write_text(f"decision id,action,responder,respondedAt\n{ids[0]},approve,sam,{AT}\n{ids[0]},dismiss,sam,{AT}\n")
     out = run(path, "--dry-run")
-    assert "1 row(s) would be taken, 1 refused, of 2." in out
+    assert "1 row(s) would be taken, 1 refused, of 2." in out and out.endswith("CommandError: 1 of 2 row(s) refused")
     assert "row 3: refused:" in out
     assert "nothing was written" in out
     assert responses() == {}
@@ -111,7 +159,7 @@ def test_import__long_file__progress_bar_and_every_row_reported(tmp_path: Path, 
     path = tmp_path / "long.csv"
     path.write_text("\n".join(lines) + "\n")
     out, err = StringIO(), StringIO()
-    call_command("import_responses", str(path), stdout=out, stderr=err)
+    call_command("import_responses", str(path), "--allow-partial", stdout=out, stderr=err)
     assert "1 row(s) taken, 600 refused, of 601." in out.getvalue()
     assert "row 602: refused: no decision with id 'missing-599'" in out.getvalue()
     assert "601/601" in err.getvalue()  # tqdm's bar reached the end
@@ -123,3 +171,23 @@ def test_import__semicolon_spreadsheet_export__columns_found(tmp_path: Path, ids
     path.write_text(f"Decision ID;Action;Responder ID;Responded At;Note\n{ids[0]};escalate;kim;{AT};missed one\n")
     assert "1 row(s) taken, 0 refused, of 1." in run(path)
     assert responses() == {ids[0]: ("escalate", "kim", None, "missed one", "import")}
+
+
+def test_import__id_two_agents_use__refused_without_agentId_taken_with_it(tmp_path: Path, agent: Any) -> None:
+    make_agent("fraud")
+    now = timezone.now()
+    for agent_id in ("triage", "fraud"):
+        decision_log(raw=entry(agent_id, id="shared", timestamp=(now - timedelta(hours=1)).isoformat()), now=now)
+    path = tmp_path / "shared.csv"
+    path.write_text(
+        "id,agent_id,action,responder,respondedAt\n"
+        f"shared,,approve,sam,{AT}\n"  # row 2: whose?
+        f"shared,fraud,dismiss,sam,{AT}\n"  # row 3: fraud's
+        f"shared,nobody,dismiss,sam,{AT}\n"  # row 4: no such agent
+    )
+    out = run(path, "--allow-partial")
+    assert "1 row(s) taken, 2 refused, of 3." in out
+    assert "row 2: refused: decision id 'shared' is used by more than one agent (fraud, triage); add agentId" in out
+    assert "row 4: refused: no decision with id 'shared' of agent 'nobody'" in out
+    answered = dict(Decision.objects.filter(entry_id="shared").values_list("agent__agent_id", "response_action"))
+    assert answered == {"fraud": "dismiss", "triage": None}

@@ -48,3 +48,4 @@ def test_demo__run_again__adds_nothing_and_shows_the_demo_passwords() -> None:
     text = out.getvalue()
     assert "rita" in text and "alice" in text and "admin" in text
     assert "password: rita-reviews-2026" in text and "(kept)" in text
+    assert "a new one: manage.py create_agent_key demo-triage" in text

@@ -73,3 +73,10 @@ def test_simulate_own_database__postgresql__a_schema_of_its_own(tmp_path: Path) 
     finally:
         with _admin() as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_simulate__embedded_database_never_migrated__migrates_it_first(tmp_path: Path) -> None:
+    """It used to die with `no such table: thresholds_agent`."""
+    done = manage(tmp_path, *RUN)
+    assert done.returncode == 0, done.stderr
+    assert "migrating the embedded database first" in done.stderr and "agent sim-rules-1, seed 1" in done.stdout

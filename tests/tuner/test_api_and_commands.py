@@ -75,8 +75,8 @@ def test_tuner_runs_post__cycle_already_done__202_same_run_nothing_sent(
     assert TunerRun.objects.count() == 1
 
 
-def test_tuner_runs_post__approver__403(agent: Agent, approver: Any) -> None:
-    assert client_for(approver).post(f"/api/v1/agents/{agent.agent_id}/tuner-runs").status_code == 403
+def test_tuner_runs_post__reviewer__403(agent: Agent, reviewer: Any) -> None:
+    assert client_for(reviewer).post(f"/api/v1/agents/{agent.agent_id}/tuner-runs").status_code == 403
     assert not TunerRun.objects.exists()
 
 
@@ -223,3 +223,20 @@ def test_run_tuner__run_with_a_fresh_heartbeat__command_error_and_left_alone(age
     with pytest.raises(CommandError, match="running in another worker"):
         call_command("run_tuner", agent.agent_id, stdout=StringIO())
     assert TunerRun.objects.get().started_at == alive.started_at
+
+
+@pytest.mark.django_db(transaction=True)  # the email goes when the cycle commits, as in production
+def test_run_tuner__console_email__stdout_is_the_json_alone(
+    agent: Agent, approver: Any, settings: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run_tuner ... | jq` used to fail: the approvers' email came first on stdout."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    approver.email = "alice@example.com"
+    approver.save()
+    log_rows(agent, flag_too_low_rows(200))
+
+    call_command("run_tuner", agent.agent_id, "--now", NOW.isoformat())
+
+    out, err = capsys.readouterr()
+    assert json.loads(out)["proposals"]
+    assert "Subject: " in err and "Subject: " not in out

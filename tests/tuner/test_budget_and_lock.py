@@ -298,6 +298,6 @@ def test_proposal_page__impact_in_the_api_shape__rendered_with_its_intervals(cli
     client.force_login(user_with_role("approver", username="alice"))
     html = client.get(reverse("proposal-detail", args=[proposal.pk])).content.decode()
     numbers = html[html.index('data-testid="impact-numbers"') :]
-    numbers = numbers[: numbers.index("</div>")]
-    assert f"False alarms {fa['change']:.0f} (interval {fa['low']:.0f} to" in numbers, numbers
-    assert "real missed signals" in numbers and "miss budget" in numbers
+    numbers = numbers[: numbers.index("</dd>")]
+    assert f"False alarms {fa['change']:+.0f} over the 28 days replayed (likely range {fa['low']:+.0f} to" in numbers
+    assert "Real missed signals" in numbers and "Miss budget" in numbers

@@ -4,11 +4,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from auditlog.models import Decision
 from auditlog.services import decision_log
 from tests.factories import entry
+
+HX = {"HX-Request": "true"}  # what htmx sends; without it the respond view redirects (no-JavaScript path)
+
+
+def signed_in(user: Any) -> Client:
+    """A test client with ``user`` signed in."""
+    client = Client()
+    client.force_login(user)
+    return client
 
 
 def log_pending(

@@ -13,7 +13,8 @@ from django.utils import timezone
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from auditlog.models import Decision, ResponseRevision
-from tests.factories import make_agent
+from auditlog.services import decision_log
+from tests.factories import entry, make_agent
 from tests.web.conftest import log_pending, stored
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -360,3 +361,127 @@ def test_browser__typing_in_a_filter_field__keys_do_nothing(open_page: Any, revi
     page.keyboard.press("Escape")  # leaves the field; now the keys work again
     respond_and_wait(page, "a", ids[0], ids[1])
     assert_web_response(answered(ids[0]), "approve")
+
+
+def test_browser__one_id_two_agents__each_item_claimed_and_answered_on_its_own(
+    open_page: Any, reviewer: Any, agent: Any
+) -> None:
+    make_agent("fraud")
+    now = timezone.now()
+    for agent_id, hours in (("triage", 2), ("fraud", 1)):  # triage's first, oldest first
+        decision_log(raw=entry(agent_id, id="twin", timestamp=(now - timedelta(hours=hours)).isoformat()), now=now)
+
+    def twin(agent_id: str) -> Decision:
+        return Decision.objects.get(entry_id="twin", agent__agent_id=agent_id)
+
+    def keyed(page: Page, agent_id: str) -> Any:
+        return page.locator(f'#queue-list > .item[data-key="{agent_id}:twin"]')
+
+    page = open_page("rita")
+    expect(keyed(page, "triage")).to_have_class(re.compile(r"\bfocused\b"))
+    expect(keyed(page, "triage")).to_have_class(re.compile(r"\bclaimed\b"))
+    assert (twin("triage").claimed_by, twin("fraud").claimed_by) == ("rita", None)
+
+    page.keyboard.press("d")
+    expect(keyed(page, "triage")).to_have_count(0)
+    expect(keyed(page, "fraud")).to_have_class(re.compile(r"\bfocused\b"))
+    expect(keyed(page, "fraud")).to_have_class(re.compile(r"\bclaimed\b"))
+    page.keyboard.press("a")
+    expect(page.locator("#queue-list > .item")).to_have_count(0)
+
+    assert_web_response(twin("triage"), "dismiss")
+    assert_web_response(twin("fraud"), "approve")
+
+
+# --- issue 13: order, dates, the picker, the response rate -------------------------------------------------
+
+
+def listed(page: Page) -> Any:
+    return page.locator("#queue-list > .item")
+
+
+def test_browser__newest_first__chosen_once_and_remembered_across_a_reload(
+    open_page: Any, reviewer: Any, agent: Any
+) -> None:
+    ids = log_pending(agent.agent_id, 3)
+    page = open_page("rita")
+    wait_focused(page, ids[0])  # oldest first until the reviewer says otherwise
+    page.get_by_label("Order").select_option("newest")
+    page.get_by_role("button", name="Filter").click()
+    expect(listed(page).first).to_have_attribute("data-entry-id", ids[2])
+    wait_focused(page, ids[2])
+    page.reload()
+    expect(listed(page).first).to_have_attribute("data-entry-id", ids[2])
+    page.goto("/queue/")  # no ?sort=: the session remembers it
+    expect(listed(page)).to_have_count(3)
+    assert [listed(page).nth(i).get_attribute("data-entry-id") for i in range(3)] == ids[::-1]
+    expect(page.get_by_label("Order")).to_have_value("newest")
+    # answering keeps the order: the next one down is the next older
+    wait_focused(page, ids[2])
+    respond_and_wait(page, "a", ids[2], ids[1])
+
+
+def test_browser__date_filter__narrows_the_list_and_the_pending_counter(
+    open_page: Any, reviewer: Any, agent: Any
+) -> None:
+    old = log_pending(agent.agent_id, 2, ago=timedelta(days=10))
+    recent = log_pending(agent.agent_id, 2, ago=timedelta(minutes=30))
+    page = open_page("rita")
+    expect(listed(page)).to_have_count(4)
+    expect(page.locator('[data-stat="pending"]')).to_have_text("4")
+    since = (timezone.now() - timedelta(days=3)).date().isoformat()
+    page.get_by_label("Logged from").fill(since)
+    page.get_by_role("button", name="Filter").click()
+    expect(listed(page)).to_have_count(2)
+    assert sorted(listed(page).nth(i).get_attribute("data-entry-id") or "" for i in range(2)) == sorted(recent)
+    expect(page.locator('[data-stat="pending"]')).to_have_text("2")
+    expect(page.locator(".stats")).to_contain_text("pending review with these filters")
+    # and the other way round: up to four days ago, only the old ones
+    page.goto(f"/queue/?to={(timezone.now() - timedelta(days=4)).date().isoformat()}")
+    expect(listed(page)).to_have_count(2)
+    expect(page.locator('[data-stat="pending"]')).to_have_text("2")
+    assert sorted(listed(page).nth(i).get_attribute("data-entry-id") or "" for i in range(2)) == sorted(old)
+
+
+def test_browser__action_picker__hidden_and_its_keys_dead_until_m(open_page: Any, reviewer: Any, agent: Any) -> None:
+    ids = log_pending(agent.agent_id, 2)
+    page = open_page("rita")
+    wait_focused(page, ids[0])
+    picker = item(page, ids[0]).locator(".picker")
+    expect(picker).to_be_hidden()
+    expect(item(page, ids[0]).get_by_role("button", name="escalate 2")).to_be_hidden()
+    page.keyboard.press("2")
+    page.wait_for_timeout(300)
+    expect(item(page, ids[0])).to_have_count(1)
+    assert stored(ids[0]).response_action is None
+    page.keyboard.press("m")
+    expect(picker).to_be_visible()
+    page.keyboard.press("m")  # m again closes it, and its keys are dead again
+    expect(picker).to_be_hidden()
+    page.keyboard.press("2")
+    page.wait_for_timeout(300)
+    assert stored(ids[0]).response_action is None
+    page.keyboard.press("m")
+    respond_and_wait(page, "2", ids[0], ids[1])
+    d = answered(ids[0])
+    assert (d.response_action, d.modified_action) == ("modify", "escalate")
+
+
+def test_browser__response_rate__moves_as_backlog_answers_land(open_page: Any, reviewer: Any, agent: Any) -> None:
+    # The backlog of an earlier week: answering it is evidence for the next tuner run, so the figure moves.
+    ids = log_pending(agent.agent_id, 4, ago=timedelta(days=9))
+    page = open_page("rita")
+    rate = page.locator('[data-stat="week-rate"]')
+    expect(rate).to_have_text("0 %")
+    wait_focused(page, ids[0])
+    respond_and_wait(page, "a", ids[0], ids[1])
+    expect(rate).to_have_text("25 %")
+    expect(page.locator('[data-stat="week-counts"]')).to_have_text("1 of 4")
+    respond_and_wait(page, "d", ids[1], ids[2])
+    expect(rate).to_have_text("50 %")
+    page.reload()  # the header's own request agrees with what the answers showed
+    expect(rate).to_have_text("50 %")
+    expect(page.locator(".warning")).to_contain_text("below 60 %")
+    respond_and_wait(page, "a", ids[2], ids[3])
+    expect(rate).to_have_text("75 %")
+    expect(page.locator(".warning")).to_have_count(0)

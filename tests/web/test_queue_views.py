@@ -206,7 +206,7 @@ def test_nav__links_for_existing_routes_the_user_may_open(reviewer: Any, approve
         return [label for label in ("Queue", "Proposals", "Audit trail", "Admin", "API docs") if f">{label}<" in block]
 
     assert nav(reviewer) == ["Queue", "API docs"]
-    assert nav(approver) == ["Queue", "Proposals", "Audit trail", "API docs"]
+    assert nav(approver) == ["Queue", "Proposals", "Audit trail", "Admin", "API docs"]  # approvers sign off there too
     assert nav(admin_user) == ["Queue", "Proposals", "Audit trail", "Admin", "API docs"]
 
 
@@ -272,10 +272,12 @@ def test_undo__last_answer_offered_shown_again_and_amended(reviewer: Any, pendin
     client = signed_in(reviewer)
     client.post("/queue/respond/", {"entry_id": pending[0], "response": "dismiss"}, headers=HX)
     page = client.get("/queue/").content.decode()
-    assert f'data-undo="{pending[0]}"' in page and "Change your last answer" in page
+    assert f'data-undo="triage:{pending[0]}"' in page and "Change your last answer" in page
 
     shown = client.get(f"/queue/?amend={pending[0]}", headers=HX).content.decode()
-    assert f'data-entry-id="{pending[0]}" data-amending="1"' in shown
+    assert (
+        f'data-entry-id="{pending[0]}" data-agent-id="triage" data-key="triage:{pending[0]}" data-amending="1"' in shown
+    )
     assert 'name="amends" value="1"' in shown and "You answered <strong>dismiss" in shown
 
     done = client.post("/queue/respond/", {"entry_id": pending[0], "response": "approve", "amends": "1"}, headers=HX)

@@ -8,6 +8,7 @@ from approvals.tasks import digest_task, proposals_expire_task, watchdog_task
 from loopsite.tasks import outbox_drain_task
 from thresholds.models import Agent
 from tuner.tasks import tuner_weekly_task
+from webhooks.tasks import webhook_deliver_due_task
 
 TUNER_TASK = str(tuner_weekly_task.name)
 
@@ -15,8 +16,9 @@ TUNER_TASK = str(tuner_weekly_task.name)
 class Command(BaseCommand):
     help = (
         "Create or update the beat schedules: each agent's tuner weekly on Monday 03:00 in its timezone, and the "
-        "watchdog hourly, expiry of undecided proposals daily, the approvers' digest on Monday 08:00 UTC and the "
-        "outbox drain every minute. Schedules stay editable in the admin; running this again keeps edited crontabs."
+        "watchdog hourly, expiry of undecided proposals daily, the approvers' digest on Monday 08:00 UTC, and the "
+        "outbox drain and the webhook retries every minute. Schedules stay editable in the admin; running this again "
+        "keeps edited crontabs."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -68,3 +70,8 @@ class Command(BaseCommand):
             defaults={"task": str(outbox_drain_task.name), "interval": minutely, "crontab": None, "args": "[]"},
         )
         self.stdout.write("scheduled outbox drain: every minute")
+        PeriodicTask.objects.update_or_create(
+            name="webhook retries every minute",
+            defaults={"task": str(webhook_deliver_due_task.name), "interval": minutely, "crontab": None, "args": "[]"},
+        )
+        self.stdout.write("scheduled webhook retries: every minute")

@@ -3,9 +3,10 @@
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from simulation.demo import demo_build
+from simulation.own_database import OwnDatabaseRefused, database_ready
 
 
 class Command(BaseCommand):
@@ -15,6 +16,10 @@ class Command(BaseCommand):
         parser.add_argument("--per-day", type=int, default=200, help="simulated decisions a day (default 200)")
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        try:
+            database_ready(self.stderr.write)
+        except OwnDatabaseRefused as exc:
+            raise CommandError(str(exc)) from None
         report = demo_build(per_day=opts["per_day"])
         self.stdout.write("Demo users:")
         for username, role, password in report.users:
@@ -25,5 +30,9 @@ class Command(BaseCommand):
             self.stdout.write(f"  {agent_id}: {what}")
             if key:
                 self.stdout.write(f"    API key (shown once): {key}")
+            else:
+                self.stdout.write(
+                    f"    API key: shown when it was made; a new one: manage.py create_agent_key {agent_id}"
+                )
         site = settings.SITE_URL
         self.stdout.write(f"Open {site}/dashboard/ (any user), {site}/queue/ (rita) and {site}/proposals/ (alice).")

@@ -12,8 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from loopsite.exceptions import DomainError
-from people.roles import is_approver
-from people.services import user_get
+from thresholds.management.commands.set_approvers import approvers_set, users_get
 from thresholds.services import DEFAULT_ACTIONS, agent_create
 
 THRESHOLD_FORMAT = "NAME=VALUE[@ACTION[:MIN:MAX]]"
@@ -74,7 +73,20 @@ class Command(BaseCommand):
             "--sample-rate", type=float, default=None, help="share of weakest-action decisions reviewed"
         )
         parser.add_argument("--timezone", default=None, help="IANA name, e.g. Europe/Berlin (default UTC)")
-        parser.add_argument("--approver", action="append", default=[], metavar="USERNAME", help="repeatable")
+        parser.add_argument(
+            "--approver",
+            action="append",
+            default=[],
+            metavar="USERNAME",
+            help="a designated approver (repeatable): only they and admins decide its proposals, lock it, roll it back",
+        )
+        parser.add_argument(
+            "--required-approvals",
+            type=int,
+            default=None,
+            metavar="N",
+            help="distinct approvals a change needs before it goes live (default 1; at most the --approvers given)",
+        )
         parser.add_argument("--binary", action="store_true", help="reviewers answer thumbs up / thumbs down")
         parser.add_argument(
             "--rule-based",
@@ -120,15 +132,7 @@ class Command(BaseCommand):
             except (ZoneInfoNotFoundError, ValueError):
                 raise CommandError(f"--timezone {options['timezone']!r} is not a known IANA time zone") from None
             extra["timezone"] = options["timezone"]
-        approvers = []
-        for username in options["approver"]:
-            try:
-                user = user_get(username=username)
-            except DomainError as exc:
-                raise CommandError(f"--approver: {exc.message}") from None
-            if not is_approver(user):
-                raise CommandError(f"--approver: {username!r} is not an approver (create_user --role approver)")
-            approvers.append(user)
+        approvers = users_get(options["approver"], "--approver")
         try:
             with transaction.atomic():
                 agent, key = agent_create(
@@ -139,9 +143,15 @@ class Command(BaseCommand):
                     now=timezone.now(),
                     **extra,
                 )
-                agent.approvers.set(approvers)
+                if approvers or options["required_approvals"] is not None:
+                    approvers_set(
+                        agent=agent, approvers=approvers, required=options["required_approvals"], command="create_agent"
+                    )
         except DomainError as exc:
-            raise CommandError(exc.message) from None
+            options_of = {"approvers": "--approver: ", "requiredApprovals": "--required-approvals: "}
+            option = options_of.get(exc.field or "", "")
+            hint = " (create_user --role approver)" if exc.field == "approvers" else ""
+            raise CommandError(f"{option}{exc.message}{hint}") from None
         values = ", ".join(f"{t['name']}={t['value']:g}" for t in thresholds)
         self.stdout.write(f"registered agent {agent.agent_id} ({' < '.join(agent.actions)}); config v1: {values}")
         # Its weekly tuner schedule, so a running beat picks the new agent up without another command.
