@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest browser serve clean screenshots
+.PHONY: run test lint typecheck pytest browser serve clean screenshots mutation
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,12 @@ pytest: $(STAMP) browser
 	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# Mutation testing of the modules that hold the loop's rules (docs/mutation.md): minutes, so not part of `make test`
+# or CI. `make mutation MUTATION_ARGS="--only guard"` runs one module.
+mutation: $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[mutation]"
+	$(TEST_ENV) $(BIN)/python benchmarks/mutation.py $(MUTATION_ARGS)
 
 clean:
 	rm -rf $(VENV) var

@@ -135,8 +135,10 @@ class CycleState:
 def cycle_state(*, agent: Agent, now: datetime) -> CycleState:
     start = cycle_start(agent=agent, now=now)
     versions = ConfigVersion.objects.filter(agent=agent)
-    # The version live at the cycle's start; an agent registered during the cycle starts from its first version.
-    base = versions.filter(activated_at__lte=start).order_by("-number").first() or versions.order_by("number").first()
+    # The version live just before the cycle's start (a change made live at its first instant is this cycle's, so
+    # it is counted and is not the base the moves are measured from); an agent registered during the cycle starts
+    # from its first version.
+    base = versions.filter(activated_at__lt=start).order_by("-number").first() or versions.order_by("number").first()
     changes = versions.filter(source=ConfigVersion.Source.PROPOSAL, activated_at__gte=start).count()
     return CycleState(
         cycle=cycle_monday(agent=agent, now=now),
