@@ -439,3 +439,10 @@ def test_dump__an_old_segment_behind_the_ack__skipped(tmp_path: Path, capsys: py
     (tmp_path / "log" / "ack").write_text("00000000000000000002 00000000000000000000\n")
     assert dump(tmp_path) == 1
     assert capsys.readouterr().out == '{"id": "c"}\n'
+
+
+def test_spool_dead_letter__compact_json_and_anything_else_as_text(tmp_path: Path) -> None:
+    spool = filled(tmp_path, [])
+    spool.dead_letter({"raw": b"x"}, status="invalid", errors=None, http_status=400)
+    line = spool.dead_letter_path.read_text()
+    assert line.endswith(',"status":"invalid","httpStatus":400,"errors":null,"entry":{"raw":"b\'x\'"}}\n')
