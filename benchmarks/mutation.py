@@ -346,11 +346,11 @@ def run_module(module: Module, *, jobs: int, report_only: bool = False) -> Repor
 
 def print_report(reports: list[Report], seconds: float) -> None:
     print()
-    print(f"{'module':<16} {'file':<32} {'mutants':>7} {'killed':>6} {'survived':>8} {'equiv.':>6} {'score':>7}")
+    print(f"{'module':<16} {'file':<44} {'mutants':>7} {'killed':>6} {'survived':>8} {'equiv.':>6} {'score':>7}")
     for r in reports:
         path = f"{r.module.root}/{r.module.path}" if r.module.root != "." else r.module.path
         print(
-            f"{r.module.name:<16} {path:<32} {len(r.statuses):>7} {r.killed:>6} {len(r.survivors):>8} "
+            f"{r.module.name:<16} {path:<44} {len(r.statuses):>7} {r.killed:>6} {len(r.survivors):>8} "
             f"{len(r.equivalent):>6} {r.score:>6.1f}%  ({r.seconds:.0f} s)"
         )
     print(f"\nwhole run: {seconds:.0f} s")
