@@ -16,7 +16,7 @@ touched. Browse the result by pointing a server at it (docs/simulation.md).
 import copy
 import re
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +114,17 @@ def database_argument(parser: Any) -> None:
     )
 
 
-def database_for(name: str | None) -> AbstractContextManager[str | None]:
-    """The command's ``--database``: its own database when named (the block gets where it is), else the
-    application's (the block gets None)."""
-    return own_database(name) if name is not None else nullcontext(None)
+@contextmanager
+def database_for(name: str | None, *, out: Any, err: Any) -> Iterator[None]:
+    """Where a command's run goes (its ``--database``): a fresh database of its own when named, said on ``out``;
+    else the application's, made ready first (``database_ready``, said on ``err``)."""
+    if name is None:
+        database_ready(err)
+        yield
+        return
+    with own_database(name) as where:
+        out(f"running in a database of its own: {where}")
+        yield
 
 
 def database_ready(say: Any) -> None:

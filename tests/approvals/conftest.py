@@ -21,6 +21,27 @@ def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+def audit_history(agent: Any, approver: Any, approver2: Any) -> list[Any]:
+    """flag_threshold accepted, escalate_threshold rejected, then a manual rollback of the flag change; the agent's
+    audit rows in the order they were written."""
+    from approvals.models import AuditEvent
+    from approvals.services import config_rollback, proposal_decide
+    from tests.factories import make_proposal
+
+    proposal_decide(
+        proposal=make_proposal(agent, proposed=0.66), actor=approver, decision="accept", rationale="a", now=NOW
+    )
+    proposal_decide(
+        proposal=make_proposal(agent, threshold="escalate_threshold", proposed=0.8),
+        actor=approver,
+        decision="reject",
+        rationale="b",
+        now=NOW,
+    )
+    config_rollback(agent=agent, to_version=1, actor=approver2, reason="c", now=NOW)
+    return list(AuditEvent.objects.filter(agent=agent).order_by("id"))
+
+
 def log_responded(
     agent: Agent,
     *,

@@ -5,29 +5,15 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 
 from approvals.models import AuditEvent
-from approvals.services import config_rollback, proposal_decide
+from approvals.services import proposal_decide
+from tests.approvals.conftest import audit_history
 from tests.conftest import client_for
 from tests.factories import NOW, make_agent, make_proposal
 
 
-def _history(agent, approver, approver2):
-    """flag_threshold accepted, escalate_threshold rejected, then a manual rollback of the flag change."""
-    proposal_decide(
-        proposal=make_proposal(agent, proposed=0.66), actor=approver, decision="accept", rationale="a", now=NOW
-    )
-    proposal_decide(
-        proposal=make_proposal(agent, threshold="escalate_threshold", proposed=0.8),
-        actor=approver,
-        decision="reject",
-        rationale="b",
-        now=NOW,
-    )
-    config_rollback(agent=agent, to_version=1, actor=approver2, reason="c", now=NOW)
-
-
 @pytest.mark.django_db
 def test_audit_api__filtered_by_agent_and_threshold__in_order(agent, approver, approver2):
-    _history(agent, approver, approver2)
+    audit_history(agent, approver, approver2)
 
     body = client_for(approver).get(f"/api/v1/audit?agentId={agent.agent_id}&threshold=flag_threshold").json()
 
@@ -46,7 +32,7 @@ def test_audit_api__filtered_by_agent_and_threshold__in_order(agent, approver, a
 
 @pytest.mark.django_db
 def test_audit_api__csv_export__header_and_rows(agent, approver, approver2):
-    _history(agent, approver, approver2)
+    audit_history(agent, approver, approver2)
 
     response = client_for(approver).get(f"/api/v1/audit?agentId={agent.agent_id}&export=csv")
 
@@ -68,7 +54,7 @@ def test_audit_api__reviewer__forbidden(reviewer):
 
 @pytest.mark.django_db
 def test_audit_page__shows_events_and_exports_csv(client, agent, approver, approver2):
-    _history(agent, approver, approver2)
+    audit_history(agent, approver, approver2)
     client.force_login(approver)
 
     page = client.get(f"/audit/?agent={agent.agent_id}&threshold=escalate_threshold")

@@ -2,7 +2,6 @@
 
 import json
 from io import StringIO
-from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -10,24 +9,10 @@ from django.db import connection
 
 from approvals.chain import GENESIS, chain_verify
 from approvals.models import AuditEvent
-from approvals.services import config_rollback, proposal_decide
+from approvals.services import proposal_decide
+from tests.approvals.conftest import audit_history
 from tests.audit_owner import append_only_suspended
 from tests.factories import NOW, make_agent, make_proposal
-
-
-def _history(agent: Any, approver: Any, approver2: Any) -> list[AuditEvent]:
-    proposal_decide(
-        proposal=make_proposal(agent, proposed=0.66), actor=approver, decision="accept", rationale="a", now=NOW
-    )
-    proposal_decide(
-        proposal=make_proposal(agent, threshold="escalate_threshold", proposed=0.8),
-        actor=approver,
-        decision="reject",
-        rationale="b",
-        now=NOW,
-    )
-    config_rollback(agent=agent, to_version=1, actor=approver2, reason="c", now=NOW)
-    return list(AuditEvent.objects.filter(agent=agent).order_by("id"))
 
 
 def verify(*agent_ids: str) -> tuple[str, str | None]:
@@ -42,7 +27,7 @@ def verify(*agent_ids: str) -> tuple[str, str | None]:
 @pytest.mark.django_db
 def test_chain__each_row_links_to_the_agents_row_before_it(agent, approver, approver2):
     other, _ = make_agent("other")
-    events = _history(agent, approver, approver2)
+    events = audit_history(agent, approver, approver2)
     proposal_decide(proposal=make_proposal(other), actor=approver, decision="reject", rationale="x", now=NOW)
 
     assert events[0].prev_hash == GENESIS
@@ -53,7 +38,7 @@ def test_chain__each_row_links_to_the_agents_row_before_it(agent, approver, appr
 
 @pytest.mark.django_db
 def test_verify_audit__untouched_trail__ok_with_each_agents_head(agent, approver, approver2):
-    events = _history(agent, approver, approver2)
+    events = audit_history(agent, approver, approver2)
 
     out, error = verify()
 
@@ -63,7 +48,7 @@ def test_verify_audit__untouched_trail__ok_with_each_agents_head(agent, approver
 
 @pytest.mark.django_db
 def test_verify_audit__a_row_altered_by_the_owner__reported_at_that_row(agent, approver, approver2):
-    events = _history(agent, approver, approver2)
+    events = audit_history(agent, approver, approver2)
     with append_only_suspended(connection), connection.cursor() as cursor:
         cursor.execute("UPDATE approvals_auditevent SET message = 'nothing to see' WHERE id = %s", [events[2].pk])
 
@@ -79,7 +64,7 @@ def test_verify_audit__a_row_altered_and_rehashed__the_next_link_breaks(agent, a
     """An owner who also recomputes the altered row's hash cannot fix the link the next row holds."""
     from approvals.chain import fields_of, row_hash
 
-    events = _history(agent, approver, approver2)
+    events = audit_history(agent, approver, approver2)
     forged = events[1]
     forged.message = "approved by nobody"
     new_hash = row_hash(prev_hash=forged.prev_hash, fields=fields_of(forged))
@@ -94,7 +79,7 @@ def test_verify_audit__a_row_altered_and_rehashed__the_next_link_breaks(agent, a
 
 @pytest.mark.django_db
 def test_verify_audit__a_row_deleted_by_the_owner__the_next_row_reports_it(agent, approver, approver2):
-    events = _history(agent, approver, approver2)
+    events = audit_history(agent, approver, approver2)
     with append_only_suspended(connection):
         AuditEvent.objects.filter(pk=events[1].pk).delete()
 
@@ -106,7 +91,7 @@ def test_verify_audit__a_row_deleted_by_the_owner__the_next_row_reports_it(agent
 
 @pytest.mark.django_db
 def test_verify_audit__json_and_an_unknown_agent(agent, approver, approver2):
-    _history(agent, approver, approver2)
+    audit_history(agent, approver, approver2)
     out = StringIO()
     call_command("verify_audit", "--json", stdout=out)
     body = json.loads(out.getvalue())

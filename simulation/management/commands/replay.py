@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from simulation.outputs import table_text, write_outputs
-from simulation.own_database import OwnDatabaseRefused, database_argument, database_for, database_ready
+from simulation.own_database import OwnDatabaseRefused, database_argument, database_for
 from simulation.replay import ReplayError, ReplaySpec, load_table, prepare, replay_run, resolve_csv
 from simulation.runner import AgentIdTaken
 
@@ -85,11 +85,7 @@ class Command(BaseCommand):
             raise CommandError("--label-noise must be at least 0 and under 0.5")
         bar = tqdm(total=days, unit="day", desc="replay", disable=opts["no_progress"], file=self.stderr)
         try:
-            if opts["database"] is None:
-                database_ready(self.stderr.write)
-            with database_for(opts["database"]) as where:
-                if where:
-                    self.stdout.write(f"running in a database of its own: {where}")
+            with database_for(opts["database"], out=self.stdout.write, err=self.stderr.write):
                 result = replay_run(
                     spec, start=opts["start"], agent_id=opts["agent_id"], progress=lambda _d: bar.update(1)
                 )

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from simulation.outputs import table_text, write_outputs
-from simulation.own_database import OwnDatabaseRefused, database_argument, database_for, database_ready
+from simulation.own_database import OwnDatabaseRefused, database_argument, database_for
 from simulation.runner import AgentIdTaken, simulate
 from simulation.world import SCENARIOS, scenario_get
 
@@ -48,11 +48,7 @@ class Command(BaseCommand):
         days = opts["weeks"] * 7
         bar = tqdm(total=days, unit="day", desc=scenario.name, disable=opts["no_progress"], file=self.stderr)
         try:
-            if opts["database"] is None:
-                database_ready(self.stderr.write)
-            with database_for(opts["database"]) as where:
-                if where:
-                    self.stdout.write(f"running in a database of its own: {where}")
+            with database_for(opts["database"], out=self.stdout.write, err=self.stderr.write):
                 result = simulate(
                     scenario=scenario,
                     weeks=opts["weeks"],
