@@ -7,13 +7,14 @@ row: not by UPDATE, DELETE or TRUNCATE, not by switching the triggers off, not a
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 from django.conf import settings
+
+from tests.conftest import manage_py
 
 pytestmark = pytest.mark.configured
 
@@ -62,14 +63,7 @@ def manage(role: str, database: str, *args: str) -> subprocess.CompletedProcess[
         **os.environ,
         "DATABASE_URL": f"postgres://{role}@{db['HOST']}:{db['PORT'] or 5432}/{database}",
     }
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=settings.BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    return manage_py(*args, env=env)
 
 
 def test_two_roles__runtime_role_appends_and_cannot_alter_or_remove_audit_rows(scratch: dict[str, str]) -> None:

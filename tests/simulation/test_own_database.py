@@ -4,7 +4,6 @@ database untouched (a file under var/simulations/ on SQLite, a schema on Postgre
 import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import psycopg
 import pytest
 from django.conf import settings
 
+from tests.conftest import manage_py
 from tests.test_postgresql_roles import _admin
 from tests.test_settings import LOOPSITE_VARIABLES
 
@@ -21,14 +21,7 @@ RUN = ("simulate", "--scenario=rules", "--weeks=1", "--per-day=30", "--start=202
 def manage(var: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k not in LOOPSITE_VARIABLES}
     base.update(LOOPSITE_VAR_DIR=str(var), **env)
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=settings.BASE_DIR,
-        env=base,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    return manage_py(*args, env=base)
 
 
 def test_simulate_own_database__sqlite__fresh_each_run_and_the_main_database_untouched(tmp_path: Path) -> None:
