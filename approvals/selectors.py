@@ -11,7 +11,7 @@ from approvals.models import AuditEvent, VersionWatch
 from auditlog.labels import effective_label, is_error
 from auditlog.models import Decision, ReviewReason
 from auditlog.render import entry_render
-from auditlog.services import decision_get
+from auditlog.selectors import decision_read
 from loopsite.exceptions import DomainError
 from loopsite.rules import rule
 from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
@@ -54,7 +54,7 @@ def entries_render(*, agent: Agent, entry_ids: list[str]) -> list[dict[str, Any]
     rendered = []
     for entry_id in entry_ids:
         try:
-            rendered.append(entry_render(decision_get(entry_id=entry_id, agent=agent)))
+            rendered.append(entry_render(decision_read(entry_id=entry_id, agent=agent)))
         except DomainError:
             continue
     return rendered

@@ -48,10 +48,10 @@ class DecisionKey(models.Model):
         return self.entry_id
 
 
-class Decision(models.Model):
-    seq = models.BigAutoField(primary_key=True)
+class DecisionRecord(models.Model):
+    """The columns of a logged decision with its response: the decision log's, and the evidence table's."""
+
     entry_id = models.CharField(max_length=128, help_text="The seed's id; unique per agent through DecisionKey.")
-    agent = models.ForeignKey("thresholds.Agent", on_delete=models.PROTECT, related_name="decisions")
     session_id = models.CharField(max_length=200)
     timestamp = models.DateTimeField(help_text="When the agent decided (the seed's timestamp).")
     received_at = models.DateTimeField()
@@ -69,7 +69,6 @@ class Decision(models.Model):
     features = models.JSONField(default=dict)
     matched_rules = models.JSONField(default=list)
 
-    config_version = models.ForeignKey("thresholds.ConfigVersion", on_delete=models.PROTECT, related_name="+")
     review_reason = models.CharField(max_length=8, choices=ReviewReason.choices)
     queued = models.BooleanField(help_text="In the review queue: fired, or sampled at the agent's rate.")
     content_hash = models.CharField(max_length=64)
@@ -86,6 +85,22 @@ class Decision(models.Model):
     # A reviewer's claim on a queued item, so two do not work the same one.
     claimed_by = models.CharField(max_length=200, null=True, blank=True)
     claimed_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.entry_id
+
+    @property
+    def has_response(self) -> bool:
+        return self.response_action is not None
+
+
+class Decision(DecisionRecord):
+    seq = models.BigAutoField(primary_key=True)
+    agent = models.ForeignKey("thresholds.Agent", on_delete=models.PROTECT, related_name="decisions")
+    config_version = models.ForeignKey("thresholds.ConfigVersion", on_delete=models.PROTECT, related_name="+")
 
     class Meta:
         ordering = ["-timestamp", "-seq"]
@@ -121,12 +136,19 @@ class Decision(models.Model):
             ),
         ]
 
-    def __str__(self) -> str:
-        return self.entry_id
 
-    @property
-    def has_response(self) -> bool:
-        return self.response_action is not None
+class EvidenceDecision(DecisionRecord):
+    """A decision cited as evidence (by a proposal, a cluster or an audit event), kept here when retention
+    archives its week, so every citation still resolves. Rows are copied whole from the log, ``seq`` included."""
+
+    seq = models.BigIntegerField(primary_key=True)
+    agent = models.ForeignKey("thresholds.Agent", on_delete=models.PROTECT, related_name="+")
+    config_version = models.ForeignKey("thresholds.ConfigVersion", on_delete=models.PROTECT, related_name="+")
+    kept_at = models.DateTimeField(help_text="When retention moved it here.")
+
+    class Meta:
+        ordering = ["-timestamp", "-seq"]
+        constraints = [models.UniqueConstraint(fields=["agent", "entry_id"], name="evidence_decision_unique")]
 
 
 class ResponseRevision(models.Model):

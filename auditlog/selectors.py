@@ -421,3 +421,39 @@ def decision_page(*, filters: DecisionFilters, cursor: str | None, limit: int) -
         page = page[:limit]
         return page, Cursor.after(page[-1]).encode()
     return page, None
+
+
+def decision_read(*, entry_id: str, agent: Agent | None = None, agent_id: str | None = None) -> Decision:
+    """One decision to show, scoped as ``auditlog.services.decision_get`` says; when retention has archived its
+    week, the copy the evidence table kept (a cited decision), marked ``archived``. Never for writing: a response
+    to an archived decision finds nothing to answer."""
+    from auditlog.exceptions import AmbiguousEntryId, DecisionNotFound
+    from auditlog.models import EvidenceDecision
+    from auditlog.services import decision_get
+
+    try:
+        return decision_get(entry_id=entry_id, agent=agent, agent_id=agent_id)
+    except DecisionNotFound:
+        kept = EvidenceDecision.objects.select_related("agent", "config_version").filter(entry_id=entry_id)
+        if agent is not None:
+            kept = kept.filter(agent=agent) if agent_id in (None, agent.agent_id) else kept.none()
+        elif agent_id is not None:
+            kept = kept.filter(agent__agent_id=agent_id)
+        found = list(kept[:2])
+        if len(found) != 1:
+            if len(found) > 1:
+                raise AmbiguousEntryId(
+                    f"decision id {entry_id!r} is used by more than one agent; add agentId to say which",
+                    field="agentId",
+                ) from None
+            raise
+    return evidence_as_decision(found[0])
+
+
+def evidence_as_decision(kept: Any) -> Decision:
+    """An evidence-table row as the (unsaved) decision it was, so every page and serializer shows it alike."""
+    decision = Decision(**{f.attname: getattr(kept, f.attname) for f in Decision._meta.concrete_fields})
+    decision.agent, decision.config_version = kept.agent, kept.config_version
+    decision._state.adding = False
+    decision.archived = True  # type: ignore[attr-defined]
+    return decision

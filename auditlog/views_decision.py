@@ -16,7 +16,8 @@ from django.views.decorators.http import require_http_methods
 
 from auditlog.entry import RESPONSE_ACTIONS
 from auditlog.render import entry_render
-from auditlog.services import decision_get, response_history, response_record
+from auditlog.selectors import decision_read
+from auditlog.services import response_history, response_record
 from auditlog.views_queue import reviewer_required
 from loopsite.exceptions import DomainError
 
@@ -30,7 +31,7 @@ def decision_page_url(*, entry_id: str, agent_id: str) -> str:
 @reviewer_required
 def decision_page(request: HttpRequest, entry_id: str) -> HttpResponse:
     try:
-        decision = decision_get(entry_id=entry_id, agent_id=request.GET.get("agentId") or None)
+        decision = decision_read(entry_id=entry_id, agent_id=request.GET.get("agentId") or None)
     except DomainError as exc:
         # 404 for an unknown id, 409 for one several agents use (the message names them and agentId).
         return render(request, "approvals/error.html", {"message": exc.message}, status=exc.status_code)

@@ -178,6 +178,35 @@ else:
     raise ImproperlyConfigured(f"DATABASE_URL: unsupported engine {_engine!r}; use sqlite:// or postgres://")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 IS_POSTGRES = _engine == "django.db.backends.postgresql"
+# A streaming replica of that database (docs/running.md, "Beyond one machine"): the reads that may lag (the
+# dashboard, the weekly metrics, the exports, a tuner cycle's window) go there inside loopsite.replica's scope,
+# every other read and every write to the primary. Same pool and timeouts as the primary; a mirror of it in tests.
+_replica_url = env.str("DATABASE_REPLICA_URL", default="")
+if _replica_url:
+    if not IS_POSTGRES:
+        raise ImproperlyConfigured(
+            "DATABASE_REPLICA_URL is set but DATABASE_URL is not PostgreSQL: a read replica needs the configured "
+            "tier (DATABASE_URL=postgres://...); unset DATABASE_REPLICA_URL to run embedded"
+        )
+    try:
+        _replica = environ.Env.db_url_config(_replica_url)
+    except (KeyError, ValueError) as exc:
+        raise ImproperlyConfigured(f"DATABASE_REPLICA_URL is not a database URL ({exc})") from None
+    if _replica.get("ENGINE") != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            f"DATABASE_REPLICA_URL: engine {_replica.get('ENGINE') or 'missing'!r}; use "
+            "postgres://user@host:port/name, a streaming replica of DATABASE_URL's database"
+        )
+    _primary = DATABASES["default"]
+    DATABASES["replica"] = {
+        **_replica,
+        "CONN_MAX_AGE": _primary["CONN_MAX_AGE"],
+        "CONN_HEALTH_CHECKS": _primary["CONN_HEALTH_CHECKS"],
+        # The primary's options (connect and statement timeouts, a pool of its own size), then the URL's own.
+        "OPTIONS": {**_primary["OPTIONS"], "pool": dict(_primary["OPTIONS"]["pool"]), **_replica.get("OPTIONS", {})},
+        "TEST": {"MIRROR": "default"},
+    }
+    DATABASE_ROUTERS = ["loopsite.db_router.ReplicaRouter"]
 # With the database unreachable the API answers 503 with this Retry-After (seconds).
 DB_RETRY_AFTER = env.int("DB_RETRY_AFTER", default=5)
 
@@ -359,6 +388,16 @@ API_MAX_BODY_BYTES = 1024 * 1024
 API_MAX_BATCH_BODY_BYTES = 10 * 1024 * 1024
 # Decisions and responses dated before this year are refused as input errors (contract, "Bad input").
 API_EARLIEST_YEAR = env.int("API_EARLIEST_YEAR", default=2000)
+
+# --- The decision log's weeks (auditlog.partitions, auditlog.retention) ------------------------------------
+# PostgreSQL: weekly partitions are made this many weeks ahead of the current one (a daily beat task).
+DECISION_PARTITION_WEEKS_AHEAD = env.int("DECISION_PARTITION_WEEKS_AHEAD", default=4)
+# Weeks of decisions kept; older weeks are archived to DECISION_ARCHIVE_DIR (a .csv.gz file per week) and
+# removed, except decisions cited as evidence, which move to the evidence table first. 0: keep everything.
+DECISION_RETENTION_WEEKS = env.int("DECISION_RETENTION_WEEKS", default=26)
+DECISION_ARCHIVE_DIR = Path(env.str("DECISION_ARCHIVE_DIR", default=str(VAR_DIR / "archive")))
+if DECISION_PARTITION_WEEKS_AHEAD < 1 or DECISION_RETENTION_WEEKS < 0:
+    raise ImproperlyConfigured("DECISION_PARTITION_WEEKS_AHEAD must be at least 1 and DECISION_RETENTION_WEEKS >= 0")
 
 # --- Logging: structured JSON events named entity.action --------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

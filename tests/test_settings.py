@@ -1,5 +1,6 @@
 """Bad settings stop the start-up with a message that says what to fix, rather than failing later."""
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from django.conf import settings
 # What a deployment sets; the test run's own values of these are not passed on.
 LOOPSITE_VARIABLES = {
     "DATABASE_URL",
+    "DATABASE_REPLICA_URL",
     "REDIS_URL",
     "SECRET_KEY",
     "DEBUG",
@@ -134,3 +136,68 @@ def test_settings__check_deploy_with_the_four_variables__no_warning(tmp_path: Pa
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+REPLICA_URL = "postgres://loopsite@db-replica.internal:5432/loopsite?sslmode=require"
+
+
+def test_settings__replica_url_with_the_embedded_sqlite__refuses_to_start_naming_it(tmp_path: Path) -> None:
+    result = django_setup(tmp_path, DATABASE_REPLICA_URL=REPLICA_URL)
+
+    assert result.returncode != 0
+    assert (
+        "ImproperlyConfigured: DATABASE_REPLICA_URL is set but DATABASE_URL is not PostgreSQL: a read replica needs "
+        "the configured tier" in result.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "engine"),
+    [
+        ("mysql://root@127.0.0.1/loopsite", "'django.db.backends.mysql'"),
+        ("sqlite:///replica.sqlite3", "'django.db.backends.sqlite3'"),
+        ("nonsense", "'missing'"),
+    ],
+)
+def test_settings__replica_url_not_postgres__refuses_to_start_naming_it(tmp_path: Path, url: str, engine: str) -> None:
+    result = django_setup(tmp_path, **DEPLOYED, DATABASE_REPLICA_URL=url)
+
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: DATABASE_REPLICA_URL: engine {engine}; use postgres://" in result.stderr
+
+
+def test_settings__replica_url_that_does_not_parse__refuses_to_start_naming_it(tmp_path: Path) -> None:
+    result = django_setup(tmp_path, **DEPLOYED, DATABASE_REPLICA_URL="postgres://loopsite@db-replica:port/loopsite")
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: DATABASE_REPLICA_URL is not a database URL (Port could not be cast" in result.stderr
+
+
+SHOW_REPLICA = (
+    "import json; from django.conf import settings as s; r = s.DATABASES.get('replica') or {}; "
+    "print(json.dumps({'host': r.get('HOST'), 'options': r.get('OPTIONS'), 'test': r.get('TEST'), "
+    "'primaryPool': s.DATABASES['default']['OPTIONS']['pool'], 'routers': s.DATABASE_ROUTERS}))"
+)
+
+
+def test_settings__replica_url__a_replica_alias_with_the_primary_s_pool_and_timeouts__mirrored_in_tests(
+    tmp_path: Path,
+) -> None:
+    result = django_setup(tmp_path, SHOW_REPLICA, **DEPLOYED, DATABASE_REPLICA_URL=REPLICA_URL, DB_POOL_MAX="7")
+
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["host"] == "db-replica.internal"
+    assert shown["options"]["pool"] == shown["primaryPool"] and shown["options"]["pool"]["max_size"] == 7
+    assert shown["options"]["connect_timeout"] == 2 and "statement_timeout=60000" in shown["options"]["options"]
+    assert shown["options"]["sslmode"] == "require"
+    assert shown["test"]["MIRROR"] == "default"
+    assert shown["routers"] == ["loopsite.db_router.ReplicaRouter"]
+
+
+def test_settings__no_replica_url__no_replica_alias_and_no_router(tmp_path: Path) -> None:
+    result = django_setup(tmp_path, SHOW_REPLICA, **DEPLOYED)
+
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert (shown["host"], shown["test"], shown["routers"]) == (None, None, [])

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from approvals.tasks import digest_task, proposals_expire_task, watchdog_task
+from auditlog.tasks import partitions_ensure_task, retention_task
 from loopsite.tasks import outbox_drain_task
 from thresholds.models import Agent
 from tuner.tasks import tuner_weekly_task
@@ -16,7 +17,8 @@ TUNER_TASK = str(tuner_weekly_task.name)
 class Command(BaseCommand):
     help = (
         "Create or update the beat schedules: each agent's tuner weekly on Monday 03:00 in its timezone, and the "
-        "watchdog hourly, expiry of undecided proposals daily, the approvers' digest on Monday 08:00 UTC, and the "
+        "watchdog hourly, expiry of undecided proposals daily, the decision log's partitions daily and its retention "
+        "on Sunday 02:30 UTC, the approvers' digest on Monday 08:00 UTC, and the "
         "outbox drain and the webhook retries every minute. Schedules stay editable in the admin; running this again "
         "keeps edited crontabs."
     )
@@ -56,6 +58,19 @@ class Command(BaseCommand):
             defaults={"task": str(proposals_expire_task.name), "interval": daily, "crontab": None, "args": "[]"},
         )
         self.stdout.write("scheduled proposal expiry daily")
+        PeriodicTask.objects.update_or_create(
+            name="decision partitions daily",
+            defaults={"task": str(partitions_ensure_task.name), "interval": daily, "crontab": None, "args": "[]"},
+        )
+        self.stdout.write("scheduled decision partitions daily")
+        sunday, _ = CrontabSchedule.objects.get_or_create(
+            minute="30", hour="2", day_of_week="0", day_of_month="*", month_of_year="*", timezone="UTC"
+        )
+        PeriodicTask.objects.update_or_create(
+            name="decision retention weekly",
+            defaults={"task": str(retention_task.name), "crontab": sunday, "interval": None, "args": "[]"},
+        )
+        self.stdout.write("scheduled decision retention: Sunday 02:30 UTC")
         monday, _ = CrontabSchedule.objects.get_or_create(
             minute="0", hour="8", day_of_week="1", day_of_month="*", month_of_year="*", timezone="UTC"
         )
