@@ -5,12 +5,14 @@ Views parse the request, make one service call and render; the checks live in ``
 refused before parsing and NaN or infinite numbers reach the entry checks, which name the field at fault.
 """
 
+import gc
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import orjson
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import BasePermission
@@ -23,8 +25,8 @@ from auditlog.entry import parse_time
 from auditlog.evaluation import CONTENT_TYPES, FORMATS, evaluation_stream, reviewed
 from auditlog.exceptions import InvalidEntry
 from auditlog.render import entry_render, entry_render_with_history
-from auditlog.selectors import DecisionFilters, decision_page
-from auditlog.services import decision_get, decision_log, decision_log_batch, response_history, response_record
+from auditlog.selectors import DecisionFilters, decision_page, decision_read
+from auditlog.services import decision_log, decision_log_batch, response_history, response_record
 from loopsite.exceptions import DomainError, Forbidden, NotFound
 from loopsite.input_checks import json_load
 from people.authentication import acting_agent
@@ -85,7 +87,18 @@ def json_body(request: Request, *, limit: int) -> Any:
     body = request.body
     if len(body) > limit:
         raise RequestTooLarge(f"body is larger than {limit} bytes", field="body")
-    return json_load(body)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        # orjson refuses what the standard parser reads (NaN, unpaired surrogates, integers past 64 bits) or
+        # what it reports differently: the standard parser decodes it, so the entry checks name the field.
+        return json_load(body)
+
+
+def _json(payload: Any, *, status: int = 200) -> HttpResponse:
+    """The response of the logging views, encoded by orjson: the JSON DRF's renderer writes (compact, UTF-8), in
+    a fraction of the time (a batch answers 1000 results)."""
+    return HttpResponse(orjson.dumps(payload), status=status, content_type="application/json")
 
 
 def _query_time(request: Request, name: str, now: datetime) -> datetime | None:
@@ -183,10 +196,10 @@ class DecisionListCreateApi(APIView):
             **ERRORS,
         },
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponse:
         raw = json_body(request, limit=settings.API_MAX_BODY_BYTES)
         status, decision = decision_log(raw=raw, now=timezone.now(), acting_agent=acting_agent(request))
-        return Response(entry_render(decision), status=201 if status == "created" else 200)
+        return _json(entry_render(decision), status=201 if status == "created" else 200)
 
 
 class DecisionBatchApi(APIView):
@@ -205,7 +218,18 @@ class DecisionBatchApi(APIView):
             **ERRORS,
         },
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponse:
+        # A batch makes tens of thousands of short-lived objects and no reference cycles: the cyclic collector,
+        # set off every 700 allocations, would only walk the heap again and again (a tenth of the batch's time).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._log(request)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _log(self, request: Request) -> HttpResponse:
         body = json_body(request, limit=settings.API_MAX_BATCH_BODY_BYTES)
         entries = body.get("entries") if isinstance(body, dict) else None
         if not isinstance(entries, list):
@@ -214,7 +238,7 @@ class DecisionBatchApi(APIView):
             raise InvalidEntry(f"entries holds more than {MAX_BATCH_ENTRIES} entries", field="entries")
         now = self.clock() if self.clock is not None else timezone.now()
         results = decision_log_batch(entries=entries, now=now, acting_agent=acting_agent(request))
-        return Response({"results": [r.as_dict() for r in results]})
+        return _json({"results": [r.as_dict() for r in results]})
 
 
 # Ids are unique per agent: the parameter that says whose id the path names, and what happens without it.
@@ -252,7 +276,7 @@ class DecisionDetailApi(APIView):
         responses={200: s.EntryDetailOutSerializer, **NOT_FOUND_OR_AMBIGUOUS, **ERRORS},
     )
     def get(self, request: Request, entry_id: str) -> Response:
-        decision = decision_get(entry_id=entry_id, agent=acting_agent(request), agent_id=_agent_of_id(request))
+        decision = decision_read(entry_id=entry_id, agent=acting_agent(request), agent_id=_agent_of_id(request))
         return Response(entry_render_with_history(decision, response_history(decision)))
 
 

@@ -1,16 +1,25 @@
 """Writes to the decision log: logging decisions (one or a batch) and recording a human response once."""
 
 import bisect
-import json
+import functools
 import logging
-import operator
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from django.db import IntegrityError, connection, models, transaction
+import orjson
+import psycopg
+from django.db import IntegrityError, connection, transaction
 
-from auditlog.entry import EntryInput, ResponseInput, entry_parse, response_parse, sample_draw
+from auditlog.entry import (
+    EntryInput,
+    ResponseInput,
+    content_hash_matches,
+    entry_parse,
+    response_parse,
+    sample_draw,
+)
 from auditlog.exceptions import AlreadyResponded, AmbiguousEntryId, DecisionNotFound, EntryConflict, InvalidEntry
 from auditlog.models import Decision, DecisionKey, ResponseRevision, ReviewReason
 from loopsite.exceptions import DomainError, Forbidden
@@ -31,6 +40,10 @@ class _Version:
     values: dict[str, float]
 
 
+# {agent pk: (the live config object it was read with, every version of the agent)}: ``_AgentContext.history``.
+_histories: dict[int, tuple[LiveConfig, list["_Version"]]] = {}
+
+
 @dataclass
 class _AgentContext:
     """What checking and storing an agent's entries needs, loaded once per request or batch."""
@@ -38,6 +51,9 @@ class _AgentContext:
     agent: Agent
     live: LiveConfig
     _history: list[_Version] | None = None
+    # Worked out once per request or batch, not per entry:
+    _gating: dict[str, list[str]] = field(default_factory=dict)  # action -> the thresholds gating it
+    _lowest: str | None = None
 
     @classmethod
     def load(cls, agent: Agent) -> "_AgentContext":
@@ -45,12 +61,23 @@ class _AgentContext:
         return cls(agent=agent, live=config_get_live(agent=agent))
 
     def history(self) -> list[_Version]:
-        """Every version of the agent, oldest first; read once, and only for entries older than the live one."""
+        """Every version of the agent, oldest first; read only for entries older than the live one.
+
+        Kept in process beside the live config it was read under: ``config_get_live`` hands out the same object
+        until a change of config, so while it does, no version was added (versions are rows never edited).
+        """
         if self._history is None:
-            rows = ConfigVersion.objects.filter(agent_id=self.agent.pk).order_by("number")
-            self._history = [
-                _Version(v.pk, v.number, v.activated_at, {k: float(x) for k, x in v.values.items()}) for v in rows
-            ]
+            kept = _histories.get(self.agent.pk)
+            if kept is not None and kept[0] is self.live:
+                self._history = kept[1]
+            else:
+                rows = ConfigVersion.objects.filter(agent_id=self.agent.pk).order_by("number")
+                self._history = [
+                    _Version(v.pk, v.number, v.activated_at, {k: float(x) for k, x in v.values.items()}) for v in rows
+                ]
+                if len(_histories) >= 1000:
+                    _histories.clear()
+                _histories[self.agent.pk] = (self.live, self._history)
         return self._history
 
     def version_for(self, entry: EntryInput, *, threshold_name: str) -> _Version:
@@ -92,12 +119,16 @@ class _AgentContext:
                     field="decision.thresholdName",
                 )
             return entry.threshold_name
-        gating = [name for name, action in self.live.gates.items() if action == entry.action]
+        gating = self._gating.get(entry.action)
+        if gating is None:
+            gating = self._gating[entry.action] = [n for n, action in self.live.gates.items() if action == entry.action]
         if gating:
             exact = [n for n in gating if self.live.thresholds.get(n) == entry.threshold_used]
             return (exact or sorted(gating))[0]
         # The weakest action: the lowest threshold is the one it fell below.
-        return min(self.live.thresholds, key=lambda n: (self.live.thresholds[n], n))
+        if self._lowest is None:
+            self._lowest = min(self.live.thresholds, key=lambda n: (self.live.thresholds[n], n))
+        return self._lowest
 
     def check(self, entry: EntryInput) -> str:
         actions = list(self.agent.actions)
@@ -121,60 +152,127 @@ class _AgentContext:
             )
         return self.threshold_for(entry)
 
-    def values(self, entry: EntryInput, *, threshold_name: str, now: datetime) -> dict[str, Any]:
-        """The decision row as {attribute name: value}: what ``build`` makes a model of and COPY writes."""
+    def version_pk(self, entry: EntryInput, *, threshold_name: str) -> tuple[int, int]:
+        """(pk, number) of ``version_for``, without making a ``_Version`` for the usual entry: no
+        ``configVersion`` and decided under the live one."""
+        live = self.live
+        if entry.config_version is None and entry.timestamp >= live.activated_at:
+            return live.version_pk, live.version
         version = self.version_for(entry, threshold_name=threshold_name)
-        fired = entry.action != self.agent.weakest_action
-        sampled = not fired and sample_draw(entry.id) < self.agent.review_sample_rate
-        reason = ReviewReason.FIRED if fired else ReviewReason.SAMPLED if sampled else ReviewReason.NONE
+        return version.pk, version.number
+
+    def row(self, entry: EntryInput, *, threshold_name: str, now: datetime) -> tuple[Any, ...]:
+        """The decision row, flat, in ``DECISION_COLUMNS`` order, JSON columns as JSON text: what COPY, the
+        one-statement insert and SQLite's ``executemany`` write."""
+        version_pk, _ = self.version_pk(entry, threshold_name=threshold_name)
+        agent = self.agent
+        fired = entry.action != self.weakest
+        sampled = not fired and sample_draw(entry.id) < agent.review_sample_rate
+        reason = _FIRED if fired else _SAMPLED if sampled else _NOT_QUEUED
         # Stored and shown in UTC, so the entry a POST returns reads the same as the one read back later.
         timestamp = entry.timestamp.astimezone(UTC)
-        row: dict[str, Any] = {
-            "entry_id": entry.id,
-            "agent_id": self.agent.pk,
-            "session_id": entry.session_id,
-            "timestamp": timestamp,
-            "received_at": now,
-            "action": entry.action,
-            "confidence": entry.confidence,
-            "threshold_used": entry.threshold_used,
-            "threshold_name": threshold_name,
-            "reasoning": entry.reasoning,
-            "input_hash": entry.input_hash,
-            "features": entry.features,
-            "matched_rules": entry.matched_rules,
-            "config_version_id": version.pk,
-            "review_reason": reason.value,
-            "queued": fired or sampled,
-            "content_hash": entry.content_hash,
-            "claimed_by": None,
-            "claimed_until": None,
-        }
-        if entry.human_response is not None:
-            row.update(_response_values(entry.human_response, timestamp=timestamp, source="import"))
-        else:
-            row.update(_NO_RESPONSE)
-        return row
+        response = entry.human_response
+        return (
+            entry.id,
+            agent.pk,
+            entry.session_id,
+            timestamp,
+            now,
+            entry.action,
+            entry.confidence,
+            entry.threshold_used,
+            threshold_name,
+            entry.reasoning,
+            entry.input_hash,
+            orjson.dumps(entry.features).decode(),
+            orjson.dumps(entry.matched_rules).decode(),
+            version_pk,
+            reason,
+            fired or sampled,
+            entry.content_hash,
+            *(
+                _NO_RESPONSE_ROW
+                if response is None
+                else _response_values(response, timestamp=timestamp, source="import").values()
+            ),
+            None,  # claimed_by
+            None,  # claimed_until
+        )
 
-    def build(self, entry: EntryInput, *, threshold_name: str, now: datetime) -> Decision:
-        row = self.values(entry, threshold_name=threshold_name, now=now)
-        version = self.version_for(entry, threshold_name=threshold_name)
-        del row["agent_id"], row["config_version_id"]
-        # Only its id, agent and number loaded (the rest load on access): rendering a just-logged decision
-        # costs no query.
-        model = ConfigVersion.from_db(None, ["id", "agent_id", "number"], [version.pk, self.agent.pk, version.number])
-        return Decision(agent=self.agent, config_version=model, **row)
+    def decision(self, entry: EntryInput, row: tuple[Any, ...], *, seq: int) -> Decision:
+        """The model of a row just written, as a read would load it, for rendering: no query."""
+        values = [seq, *row]
+        values[1 + _FEATURES_AT] = entry.features
+        values[1 + _RULES_AT] = entry.matched_rules
+        # ``from_db`` takes every column in the model's order.
+        decision = Decision.from_db(connection.alias, _model_attnames(), [values[i] for i in _model_order()])
+        decision.agent = self.agent
+        _, number = self.version_pk(entry, threshold_name=str(row[_THRESHOLD_NAME_AT]))
+        # Only its id, agent and number loaded (the rest load on access).
+        decision.config_version = ConfigVersion.from_db(
+            None, ["id", "agent_id", "number"], [row[_VERSION_AT], self.agent.pk, number]
+        )
+        return decision
+
+    @property
+    def weakest(self) -> str:
+        return self.agent.weakest_action
 
 
-_NO_RESPONSE: dict[str, Any] = {
-    "response_action": None,
-    "responded_at": None,
-    "responder_id": None,
-    "modified_action": None,
-    "response_note": None,
-    "time_to_respond": None,
-    "response_source": None,
-}
+# The decision table's columns as the writers send them (attribute names; all are also the column names).
+DECISION_COLUMNS = (
+    "entry_id",
+    "agent_id",
+    "session_id",
+    "timestamp",
+    "received_at",
+    "action",
+    "confidence",
+    "threshold_used",
+    "threshold_name",
+    "reasoning",
+    "input_hash",
+    "features",
+    "matched_rules",
+    "config_version_id",
+    "review_reason",
+    "queued",
+    "content_hash",
+    "response_action",
+    "responded_at",
+    "responder_id",
+    "modified_action",
+    "response_note",
+    "time_to_respond",
+    "response_source",
+    "claimed_by",
+    "claimed_until",
+)
+KEY_COLUMNS = ("entry_id", "content_hash", "agent_id", "timestamp")
+_FEATURES_AT = DECISION_COLUMNS.index("features")
+_RULES_AT = DECISION_COLUMNS.index("matched_rules")
+_VERSION_AT = DECISION_COLUMNS.index("config_version_id")
+_THRESHOLD_NAME_AT = DECISION_COLUMNS.index("threshold_name")
+_DECISION_TIMES = tuple(
+    i for i, c in enumerate(DECISION_COLUMNS) if c in ("timestamp", "received_at", "responded_at", "claimed_until")
+)
+_KEY_TIMES = (KEY_COLUMNS.index("timestamp"),)
+_AGENT_AT = DECISION_COLUMNS.index("agent_id")
+_FIRED, _SAMPLED, _NOT_QUEUED = ReviewReason.FIRED.value, ReviewReason.SAMPLED.value, ReviewReason.NONE.value
+_NO_RESPONSE_ROW = (None,) * 7
+
+
+@functools.cache
+def _model_attnames() -> list[str]:
+    return [f.attname for f in Decision._meta.concrete_fields]
+
+
+@functools.cache
+def _model_order() -> list[int]:
+    """Where each of the model's columns is in ``("seq", *DECISION_COLUMNS)``; a column the writers leave out
+    fails here, at the first logged decision, rather than storing NULL."""
+    written = ("seq", *DECISION_COLUMNS)
+    return [written.index(name) for name in _model_attnames()]
 
 
 def _response_values(response: ResponseInput, *, timestamp: datetime, source: str) -> dict[str, Any]:
@@ -255,39 +353,100 @@ def decision_get(*, entry_id: str, agent: Agent | None = None, agent_id: str | N
 
 def _existing(entry: EntryInput, agent: Agent) -> tuple[Status, Decision]:
     key = DecisionKey.objects.get(agent_id=agent.pk, entry_id=entry.id)
-    if key.content_hash != entry.content_hash:
+    if not content_hash_matches(entry, key.content_hash):
         raise EntryConflict(f"id {entry.id!r} exists already with other content", field="id")
     return "duplicate", decision_get(entry_id=entry.id, agent=agent)
 
 
-def _insert_one_statement(key: DecisionKey, decision: Decision) -> None:
-    """Write the registry row and the decision in one PostgreSQL statement (a data-modifying CTE).
+@dataclass(frozen=True)
+class _Statements:
+    """The SQL of the logging paths, made once per process: no query is compiled per request or batch."""
 
-    On its own, outside any transaction, one statement is atomic: both rows or neither, and a taken id fails
-    it with an ``IntegrityError``. It spares the BEGIN and COMMIT round trips of the agents' hottest path.
-    """
-    quote = connection.ops.quote_name
+    copy_keys: str
+    copy_decisions: str
+    insert_key: str
+    insert_decision: str
+    insert_both: str  # PostgreSQL: both rows in one statement
+    known: str  # PostgreSQL: the batch's ids in one array parameter
 
-    def part(obj: models.Model) -> tuple[str, str, list[Any]]:
-        fields = [f for f in obj._meta.concrete_fields if not (f.primary_key and isinstance(f, models.AutoField))]
-        columns = ", ".join(quote(str(f.column)) for f in fields)
-        return (
-            columns,
-            ", ".join(["%s"] * len(fields)),
-            [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields],
+    @classmethod
+    def make(cls) -> "_Statements":
+        quote = connection.ops.quote_name
+        keys, decisions = quote(DecisionKey._meta.db_table), quote(Decision._meta.db_table)
+        key_columns = ", ".join(quote(c) for c in KEY_COLUMNS)
+        columns = ", ".join(quote(c) for c in DECISION_COLUMNS)
+        key_marks = ", ".join(["%s"] * len(KEY_COLUMNS))
+        marks = ", ".join(["%s"] * len(DECISION_COLUMNS))
+        return cls(
+            copy_keys=f"COPY {keys} ({key_columns}) FROM STDIN",
+            copy_decisions=f"COPY {decisions} ({columns}) FROM STDIN",
+            insert_key=f"INSERT INTO {keys} ({key_columns}) VALUES ({key_marks})",
+            insert_decision=f"INSERT INTO {decisions} ({columns}) VALUES ({marks})",
+            insert_both=(
+                f"WITH registered AS (INSERT INTO {keys} ({key_columns}) VALUES ({key_marks})) "
+                f"INSERT INTO {decisions} ({columns}) VALUES ({marks}) RETURNING {quote('seq')}"
+            ),
+            known=(
+                f"SELECT {quote('entry_id')}, {quote('content_hash')} FROM {keys} "
+                f"WHERE {quote('agent_id')} = %s AND {quote('entry_id')} = ANY(%s)"
+            ),
         )
 
-    key_columns, key_marks, key_params = part(key)
-    columns, marks, params = part(decision)
-    sql = (
-        f"WITH registered AS (INSERT INTO {quote(DecisionKey._meta.db_table)} ({key_columns}) VALUES ({key_marks})) "
-        f"INSERT INTO {quote(Decision._meta.db_table)} ({columns}) VALUES ({marks}) RETURNING {quote('seq')}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, key_params + params)
-        decision.seq = cursor.fetchone()[0]
-    decision._state.adding = False
-    decision._state.db = connection.alias
+
+_statements: _Statements | None = None
+
+
+def _sql() -> _Statements:
+    global _statements
+    if _statements is None:
+        _statements = _Statements.make()
+    return _statements
+
+
+def _key_row(entry: EntryInput, agent_pk: int) -> tuple[Any, ...]:
+    return (entry.id, entry.content_hash, agent_pk, entry.timestamp)
+
+
+def _sqlite_rows(rows: list[tuple[Any, ...]], times: tuple[int, ...]) -> list[tuple[Any, ...]]:
+    """Rows with their datetimes as Django stores them in SQLite (naive UTC text), for a raw ``executemany``."""
+    adapt = connection.ops.adapt_datetimefield_value
+    out = []
+    for row in rows:
+        values = list(row)
+        for i in times:
+            values[i] = adapt(values[i])
+        out.append(tuple(values))
+    return out
+
+
+def _pg_fetch(sql: str, params: Sequence[Any]) -> list[Any]:
+    """Run ``sql`` on PostgreSQL with its parameters sent apart from the text (server-side binding), unlike
+    Django's cursors, which quote every parameter into the statement: psycopg then prepares a statement it
+    runs often, and the 30 values of a decision or the 1000 ids of a batch are not quoted one by one."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _insert(key_row: tuple[Any, ...], row: tuple[Any, ...]) -> int:
+    """Write one registry row and its decision; returns the decision's ``seq``. A taken id raises
+    ``IntegrityError`` and writes neither.
+
+    On PostgreSQL both go in one statement (a data-modifying CTE): atomic on its own, and outside a transaction
+    it spares the BEGIN and COMMIT round trips of the agents' hottest path. Inside a caller's transaction (and
+    on SQLite) a savepoint keeps a failure from breaking the caller's transaction.
+    """
+    sql = _sql()
+    if connection.vendor == "postgresql":
+        if connection.in_atomic_block:
+            with transaction.atomic():
+                return int(_pg_fetch(sql.insert_both, key_row + row)[0][0])
+        return int(_pg_fetch(sql.insert_both, key_row + row)[0][0])
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql.insert_key, _sqlite_rows([key_row], _KEY_TIMES)[0])
+        cursor.execute(sql.insert_decision, _sqlite_rows([row], _DECISION_TIMES)[0])
+        return int(cursor.lastrowid)
 
 
 def decision_log(*, raw: object, now: datetime, acting_agent: Agent | None = None) -> tuple[Status, Decision]:
@@ -297,19 +456,13 @@ def decision_log(*, raw: object, now: datetime, acting_agent: Agent | None = Non
     agent = _agent_for(entry, acting_agent)
     ctx = _AgentContext.load(agent)
     threshold_name = ctx.check(entry)
-    decision = ctx.build(entry, threshold_name=threshold_name, now=now)
-    key = DecisionKey(entry_id=entry.id, content_hash=entry.content_hash, agent_id=agent.pk, timestamp=entry.timestamp)
+    row = ctx.row(entry, threshold_name=threshold_name, now=now)
     try:
-        if connection.vendor == "postgresql" and not connection.in_atomic_block:
-            _insert_one_statement(key, decision)
-        else:
-            with transaction.atomic():
-                key.save(force_insert=True)
-                decision.save(force_insert=True)
+        seq = _insert(_key_row(entry, agent.pk), row)
     except IntegrityError:
         return _existing(entry, agent)
     logger.debug("decision.logged", extra={"entry_id": entry.id, "agent_id": agent.agent_id})
-    return "created", decision
+    return "created", ctx.decision(entry, row, seq=seq)
 
 
 @dataclass
@@ -330,61 +483,62 @@ def _error(exc: DomainError) -> dict[str, str]:
 
 
 def _known_hashes(given: list[tuple[int, str]]) -> dict[tuple[int, str], str]:
-    """{(agent pk, entry id): content hash} of those of ``given`` already in the registry."""
+    """{(agent pk, entry id): stored content hash} of those of ``given`` already in the registry: one query per
+    agent (a batch has one), the ids as one array parameter on PostgreSQL."""
     by_agent: dict[int, list[str]] = {}
     for agent_pk, entry_id in given:
         by_agent.setdefault(agent_pk, []).append(entry_id)
     known: dict[tuple[int, str], str] = {}
-    for agent_pk, entry_ids in by_agent.items():
-        rows = DecisionKey.objects.filter(agent_id=agent_pk, entry_id__in=entry_ids)
-        known.update({(agent_pk, e): content_hash for e, content_hash in rows.values_list("entry_id", "content_hash")})
+    with connection.cursor() as cursor:
+        for agent_pk, entry_ids in by_agent.items():
+            if connection.vendor == "postgresql":
+                found = _pg_fetch(_sql().known, [agent_pk, entry_ids])
+            else:
+                found = []
+                table = connection.ops.quote_name(DecisionKey._meta.db_table)
+                for at in range(0, len(entry_ids), 500):  # SQLite's limit on parameters, with room
+                    chunk = entry_ids[at : at + 500]
+                    cursor.execute(
+                        f"SELECT entry_id, content_hash FROM {table} "
+                        f"WHERE agent_id = %s AND entry_id IN ({', '.join(['%s'] * len(chunk))})",
+                        [agent_pk, *chunk],
+                    )
+                    found += cursor.fetchall()
+            known.update({(agent_pk, entry_id): content_hash for entry_id, content_hash in found})
     return known
 
 
-def _copy(model: type[models.Model], rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows`` ({attribute name: value}) with PostgreSQL's COPY, several times faster than a multi-row
-    INSERT and with no model instance made per row.
-
-    Every concrete column but an auto primary key is written (absent ones as NULL); JSON columns as JSON text.
-    A unique violation surfaces as Django's ``IntegrityError``, as from ``bulk_create``.
-    """
-    fields = [f for f in model._meta.concrete_fields if not (f.primary_key and isinstance(f, models.AutoField))]
-    attnames = [f.attname for f in fields]
-    json_at = [i for i, f in enumerate(fields) if isinstance(f, models.JSONField)]
-    quote = connection.ops.quote_name
-    sql = f"COPY {quote(model._meta.db_table)} ({', '.join(quote(str(f.column)) for f in fields)}) FROM STDIN"
-    dumps = json.dumps
-    pick = operator.itemgetter(*attnames)
-    defaults = {f.attname: f.get_default() if f.has_default() else None for f in fields}
+def _copy(sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """Insert flat ``rows`` with PostgreSQL's COPY (``sql`` names the columns), several times faster than a
+    multi-row INSERT. A unique violation surfaces as Django's ``IntegrityError``, as from an INSERT."""
     with connection.cursor() as cursor, connection.wrap_database_errors, cursor.cursor.copy(sql) as copy:
-        for values in rows:
-            # Rows normally carry every column; one made before a column was added gets its default.
-            row = list(pick(values) if len(values) == len(attnames) else pick({**defaults, **values}))
-            for i in json_at:
-                row[i] = dumps(row[i])
-            copy.write_row(row)
+        write = copy.write_row
+        for row in rows:
+            write(row)
 
 
-def _store(fresh: list[tuple[int, EntryInput, dict[str, Any]]]) -> None:
-    """Write the registry rows and the decisions of one batch (inside the caller's transaction)."""
-    keys = [
-        {"entry_id": e.id, "content_hash": e.content_hash, "agent_id": row["agent_id"], "timestamp": e.timestamp}
-        for _, e, row in fresh
-    ]
+def _store(fresh: list[tuple[int, EntryInput, tuple[Any, ...]]]) -> None:
+    """Write the registry rows and the decisions of one batch (inside the caller's transaction), as flat rows:
+    COPY on PostgreSQL, one ``executemany`` per table on SQLite."""
+    keys = [_key_row(e, row[_AGENT_AT]) for _, e, row in fresh]
     rows = [row for _, _e, row in fresh]
+    if not rows:
+        return
+    sql = _sql()
     if connection.vendor == "postgresql":
-        _copy(DecisionKey, keys)
-        _copy(Decision, rows)
+        _copy(sql.copy_keys, keys)
+        _copy(sql.copy_decisions, rows)
     else:
-        DecisionKey.objects.bulk_create([DecisionKey(**k) for k in keys])
-        Decision.objects.bulk_create([Decision(**row) for row in rows])
+        with connection.cursor() as cursor:
+            cursor.executemany(sql.insert_key, _sqlite_rows(keys, _KEY_TIMES))
+            cursor.executemany(sql.insert_decision, _sqlite_rows(rows, _DECISION_TIMES))
 
 
 def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Agent | None = None) -> list[BatchResult]:
     """Log many entries: valid ones are stored even when others are invalid; one result per entry, in order."""
     results: list[BatchResult] = []
     contexts: dict[str, _AgentContext] = {}
-    pending: list[tuple[int, EntryInput, dict[str, Any]]] = []
+    pending: list[tuple[int, EntryInput, tuple[Any, ...]]] = []
     seen: dict[tuple[int, str], str] = {}  # ids are unique per agent: keyed by (agent pk, entry id)
     for raw in entries:
         raw_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
@@ -393,7 +547,7 @@ def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Ag
             agent = _agent_for(entry, acting_agent)
             ctx = contexts.get(agent.agent_id) or contexts.setdefault(agent.agent_id, _AgentContext.load(agent))
             threshold_name = ctx.check(entry)
-            row = ctx.values(entry, threshold_name=threshold_name, now=now)
+            row = ctx.row(entry, threshold_name=threshold_name, now=now)
         except DomainError as exc:
             results.append(BatchResult(raw_id, "invalid", _error(exc)))
             continue
@@ -413,12 +567,12 @@ def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Ag
         pending.append((len(results) - 1, entry, row))
 
     # Ids the server made are new by construction; only the given ones can be in the registry already.
-    known = _known_hashes([(row["agent_id"], e.id) for _, e, row in pending if e.id_given])
+    known = _known_hashes([(row[_AGENT_AT], e.id) for _, e, row in pending if e.id_given])
     fresh = []
     for index, entry, row in pending:
-        hash_known = known.get((row["agent_id"], entry.id))
+        hash_known = known.get((row[_AGENT_AT], entry.id))
         if hash_known is not None:
-            same = hash_known == entry.content_hash
+            same = content_hash_matches(entry, hash_known)
             results[index] = BatchResult(
                 entry.id,
                 "duplicate" if same else "conflict",

@@ -1,11 +1,21 @@
-"""``Authorization: Bearer <key>`` for agent keys and personal tokens (both stored hashed)."""
+"""``Authorization: Bearer <key>`` for agent keys and personal tokens (both stored hashed).
 
+Agent keys authenticate every decision an agent logs, so their look-up is kept in each process
+(``_agent_key_get``), checked at every request against a stamp in the shared cache that every change to a key
+or an agent deletes (``agent_keys_changed``): a revoked key stops working in every process at its next request.
+"""
+
+import threading
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
+from django.core.cache import cache
+from django.db import transaction
 from rest_framework import authentication, exceptions
 
+from loopsite.cache import CacheUnavailable, cache_delete_strict
 from people.keys import AGENT_KIND, USER_KIND, key_matches, key_parse
 from people.models import PersonalToken
 from thresholds.models import Agent, AgentKey
@@ -35,6 +45,81 @@ def acting_agent(request: Any) -> Agent | None:
     """The agent whose key made the request, or None for a human."""
     user = getattr(request, "user", None)
     return user.agent if isinstance(user, AgentPrincipal) else None
+
+
+# --- Agent keys, kept in process -----------------------------------------------------------------------------
+
+KEYS_STAMP = "agent-keys:stamp"
+_KEPT_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class _KeptKey:
+    stamp: str
+    agent_key: AgentKey  # with its agent loaded
+
+
+_kept: dict[str, _KeptKey] = {}  # prefix -> the key as read under ``stamp``
+_kept_lock = threading.Lock()
+
+
+def _keys_stamp() -> str | None:
+    """The shared stamp, made when absent; None when the shared cache cannot be read (then nothing is kept)."""
+    stamp = cache.get(KEYS_STAMP)
+    if stamp is None:
+        cache.add(KEYS_STAMP, uuid.uuid4().hex, timeout=None)
+        stamp = cache.get(KEYS_STAMP)
+    return stamp if isinstance(stamp, str) else None
+
+
+def _agent_key_get(prefix: str) -> AgentKey | None:
+    """The unrevoked agent key with this prefix, its agent loaded; None when there is none.
+
+    From this process's copy while the shared stamp is the one it was read under, else from the database. The
+    stamp is read before the database, so a revoke committed after that read deletes the stamp this copy holds.
+    """
+    stamp = _keys_stamp()
+    if stamp is None:
+        # Unreachable: a revoke made meanwhile could not delete the stamp (the outbox retries it), so nothing
+        # kept from before may be trusted when the cache comes back.
+        _kept.clear()
+    else:
+        kept = _kept.get(prefix)
+        if kept is not None and kept.stamp == stamp:
+            return kept.agent_key
+    # The prefix is unique: a plain lookup, with no ORDER BY from the model's default ordering.
+    agent_key = AgentKey.objects.select_related("agent").filter(prefix=prefix, revoked_at=None).order_by().first()
+    if agent_key is not None and stamp is not None:
+        with _kept_lock:
+            if len(_kept) >= _KEPT_MAX:
+                _kept.clear()
+            _kept[prefix] = _KeptKey(stamp, agent_key)
+    return agent_key
+
+
+def agent_keys_changed() -> None:
+    """Make every process read agent keys and their agents from the database again: called for every revoke,
+    new or deleted key and every change to an agent, after its transaction commits (a process reading between
+    the change and its commit would otherwise keep the old row under the new stamp). When the cache cannot be
+    reached, the delete goes to the outbox and is retried until it lands."""
+    _kept.clear()
+    transaction.on_commit(_keys_stamp_delete, robust=True)
+
+
+def _keys_stamp_delete() -> None:
+    _kept.clear()
+    try:
+        cache_delete_strict(KEYS_STAMP)
+    except CacheUnavailable:
+        from loopsite.outbox import outbox_send
+
+        outbox_send("cache.delete", key=KEYS_STAMP)
+
+
+def agent_keys_changed_receiver(sender: Any, **kwargs: Any) -> None:
+    """For ``post_save`` and ``post_delete`` of ``AgentKey`` and ``Agent`` (connected in ``PeopleConfig.ready``);
+    bulk ``update()`` calls ``agent_keys_changed`` itself."""
+    agent_keys_changed()
 
 
 class BearerAuthentication(authentication.BaseAuthentication):
@@ -67,10 +152,7 @@ class BearerAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("malformed bearer key")
         kind, prefix = parsed
         if kind == AGENT_KIND:
-            # The prefix is unique: a plain lookup, with no ORDER BY from the model's default ordering.
-            agent_key = (
-                AgentKey.objects.select_related("agent").filter(prefix=prefix, revoked_at=None).order_by().first()
-            )
+            agent_key = _agent_key_get(prefix)
             if agent_key is None or not key_matches(key, agent_key.hashed_key):
                 raise exceptions.AuthenticationFailed("unknown or revoked agent key")
             return AgentPrincipal(agent=agent_key.agent), agent_key
@@ -87,4 +169,4 @@ class BearerAuthentication(authentication.BaseAuthentication):
         return self.keyword
 
 
-__all__ = ["AgentPrincipal", "AnonymousUser", "BearerAuthentication", "acting_agent"]
+__all__ = ["AgentPrincipal", "AnonymousUser", "BearerAuthentication", "acting_agent", "agent_keys_changed"]

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from loopsite.exceptions import DomainError
 from people.admin import RevokedFilter
+from people.authentication import agent_keys_changed
 from thresholds.models import Agent, AgentKey, ConfigVersion, ThresholdDefinition
 from thresholds.selectors import config_cache_clear
 
@@ -233,5 +234,6 @@ class AgentKeyAdmin(admin.ModelAdmin):
     def revoke(self, request: HttpRequest, queryset: QuerySet[AgentKey]) -> None:
         pks = list(queryset.filter(revoked_at=None).values_list("pk", flat=True))
         count = AgentKey.objects.filter(pk__in=pks, revoked_at=None).update(revoked_at=timezone.now())
+        agent_keys_changed()  # every process stops accepting them at once
         logger.info("agent_key.revoked", extra={"key_ids": pks, "count": count})
         self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)

@@ -1,5 +1,7 @@
 """Reads of agents and their live config. The live config is read through ``config_get_live`` only."""
 
+import threading
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,11 +39,55 @@ def agent_get(*, agent_id: str) -> Agent:
         raise AgentNotFound(f"unknown agent {agent_id!r}", field="agentId") from None
 
 
-def config_get_live(*, agent: Agent) -> LiveConfig:
-    """The agent's live config, from the cache when it is there. Every change calls ``config_cache_clear``.
+def _stamp_key(agent_pk: int) -> str:
+    return f"live-config:stamp:{agent_pk}"
 
+
+# This process's copies of live configs: {agent pk: (the shared stamp they were read under, the config)}. A copy
+# is used only while the stamp in the shared cache is the one it was read under; ``config_cache_clear`` deletes
+# that stamp, so a change reaches every process at its next read.
+_in_process: dict[int, tuple[str, LiveConfig]] = {}
+_in_process_lock = threading.Lock()
+_IN_PROCESS_MAX = 10_000
+
+
+def _stamp(agent_pk: int) -> str | None:
+    """The agent's live-config stamp in the shared cache, made when absent; None when the cache cannot be read
+    (then nothing is kept in process)."""
+    key = _stamp_key(agent_pk)
+    stamp = cache.get(key)
+    if stamp is None:
+        cache.add(key, uuid.uuid4().hex, timeout=300)
+        stamp = cache.get(key)
+    return stamp if isinstance(stamp, str) else None
+
+
+def config_get_live(*, agent: Agent) -> LiveConfig:
+    """The agent's live config: this process's copy while the shared stamp is unchanged, else the shared cache's,
+    else the database's. Every change calls ``config_cache_clear``.
+
+    The stamp is read before the config, so a change that deletes it after this read is seen at the next one.
     The cache is an optimisation: with it unreachable the read misses and the config comes from the database
     (``loopsite.cache.DegradingRedisCache`` turns cache failures into misses and skipped writes)."""
+    stamp = _stamp(agent.pk)
+    if stamp is None:
+        # Unreachable: a change made meanwhile could not delete the stamp (the outbox retries it), so nothing
+        # kept from before may be trusted when the cache comes back.
+        _in_process.clear()
+    else:
+        kept = _in_process.get(agent.pk)
+        if kept is not None and kept[0] == stamp:
+            return kept[1]
+    live = _config_read(agent)
+    if stamp is not None:
+        with _in_process_lock:
+            if len(_in_process) >= _IN_PROCESS_MAX:
+                _in_process.clear()
+            _in_process[agent.pk] = (stamp, live)
+    return live
+
+
+def _config_read(agent: Agent) -> LiveConfig:
     cached = cache.get(_cache_key(agent.pk))
     if cached is not None:
         return cached
@@ -60,13 +106,15 @@ def config_get_live(*, agent: Agent) -> LiveConfig:
 
 
 def config_cache_clear(*, agent: Agent) -> None:
-    """Drop the cached live config. When the cache cannot be reached, the delete goes to the outbox and is retried
-    until it lands, so a cache that comes back does not go on serving the version this change replaced."""
-    key = _cache_key(agent.pk)
-    try:
-        cache_delete_strict(key)
-    except CacheUnavailable:
-        outbox_send("cache.delete", key=key)
+    """Drop the cached live config: the stamp every process's copy is checked against, and the shared copy. When
+    the cache cannot be reached, the deletes go to the outbox and are retried until they land, so a cache that
+    comes back does not go on serving the version this change replaced."""
+    _in_process.pop(agent.pk, None)
+    for key in (_stamp_key(agent.pk), _cache_key(agent.pk)):
+        try:
+            cache_delete_strict(key)
+        except CacheUnavailable:
+            outbox_send("cache.delete", key=key)
 
 
 def config_versions_list(*, agent: Agent) -> list[ConfigVersion]:

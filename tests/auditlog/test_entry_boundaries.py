@@ -11,6 +11,7 @@ from auditlog.entry import (
     MAX_TIME_TO_RESPOND,
     EntryInput,
     ResponseInput,
+    content_hash_v1,
     entry_parse,
     finite_number,
     parse_time,
@@ -73,10 +74,12 @@ def test_entry_parse__a_full_entry__every_value_as_sent() -> None:
         ),
         config_version=3,
     )
-    # The content hash is part of the idempotency contract: a resend of a stored entry must hash the same.
-    assert parsed.content_hash == "c94f86469408ffbc094fdab58a9fa6f5e6946518d672ad2f71a5f2612f078c3c"
+    # The content hash is part of the idempotency contract: a resend of a stored entry must hash the same, under
+    # the version it was stored with (version 1, before orjson, is still computed to compare with).
+    assert parsed.content_hash == "v2:a8dcb38debbda6380d0583931651306f4238f2fbe20f91ee4a4fddad8000"
+    assert content_hash_v1(parsed) == "c94f86469408ffbc094fdab58a9fa6f5e6946518d672ad2f71a5f2612f078c3c"
     bare = entry_parse(entry(id="e-1"), now=NOW)
-    assert bare.content_hash == "befcac9764ac8e1592a6655d2861cf9824e5698894531babcd2468677df65002"
+    assert content_hash_v1(bare) == "befcac9764ac8e1592a6655d2861cf9824e5698894531babcd2468677df65002"
     assert (bare.human_response, bare.config_version, bare.threshold_name) == (None, None, None)
 
 

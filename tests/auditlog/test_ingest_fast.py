@@ -1,0 +1,84 @@
+"""The flat-row writers (COPY on PostgreSQL, executemany on SQLite, the one-statement insert) store what a
+model save would: the same row from a single POST and from a batch, read back through the API."""
+
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from auditlog.models import Decision, DecisionKey
+from auditlog.services import DECISION_COLUMNS, KEY_COLUMNS, _known_hashes
+from tests.factories import entry
+
+pytestmark = pytest.mark.django_db
+
+SAME_FOR_BOTH = [c for c in DECISION_COLUMNS if c not in ("entry_id", "content_hash", "received_at")]
+
+
+def stored(entry_id: str) -> dict[str, Any]:
+    return Decision.objects.filter(entry_id=entry_id).values(*SAME_FOR_BOTH).get()
+
+
+def test_writers__every_column_of_the_model_written() -> None:
+    assert {f.attname for f in Decision._meta.concrete_fields} - set(DECISION_COLUMNS) == {"seq"}
+    assert {f.attname for f in DecisionKey._meta.concrete_fields} - set(KEY_COLUMNS) == {"id"}
+
+
+def test_single_post_and_batch__same_row_stored(agent_client: APIClient) -> None:
+    response = {"action": "modify", "modifiedAction": "escalate", "responderId": "rita", "note": "late"}
+    bodies: dict[str, dict[str, Any]] = {
+        "plain": {"decision": {"action": "escalate", "confidence": 0.9, "thresholdUsed": 0.85}},
+        "answered": {"humanResponse": {**response, "respondedAt": "2026-03-02T09:30:00+01:00"}},
+        "weakest": {"decision": {"action": "auto-resolve", "confidence": 0.1, "thresholdUsed": 0.6}},
+    }
+    for name, overrides in bodies.items():
+        one = agent_client.post("/api/v1/decisions", entry(id=f"one-{name}", **overrides), format="json")
+        assert one.status_code == 201, one.content
+        batch = agent_client.post(
+            "/api/v1/decisions/batch", {"entries": [entry(id=f"batch-{name}", **overrides)]}, format="json"
+        )
+        assert batch.json()["results"] == [{"id": f"batch-{name}", "status": "created"}]
+        assert stored(f"one-{name}") == stored(f"batch-{name}")
+        read_one = agent_client.get(f"/api/v1/decisions/one-{name}").json()
+        read_batch = agent_client.get(f"/api/v1/decisions/batch-{name}").json()
+        assert {**read_one, "id": None} == {**read_batch, "id": None}
+        if name == "answered":
+            assert read_batch["humanResponse"] == {
+                "action": "modify",
+                "modifiedAction": "escalate",
+                "responderId": "rita",
+                "note": "late",
+                "respondedAt": "2026-03-02T08:30:00Z",
+                "timeToRespond": 1800.0,
+            }
+        posted = one.json()
+        assert {k: v for k, v in posted.items() if k != "id"} == {k: read_one[k] for k in posted if k != "id"}
+
+
+def test_single_post__answer_is_the_stored_entry(agent_client: APIClient) -> None:
+    posted = agent_client.post("/api/v1/decisions", entry(id="d-1"), format="json").json()
+    read = agent_client.get("/api/v1/decisions/d-1").json()
+    assert {k: posted[k] for k in posted} == {k: read[k] for k in posted}
+    assert posted["timestamp"] == "2026-03-02T08:00:00Z"
+    assert posted["context"] == {
+        "inputHash": "sha256:abc",
+        "features": {"amount_z": 3.2, "night": 1.0},
+        "matchedRules": ["high_amount"],
+    }
+
+
+def test_batch_rows__found_by_time_range(agent_client: APIClient) -> None:
+    entries = [entry(id=f"t-{h}", timestamp=f"2026-03-02T0{h}:00:00+00:00") for h in range(1, 6)]
+    assert agent_client.post("/api/v1/decisions/batch", {"entries": entries}, format="json").status_code == 200
+    page = agent_client.get(
+        "/api/v1/decisions", {"agentId": "triage", "from": "2026-03-02T02:00:00Z", "to": "2026-03-02T04:00:00Z"}
+    ).json()
+    assert sorted(d["id"] for d in page["results"]) == ["t-2", "t-3"]
+
+
+def test_known_hashes__per_agent_only_the_stored_ids(agent_client: APIClient, agent: Any) -> None:
+    agent_client.post("/api/v1/decisions/batch", {"entries": [entry(id="k-1"), entry(id="k-2")]}, format="json")
+    stored_hashes = dict(DecisionKey.objects.values_list("entry_id", "content_hash"))
+
+    known = _known_hashes([(agent.pk, "k-1"), (agent.pk, "k-2"), (agent.pk, "k-3"), (agent.pk + 1, "k-1")])
+    assert known == {(agent.pk, "k-1"): stored_hashes["k-1"], (agent.pk, "k-2"): stored_hashes["k-2"]}
