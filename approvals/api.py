@@ -28,6 +28,7 @@ from approvals.selectors import (
 from approvals.services import proposal_create_manual, proposal_decide
 from auditlog.serializers import ErrorSerializer
 from loopsite.exceptions import Forbidden, ValidationFailed
+from loopsite.replica import lagging_reads
 from people.roles import is_approver, is_staff
 from thresholds.selectors import agent_get, config_get_live
 from tuner.models import Proposal
@@ -411,6 +412,7 @@ class AgentUnlockApi(APIView):
         return Response(lock_render(unlocked))
 
 
+@lagging_reads()  # an export: the events may be seconds behind the primary
 def audit_csv(events: Any, filename: str) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'

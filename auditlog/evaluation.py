@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 
 from auditlog.labels import effective_label
 from auditlog.models import Decision
+from loopsite.replica import lagging_iteration
 from thresholds.models import Agent
 
 FORMATS = ("csv", "jsonl")
@@ -98,7 +99,8 @@ def as_csv(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
 
 
 def evaluation_stream(decisions: QuerySet[Decision], fmt: str) -> Iterator[str]:
-    rows = evaluation_rows(decisions)
+    # An export: read from the replica when there is one, chunk by chunk as the server streams it.
+    rows = lagging_iteration(evaluation_rows(decisions))
     return as_csv(rows) if fmt == "csv" else as_jsonl(rows)
 
 

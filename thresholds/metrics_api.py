@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from auditlog.serializers import ErrorSerializer
 from loopsite.exceptions import ValidationFailed
+from loopsite.replica import lagging_reads
 from people.roles import is_reviewer, is_staff
 from thresholds.metrics import MAX_WEEKS, weekly_metrics
 from thresholds.selectors import agent_get
@@ -81,6 +82,7 @@ class WeeklyMetricsApi(APIView):
             404: OpenApiResponse(ErrorSerializer, description="Unknown agent."),
         },
     )
+    @lagging_reads()  # the handler only: authentication and throttling have read from the primary
     def get(self, request: Request, agent_id: str) -> Response:
         weeks = weeks_param(request.query_params.get("weeks"))
         agent = agent_get(agent_id=agent_id)

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from auditlog.models import Decision
+from loopsite.replica import lagging_reads
 from people.roles import is_reviewer, is_staff
 from thresholds.metrics import WeeklyMetrics, threshold_histories, weekly_metrics
 from thresholds.models import Agent, ConfigVersion
@@ -104,6 +105,7 @@ def _sparkline(values: list[float | None], top: float) -> list[str]:
 
 @require_GET
 @role_required
+@lagging_reads()  # inside role_required: the session and user are read from the primary
 def dashboard(request: HttpRequest) -> HttpResponse:
     """Every agent: its live version, health, last week's dismissal rate and what waits for an approver."""
     now = timezone.now()
@@ -138,6 +140,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @role_required
+@lagging_reads()
 def dashboard_agent(request: HttpRequest, agent_id: str) -> HttpResponse:
     agent = Agent.objects.filter(agent_id=agent_id).first()
     if agent is None:

@@ -1,18 +1,43 @@
-"""Reads for the tuner: the window's counts, histograms and trends computed in the database (aggregate queries,
-so memory does not grow with the window), bounded samples for clustering, and evidence look-ups."""
+"""Reads for the tuner: the window's counts, histograms and trends from one aggregate pass over it (``window_scan``:
+one ``GROUP BY`` in the database, folded here, so memory does not grow with the window), bounded samples for
+clustering (one query for the three kinds), and evidence look-ups.
+
+A cycle's reads of its window run inside ``window_reads``: on PostgreSQL one transaction with the tuner's own
+``work_mem``, ``jit`` and ``enable_sort`` (``SET LOCAL``), on the replica when one is configured
+(``loopsite.replica``). The window is always the plain range ``timestamp >= start AND timestamp < end``, so the
+decision log's weekly partitions prune."""
 
 import zoneinfo
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from django.db.models import Case, CharField, Count, F, FloatField, Min, Q, QuerySet, Value, When
+from django.db import connections, router, transaction
+from django.db.models import (
+    BooleanField,
+    Case,
+    CharField,
+    Count,
+    F,
+    Field,
+    FloatField,
+    IntegerField,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
+from django.db.models import Window as SqlWindow
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Floor, Mod, TruncWeek
+from django.db.models.functions import Cast, Mod, RowNumber, TruncWeek
+from django.utils.dateparse import parse_datetime
 
 from auditlog.models import Decision, ReviewReason
 from auditlog.selectors import rule_filter
+from loopsite.replica import lagging_reads
 from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
 from tuner.analysis import BINS, ReplayData, WeekStats
 from tuner.clusters import cluster_as_dict, cluster_sentence, cluster_trends
@@ -24,6 +49,9 @@ class Window:
     cycle: date
     start: datetime
     end: datetime
+    # What the cycle's aggregate pass found in this window (``window_scan``), once made: evidence is then counted
+    # from it rather than by another pass.
+    scan: "WindowScan | None" = field(default=None, compare=False, repr=False)
 
 
 def cycle_window(*, agent: Agent, now: datetime) -> Window:
@@ -34,20 +62,85 @@ def cycle_window(*, agent: Agent, now: datetime) -> Window:
     return Window(cycle=cycle, start=now - timedelta(weeks=agent.window_weeks or 4), end=now)
 
 
-def label_expression(actions: list[str]) -> Case:
-    """``auditlog.labels.effective_label`` in SQL: modify counts as escalate when stronger, dismiss when weaker."""
-    whens = [When(response_action__in=["approve", "dismiss", "escalate"], then=F("response_action"))]
+LABELS = ("approve", "dismiss", "escalate")
+
+
+def label_of(actions: Sequence[str], response: str | None, action: str, modified: str | None) -> str | None:
+    """``label_expression`` in Python, for rows the aggregate pass grouped by response, action and modified action."""
+    if response is None:
+        return None
+    if response in LABELS:
+        return response
+    if response == "modify" and action in actions and modified in actions:
+        i, j = actions.index(action), actions.index(modified)
+        return "escalate" if j > i else "dismiss" if j < i else "approve"
+    return "dismiss"
+
+
+def label_expression(
+    actions: list[str], values: Mapping[str, Any] | None = None, output_field: "Field[Any, Any] | None" = None
+) -> Case:
+    """``auditlog.labels.effective_label`` in SQL: modify counts as escalate when stronger, dismiss when weaker.
+    With ``values``, each label's branch yields ``values[label]`` instead (NULL for a label not in it), so a
+    per-label expression costs one evaluation of the label per row."""
+
+    def then(label: str) -> Any:
+        if values is None:
+            return Value(label)
+        return values.get(label, Value(None))
+
+    if values is None:
+        whens = [When(response_action__in=list(LABELS), then=F("response_action"))]
+    else:
+        whens = [When(response_action=label, then=then(label)) for label in LABELS]
     for i, taken in enumerate(actions):
         for j, modified in enumerate(actions):
             label = "escalate" if j > i else "dismiss" if j < i else "approve"
             whens.append(
-                When(response_action="modify", action=taken, modified_action=modified, then=Value(label)),
+                When(response_action="modify", action=taken, modified_action=modified, then=then(label)),
             )
-    return Case(*whens, default=Value("dismiss"), output_field=CharField())
+    if values is None:
+        return Case(*whens, default=Value("dismiss"), output_field=CharField())
+    return Case(*whens, default=then("dismiss"), output_field=output_field)
 
 
 def window_decisions(*, agent: Agent, window: Window) -> QuerySet[Decision]:
     return Decision.objects.filter(agent=agent, timestamp__gte=window.start, timestamp__lt=window.end)
+
+
+# The tuner's reads of its window, on PostgreSQL (``SET LOCAL``: for the transaction only). The planner cannot know
+# how few groups the aggregate pass returns (it takes a key such as the week or a confidence bin to have as many
+# values as its column), so it sizes a hash table by the window's rows and, once that outgrows work_mem, sorts the
+# whole window to group it instead (an external sort at 1M rows and 4 MB). ``enable_sort = off`` keeps it hashing:
+# a few thousand groups, a few MB. It costs nothing elsewhere in the transaction: the samples' window function must
+# sort its few thousand rows either way, and the evidence look-ups read the window's end by its index. The
+# work_mem gives those hash tables and sorts room in memory; JIT compiling costs tens of milliseconds a query and
+# buys nothing on one pass.
+TUNER_WORK_MEM = "64MB"
+TUNER_SETTINGS_SQL = f"SET LOCAL work_mem = '{TUNER_WORK_MEM}'; SET LOCAL jit = off; SET LOCAL enable_sort = off"
+
+
+@contextmanager
+def _tuned(alias: str) -> Iterator[None]:
+    """On PostgreSQL, a transaction on ``alias`` (or a savepoint in the one already open) with the tuner's settings;
+    elsewhere nothing (SQLite's transactions would hold its write lock for the reads)."""
+    connection = connections[alias]
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic(using=alias):
+        with connection.cursor() as cursor:
+            cursor.execute(TUNER_SETTINGS_SQL)
+        yield
+
+
+@contextmanager
+def window_reads() -> Iterator[None]:
+    """The scope of a cycle's reads of its window: they may lag (``loopsite.replica``: from the replica when one is
+    configured), and on PostgreSQL they run in one transaction on that database with the tuner's settings
+    (``TUNER_SETTINGS_SQL``, ``SET LOCAL``), which end with the block."""
+    with lagging_reads(), _tuned(router.db_for_read(Decision)):
+        yield
 
 
 @dataclass(frozen=True)
@@ -80,97 +173,12 @@ class WindowCounts:
         return float(max(0, (self.end.astimezone(self.tz).date() - first).days))
 
 
-def window_counts(*, agent: Agent, window: Window) -> WindowCounts:
-    """Phase 1: counts per response, per threshold and per week, in three aggregate queries."""
-    qs = window_decisions(agent=agent, window=window)
-    totals = qs.aggregate(
-        n_decisions=Count("seq"),
-        n_queued=Count("seq", filter=Q(queued=True)),
-        n_responded=Count("seq", filter=Q(response_action__isnull=False)),
-        n_queued_responded=Count("seq", filter=Q(queued=True, response_action__isnull=False)),
-        first=Min("timestamp", filter=Q(response_action__isnull=False)),
-    )
-    by_response: dict[str, int] = {"approve": 0, "dismiss": 0, "escalate": 0, "modify": 0}
-    by_threshold: dict[str, dict[str, int]] = {}
-    rows = (
-        qs.filter(response_action__isnull=False)
-        .values("threshold_name", "response_action")
-        .annotate(n=Count("seq"))
-        .order_by()
-    )
-    for row in rows:
-        response = str(row["response_action"])
-        by_response[response] = by_response.get(response, 0) + row["n"]
-        by_threshold.setdefault(row["threshold_name"], {})[response] = row["n"]
-    by_label = {"approve": 0, "dismiss": 0, "escalate": 0}
-    label_rows = (
-        qs.filter(response_action__isnull=False)
-        .annotate(label=label_expression(list(agent.actions)))
-        .values("label")
-        .annotate(n=Count("seq"))
-        .order_by()
-    )
-    for label_row in label_rows:
-        by_label[str(label_row["label"])] = label_row["n"]
-    tz = zoneinfo.ZoneInfo(agent.timezone or "UTC")
-    weekly: dict[str, dict[str, int]] = {}
-    week_rows = (
-        qs.annotate(week=TruncWeek("timestamp", tzinfo=tz))
-        .values("week")
-        .annotate(
-            n_decisions=Count("seq"),
-            n_queued=Count("seq", filter=Q(queued=True)),
-            n_responses=Count("seq", filter=Q(response_action__isnull=False)),
-            n_queued_responses=Count("seq", filter=Q(queued=True, response_action__isnull=False)),
-            n_approve=Count("seq", filter=Q(response_action="approve")),
-            n_dismiss=Count("seq", filter=Q(response_action="dismiss")),
-            n_escalate=Count("seq", filter=Q(response_action="escalate")),
-            n_modify=Count("seq", filter=Q(response_action="modify")),
-        )
-        .order_by("week")
-    )
-    for week_row in week_rows:
-        values: dict[str, Any] = dict(week_row)
-        week = values.pop("week")
-        key = week.date().isoformat() if hasattr(week, "date") else str(week)
-        weekly[key] = {k[2:]: int(v) for k, v in values.items()}
-    weeks = [WeekStats(week_start=k, **v) for k, v in sorted(weekly.items())]
-    return WindowCounts(
-        decisions=totals["n_decisions"],
-        queued=totals["n_queued"],
-        responded=totals["n_responded"],
-        queued_responded=totals["n_queued_responded"],
-        by_response=by_response,
-        by_label=by_label,
-        first_response_at=totals["first"],
-        end=window.end,
-        tz=tz,
-        by_threshold=by_threshold,
-        weeks=weeks,
-    )
-
-
 Histograms = dict[tuple[str, str, bool], np.ndarray]
 
 
-def _histograms(qs: QuerySet[Decision], *, agent: Agent, score: Any) -> tuple[Histograms, int]:
-    """``qs`` counted per (action, effective label, sampled) and bin of ``score``; and how many had no score."""
-    rows = (
-        qs.annotate(label=label_expression(list(agent.actions)), bin=Floor(score * BINS))
-        .values("action", "label", "review_reason", "bin")
-        .annotate(n=Count("seq"))
-        .order_by()
-    )
-    out: Histograms = {}
-    unscored = 0
-    for row in rows:
-        if row["bin"] is None:
-            unscored += row["n"]
-            continue
-        key = (row["action"], row["label"], row["review_reason"] == ReviewReason.SAMPLED)
-        hist = out.setdefault(key, np.zeros(BINS + 1))
-        hist[min(BINS, max(0, int(row["bin"])))] += row["n"]
-    return out, unscored
+def window_counts(*, agent: Agent, window: Window) -> WindowCounts:
+    """Phase 1: counts per response, per label, per threshold and per week (``window_scan``'s)."""
+    return window_scan(agent=agent, window=window, definitions={}).counts
 
 
 # ------------------------------------------------------------------------------------ a rule-based agent's rules
@@ -245,26 +253,277 @@ class ThresholdHistograms:
 def threshold_histograms(
     *, agent: Agent, window: Window, definitions: dict[str, ThresholdDefinition]
 ) -> ThresholdHistograms:
-    """What each threshold is replayed on. A scored agent's thresholds share one confidence histogram. A
-    rule-based agent's threshold gets its own: its rule's populations (``rule_populations``) by its rule's
-    score, so two rules that gate one action are judged each on its own hits (one query per threshold)."""
-    responded = window_decisions(agent=agent, window=window).filter(response_action__isnull=False)
-    if not agent.rule_based:
-        shared, unscored = _histograms(responded, agent=agent, score=F("confidence"))
-        return ThresholdHistograms(
-            {name: shared for name in definitions}, {name: unscored for name in definitions} if unscored else {}
+    """What each threshold is replayed on (``window_scan``'s). A scored agent's thresholds share one confidence
+    histogram. A rule-based agent's threshold gets its own: its rule's populations (``rule_populations``) by its
+    rule's score, so two rules that gate one action are judged each on its own hits."""
+    return window_scan(agent=agent, window=window, definitions=definitions).histograms
+
+
+# ------------------------------------------------------------------------------------ the one pass over the window
+
+# The window's rows come back grouped by these, with COUNT(*) and MIN(timestamp): ``k`` is the slice (0: every
+# decision, by week and threshold name, and for a scored agent the responded ones by confidence bin; j > 0: the
+# responded decisions of a rule-based agent's j-th threshold's populations, by its rule's score), ``hb`` the
+# histogram bin (floor(score * BINS), held to -1..BINS+1) and ``cb`` the comparison bin (the k with
+# k / BINS <= score < (k + 1) / BINS as the database compares them: the two differ only where rounding puts a
+# score on the other side of a grid value).
+SCAN_COLUMNS = ("k", "wk", "tn", "ac", "rr", "qd", "ra", "ma", "hb", "cb", "n", "first")
+EDGE = BINS + 1  # the bins held at -1 and BINS + 1: below 0, and from (BINS + 1) / BINS up
+RESPONSES = ("approve", "dismiss", "escalate", "modify")
+WEEK_FIELDS = ("decisions", "queued", "responses", "queued_responses", *RESPONSES)
+
+
+def _bins_sql(score: str) -> tuple[str, str]:
+    """The histogram bin and the comparison bin of ``score`` (SQL), NULL for a NULL score."""
+    b, top, scale = f"FLOOR({score} * {BINS})", repr(EDGE / BINS), repr(float(BINS))
+    edges = f"WHEN {score} < 0 THEN -1 WHEN {score} >= {top} THEN {EDGE}"
+    hb = f"CASE {edges} ELSE {b} END"
+    cb = (
+        f"CASE {edges} WHEN {score} < {b} / {scale} THEN {b} - 1 "
+        f"WHEN {score} >= ({b} + 1) / {scale} THEN {b} + 1 ELSE {b} END"
+    )
+    return hb, cb
+
+
+@dataclass(frozen=True)
+class Population:
+    """A rule-based agent's threshold as the scan slices it: the responded decisions of its populations
+    (``rule_populations``: gated or one action below), and the score its rule compares."""
+
+    name: str
+    member: Q
+    score: Any
+
+
+def _scan_sql(
+    *, agent: Agent, window: Window, tz: zoneinfo.ZoneInfo, populations: list[Population]
+) -> tuple[str, list[Any], str]:
+    """The one ``GROUP BY`` over the window (``SCAN_COLUMNS``), its parameters and the database alias it reads.
+
+    The per-row expressions are the ORM's (the week in the agent's timezone, a rule's JSON score, its
+    matched-rules filter), compiled for the database the window is read from; a rule-based agent's rows are
+    fanned out to one row per slice they belong to inside the same scan (a lateral VALUES list on PostgreSQL,
+    a join to the slice numbers on SQLite), never read twice."""
+    qs = window_decisions(agent=agent, window=window).order_by()
+    columns: dict[str, Any] = {
+        "wk": TruncWeek("timestamp", tzinfo=tz),
+        "tn": F("threshold_name"),
+        "ac": F("action"),
+        "rr": F("review_reason"),
+        "qd": F("queued"),
+        "ra": F("response_action"),
+        "ma": F("modified_action"),
+        "ts": F("timestamp"),
+        "conf": F("confidence"),
+    }
+    for j, population in enumerate(populations, start=1):
+        columns[f"m{j}"] = Case(
+            When(population.member, then=Value(True)), default=Value(False), output_field=BooleanField()
         )
-    by_threshold: dict[str, Histograms] = {}
-    missing: dict[str, int] = {}
-    for name, definition in sorted(definitions.items()):
-        populations = rule_populations(agent=agent, definition=definition, definitions=definitions)
-        if populations is None:
+        columns[f"s{j}"] = Case(When(population.member, then=population.score), output_field=FloatField())
+    inner = qs.annotate(**columns).values(*columns)
+    alias = inner.db
+    connection = connections[alias]
+    inner_sql, params = inner.query.get_compiler(using=alias).as_sql()
+    q = connection.ops.quote_name
+    x = {name: f"x.{q(name)}" for name in columns}
+    group = "GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10"
+    # The earliest timestamp of each group: on PostgreSQL as microseconds since the epoch, a plain integer, so
+    # thousands of groups do not each pay for a timestamp's parsing (SQLite returns its text, parsed once).
+    least = f"MIN({x['ts']})"
+    if connection.vendor == "postgresql":
+        least = f"CAST(EXTRACT(EPOCH FROM MIN({x['ts']})) * 1000000 AS bigint)"
+    if not populations:
+        # A scored agent: one slice, the confidence bins of the responded decisions.
+        hb, cb = _bins_sql(x["conf"])
+        responded = f"{x['ra']} IS NOT NULL"
+        sql = (
+            f"SELECT 0, {x['wk']}, {x['tn']}, {x['ac']}, {x['rr']}, {x['qd']}, {x['ra']}, {x['ma']}, "
+            f"CASE WHEN {responded} THEN {hb} END, CASE WHEN {responded} THEN {cb} END, COUNT(*), {least} "
+            f"FROM ({inner_sql}) x {group}"
+        )
+        return sql, list(params), alias
+    slices = range(len(populations) + 1)
+    if connection.vendor == "postgresql":
+        rows = ", ".join(
+            ["(0, TRUE, NULL::double precision)"] + [f"({j}, {x[f'm{j}']}, {x[f's{j}']})" for j in slices[1:]]
+        )
+        fan_out = f"CROSS JOIN LATERAL (VALUES {rows}) AS p(k, m, s)"
+        member, score = "p.m", "p.s"
+    else:
+        # SQLite runs the left side of a CROSS JOIN as the outer loop: the window is still read once.
+        fan_out = "CROSS JOIN (" + " UNION ALL ".join(f"SELECT {j} AS k" for j in slices) + ") AS p"
+        member = "CASE p.k WHEN 0 THEN 1 " + " ".join(f"WHEN {j} THEN {x[f'm{j}']}" for j in slices[1:]) + " END"
+        score = "CASE p.k " + " ".join(f"WHEN {j} THEN {x[f's{j}']}" for j in slices[1:]) + " END"
+    hb, cb = _bins_sql(score)
+    first = "CASE WHEN p.k = 0 THEN {} END"
+    sql = (
+        f"SELECT p.k, {first.format(x['wk'])}, {first.format(x['tn'])}, {x['ac']}, {x['rr']}, "
+        f"{first.format(x['qd'])}, {x['ra']}, {x['ma']}, {hb}, {cb}, COUNT(*), {least} "
+        f"FROM ({inner_sql}) x {fan_out} WHERE {member} {group}"
+    )
+    return sql, list(params), alias
+
+
+def _week_key(value: Any) -> str:
+    """A truncated week as ``WeekStats.week_start`` spells it: its Monday (the database's local date)."""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)[:10]
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _aware(value: Any) -> datetime | None:
+    """A group's earliest timestamp as the scan returns it (microseconds since the epoch, or SQLite's text in
+    UTC), aware."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if isinstance(value, int):
+        return EPOCH + timedelta(microseconds=value)
+    parsed = parse_datetime(str(value))
+    if parsed is None:
+        raise ValueError(f"not a timestamp: {value!r}")
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class WindowScan:
+    """What one aggregate pass over a window found: the counts and trends, the replay's histograms and, per
+    population ('' for the agent's confidence; a rule-based agent's threshold by its rule's score), action and
+    effective label, the responded decisions by comparison bin (index ``k + 1`` for bin ``k``, -1..BINS+1), from
+    which evidence on the replay's grid is counted exactly."""
+
+    window: Window  # the window, carrying this scan
+    counts: WindowCounts
+    histograms: ThresholdHistograms
+    evidence_bins: dict[tuple[str, str, str], np.ndarray]
+    populations: frozenset[str]
+
+    def evidence_count(self, *, population: str, action: str, label: str, low: float, high: float) -> int | None:
+        """The responded decisions of ``population`` at ``action`` with this effective label and ``low <= score <
+        high``; None when the scan cannot tell (an unknown population, or a bound off the 0.001 grid)."""
+        if population not in self.populations:
+            return None
+        k_low, k_high = _grid_index(low), _grid_index(high)
+        if k_low is None or k_high is None:
+            return None
+        counts = self.evidence_bins.get((population, action, label))
+        if counts is None or k_high <= k_low:
+            return 0
+        return int(counts[k_low + 1 : k_high + 1].sum())
+
+
+def _grid_index(value: float) -> int | None:
+    """``k`` when ``value`` is the grid value k / BINS (as a float, exactly), for 0 <= k <= BINS + 1."""
+    if not np.isfinite(value):
+        return None
+    k = round(value * BINS)
+    return k if 0 <= k <= EDGE and k / BINS == value else None
+
+
+def window_scan(
+    *, agent: Agent, window: Window, definitions: dict[str, ThresholdDefinition] | None = None
+) -> WindowScan:
+    """Phase 1 in one aggregate pass over the window (``_scan_sql``), folded here into what the analysis reads:
+    the counts and weekly trends (``WindowCounts``), each threshold's histograms (``ThresholdHistograms``) and the
+    evidence bins. The rows that come back are bounded by weeks x thresholds x actions x responses x bins, whatever
+    the window holds."""
+    if definitions is None:
+        definitions = {d.name: d for d in ThresholdDefinition.objects.filter(agent=agent)}
+    actions = list(agent.actions)
+    tz = zoneinfo.ZoneInfo(agent.timezone or "UTC")
+    populations: list[Population] = []
+    if agent.rule_based:
+        for name, definition in sorted(definitions.items()):
+            found = rule_populations(agent=agent, definition=definition, definitions=definitions)
+            if found is not None:
+                member = Q(response_action__isnull=False) & (found.gated | found.below)
+                populations.append(Population(name, member, found.score))
+    sql, params, alias = _scan_sql(agent=agent, window=window, tz=tz, populations=populations)
+    with _tuned(alias), connections[alias].cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+
+    decisions = queued = responded = queued_responded = 0
+    earliest: Any = None  # as the database returns it: comparable among themselves
+    by_response: dict[str, int] = {"approve": 0, "dismiss": 0, "escalate": 0, "modify": 0}
+    by_label = {"approve": 0, "dismiss": 0, "escalate": 0}
+    by_threshold: dict[str, dict[str, int]] = {}
+    weekly: dict[str, dict[str, int]] = {}
+    hist_keys = [""] + [p.name for p in populations]  # slice k's population
+    histograms: dict[str, Histograms] = {key: {} for key in hist_keys}
+    unscored: dict[str, int] = {}
+    evidence: dict[tuple[str, str, str], np.ndarray] = {}
+    labels: dict[tuple[Any, Any, Any], str | None] = {}
+    for k, wk, tn, ac, rr, qd, ra, ma, hb, cb, n, least in rows:
+        n = int(n)
+        label = labels.get((ra, ac, ma), "")
+        if label == "":
+            label = labels[ra, ac, ma] = label_of(actions, ra, ac, ma)
+        if k == 0:
+            decisions += n
+            week = weekly.setdefault(_week_key(wk), dict.fromkeys(WEEK_FIELDS, 0))
+            week["decisions"] += n
+            if qd:
+                queued += n
+                week["queued"] += n
+            if ra is not None:
+                responded += n
+                week["responses"] += n
+                if qd:
+                    queued_responded += n
+                    week["queued_responses"] += n
+                if ra in RESPONSES:
+                    week[ra] += n
+                by_response[str(ra)] = by_response.get(str(ra), 0) + n
+                per_threshold = by_threshold.setdefault(tn, {})
+                per_threshold[str(ra)] = per_threshold.get(str(ra), 0) + n
+                by_label[str(label)] = by_label.get(str(label), 0) + n
+                earliest = least if earliest is None or (least is not None and least < earliest) else earliest
+            if populations or ra is None:
+                continue  # a rule-based agent's histograms are its slices'; unanswered rows have none
+        population = hist_keys[int(k)]
+        if hb is None:
+            unscored[population] = unscored.get(population, 0) + n
             continue
-        qs = responded.filter(populations.gated | populations.below)
-        by_threshold[name], unscored = _histograms(qs, agent=agent, score=populations.score)
-        if unscored:
-            missing[name] = unscored
-    return ThresholdHistograms(by_threshold, missing)
+        key = (str(ac), str(label), rr == ReviewReason.SAMPLED)
+        hist = histograms[population].setdefault(key, np.zeros(BINS + 1))
+        hist[min(BINS, max(0, int(hb)))] += n
+        bins = evidence.setdefault((population, str(ac), str(label)), np.zeros(BINS + 3, dtype=np.int64))
+        bins[min(EDGE, max(-1, int(cb))) + 1] += n
+
+    if populations:
+        shown = {p.name for p in populations}
+        by_histogram = {name: histograms[name] for name in sorted(shown)}
+        missing = {name: unscored[name] for name in sorted(shown) if unscored.get(name)}
+    else:
+        by_histogram = {name: histograms[""] for name in definitions}
+        missing = {name: unscored[""] for name in definitions} if unscored.get("") else {}
+    counts = WindowCounts(
+        decisions=decisions,
+        queued=queued,
+        responded=responded,
+        queued_responded=queued_responded,
+        by_response=by_response,
+        by_label=by_label,
+        first_response_at=_aware(earliest),
+        end=window.end,
+        tz=tz,
+        by_threshold={name: dict(sorted(v.items())) for name, v in sorted(by_threshold.items())},
+        weeks=[WeekStats(week_start=key, **values) for key, values in sorted(weekly.items())],
+    )
+    scan = WindowScan(
+        window=window,
+        counts=counts,
+        histograms=ThresholdHistograms(by_histogram, missing),
+        evidence_bins=evidence,
+        populations=frozenset(hist_keys[1:] if populations else [""]),
+    )
+    return replace(scan, window=replace(window, scan=scan))
 
 
 def replay_data(*, agent: Agent, definition: ThresholdDefinition, histograms: Histograms) -> ReplayData | None:
@@ -330,12 +589,45 @@ def evidence_entries(
     limit: int,
     definitions: dict[str, ThresholdDefinition] | None = None,
 ) -> tuple[int, list[str]]:
+    """How many decisions are evidence for moving ``definition`` across [low, high) (``evidence_queryset``), and the
+    ``limit`` latest of them. A window the cycle has scanned counts them from its scan when the band lies on the
+    replay's grid (a statistical proposal always does); otherwise, or for a window not scanned, they are counted
+    in the database. The latest are looked for at the end of the window first, over a span where as many as are
+    counted would hold a few times ``limit`` if they were spread evenly, and over the whole window only when that
+    span holds too few: the answer is the same, without reading the window once more."""
     qs = evidence_queryset(
         agent=agent, window=window, definition=definition, kind=kind, low=low, high=high, definitions=definitions
     )
-    count = qs.count()
-    ids = list(qs.order_by("-timestamp", "-seq").values_list("entry_id", flat=True)[:limit])
-    return count, ids
+    actions = list(agent.actions)
+    action = definition.action if kind == "dismiss" else actions[max(0, actions.index(definition.action) - 1)]
+    count = None
+    if window.scan is not None:
+        population = definition.name if agent.rule_based else ""
+        count = window.scan.evidence_count(population=population, action=action, label=kind, low=low, high=high)
+    with _tuned(qs.db):
+        if count is None:
+            count = qs.count()
+        return count, _latest_ids(qs, window=window, count=count, limit=limit)
+
+
+EVIDENCE_SPAN_FACTOR = 4  # the first span is expected to hold this many times the ids wanted
+EVIDENCE_SPAN_GROWTH = 8
+
+
+def _latest_ids(qs: QuerySet[Decision], *, window: Window, count: int, limit: int) -> list[str]:
+    """The ``limit`` latest entry ids of ``qs`` (which holds ``count`` rows), newest first, reading back from the
+    window's end: rows older than a span that already holds ``limit`` rows cannot be among them."""
+    ordered = qs.order_by("-timestamp", "-seq").values_list("entry_id", flat=True)
+    wanted = min(count, limit)
+    if wanted <= 0:
+        return []
+    share = EVIDENCE_SPAN_FACTOR * limit / count
+    while share < 1:
+        ids = list(ordered.filter(timestamp__gte=window.end - (window.end - window.start) * share)[:limit])
+        if len(ids) >= wanted:
+            return ids
+        share *= EVIDENCE_SPAN_GROWTH
+    return list(ordered[:limit])
 
 
 def entries_gated(
@@ -374,29 +666,63 @@ class ClusterRows:
     total: int  # rows of this kind in the window (the sample's scale)
 
 
-def cluster_rows(*, agent: Agent, window: Window, label: str, limit: int) -> ClusterRows:
-    """Up to ``limit`` responded decisions with this effective label, a deterministic every-k-th sample when
-    there are more (so memory stays bounded)."""
-    qs = (
-        window_decisions(agent=agent, window=window)
-        .filter(response_action__isnull=False)
-        .annotate(label=label_expression(list(agent.actions)))
-        .filter(label=label)
-    )
-    total = qs.count()
-    if total > limit:
-        step = -(-total // limit)
-        qs = qs.annotate(pick=Mod(F("seq"), step)).filter(pick=0)
-    columns = ("entry_id", "confidence", "threshold_name", "features", "matched_rules")
-    rows = list(qs.order_by("timestamp", "seq").values_list(*columns)[:limit])
-    return ClusterRows(
-        entry_ids=[r[0] for r in rows],
-        confidences=[None if r[1] is None else float(r[1]) for r in rows],
-        thresholds=[r[2] for r in rows],
-        features=[r[3] or {} for r in rows],
-        rules=[list(r[4] or []) for r in rows],
-        total=total,
-    )
+def cluster_samples(
+    *, agent: Agent, window: Window, limit: int, kinds: Sequence[str] = LABELS
+) -> dict[str, ClusterRows]:
+    """For each effective label in ``kinds``, up to ``limit`` responded decisions with it, oldest first: all of them,
+    or a deterministic every-k-th sample (by ``seq``, k = ceil(total / limit)) when there are more, so memory stays
+    bounded. One query for every kind: each label's totals come from the window's scan (counted here when the
+    window has none), its pick is evaluated with the label in one pass, and at most ``limit`` per label come back."""
+    actions = list(agent.actions)
+    if window.scan is not None:
+        totals = window.scan.counts.by_label
+    else:
+        label_rows = (
+            window_decisions(agent=agent, window=window)
+            .filter(response_action__isnull=False)
+            .annotate(label=label_expression(actions))
+            .values("label")
+            .annotate(n=Count("seq"))
+            .order_by()
+        )
+        totals = {str(row["label"]): int(row["n"]) for row in label_rows}
+    steps = {label: -(-totals[label] // limit) for label in kinds if totals.get(label)}
+    picked: dict[str, list[tuple[Any, ...]]] = {label: [] for label in kinds}
+    if steps:
+        pick = label_expression(
+            actions,
+            {label: Mod(F("seq"), Value(step)) if step > 1 else Value(0) for label, step in steps.items()},
+            output_field=IntegerField(),
+        )
+        order = [F("timestamp").asc(), F("seq").asc()]
+        qs = (
+            window_decisions(agent=agent, window=window)
+            .filter(response_action__isnull=False)
+            .annotate(pick=pick)
+            .filter(pick=0)
+            .annotate(label=label_expression(actions))
+            .annotate(rank=SqlWindow(RowNumber(), partition_by=[F("label")], order_by=order))
+            .filter(rank__lte=limit)
+            .order_by()
+        )
+        columns: tuple[str, ...] = ("label", "rank", "entry_id", "confidence", "threshold_name", "features")
+        if agent.rule_based:
+            columns += ("matched_rules",)  # clustered by rule combination; a scored agent's are not read
+        with _tuned(qs.db):
+            for row in qs.values_list(*columns):
+                picked[str(row[0])].append(row)
+    out = {}
+    for label in kinds:
+        rows = sorted(picked[label], key=lambda r: int(r[1]))  # by (timestamp, seq), as ranked
+        out[label] = ClusterRows(
+            entry_ids=[r[2] for r in rows],
+            confidences=[None if r[3] is None else float(r[3]) for r in rows],
+            thresholds=[r[4] for r in rows],
+            features=[r[5] or {} for r in rows],
+            rules=[list(r[6] or []) if len(r) > 6 else [] for r in rows],
+            total=int(totals.get(label, 0)),
+        )
+    return out
 
 
 def rolled_back_thresholds(*, agent: Agent, since: datetime | None, now: datetime) -> set[str]:

@@ -1,10 +1,12 @@
 """Running and storing a tuner cycle.
 
 ``tuner_cycle_run`` claims the (agent, cycle) run under its unique constraint with a conditional status update,
-computes outside any transaction, then stores everything a cycle produces in one transaction: its output, clusters,
-proposals with their evidence, audit rows, rejection memories, superseded proposals. While it computes, the worker
-writes the run's heartbeat (``tuner.heartbeat``). A worker killed mid-run leaves a 'running' row and nothing else;
-once its heartbeat is three beats old, the next delivery, ``run_tuner`` or request takes it over and completes it.
+computes (writing nothing; on PostgreSQL its reads of the window in one transaction of their own, with the tuner's
+work_mem and jit: ``tuner.selectors.window_reads``), then stores everything a cycle produces in one transaction:
+its output, clusters, proposals with their evidence, audit rows, rejection memories, superseded proposals. While it
+computes, the worker writes the run's heartbeat (``tuner.heartbeat``). A worker killed mid-run leaves a 'running'
+row and nothing else; once its heartbeat is three beats old, the next delivery, ``run_tuner`` or request takes it
+over and completes it.
 """
 
 import logging
@@ -22,6 +24,7 @@ from django.utils import timezone
 
 from approvals.audit import audit_record
 from loopsite.outbox import outbox_send
+from loopsite.replica import lagging_reads
 from loopsite.rules import rule, rules
 from thresholds.models import Agent
 from thresholds.selectors import config_get_live, threshold_definitions
@@ -103,13 +106,14 @@ def _claim(*, agent: Agent, window: selectors.Window, now: datetime, requested_b
 def clusters_find(*, agent: Agent, window: selectors.Window) -> list[dict[str, Any]]:
     """Dismissals and escalations clustered by feature similarity (by matched-rule combination for a
     rule-based agent), each described against the approved decisions."""
-    approvals = selectors.cluster_rows(agent=agent, window=window, label="approve", limit=CLUSTER_SAMPLE)
+    samples = selectors.cluster_samples(agent=agent, window=window, limit=CLUSTER_SAMPLE)
+    approvals = samples["approve"]
     out: list[dict[str, Any]] = []
     for kind, min_size, similarity in (
         ("dismiss", rule("DISMISS_CLUSTER_MIN_SIZE"), rule("DISMISS_CLUSTER_SIMILARITY")),
         ("escalate", rule("ESCALATE_CLUSTER_MIN_SIZE"), rule("ESCALATE_CLUSTER_SIMILARITY")),
     ):
-        rows = selectors.cluster_rows(agent=agent, window=window, label=kind, limit=CLUSTER_SAMPLE)
+        rows = samples[kind]
         if not rows.entry_ids:
             continue
         counter: Counter[str] = Counter()
@@ -398,10 +402,17 @@ def cycle_compute(
 ) -> CycleResult:
     """Phases 1-3 and the rules; reads only."""
     the_rules = rules()
-    counts = selectors.window_counts(agent=agent, window=window)
     definitions = threshold_definitions(agent=agent)
     live = config_get_live(agent=agent).thresholds
-    histograms = selectors.threshold_histograms(agent=agent, window=window, definitions=definitions)
+    # The window's rows, weeks of them, may come from the replica, seconds behind; what decides what may change
+    # (the live config and its cache, rollbacks, rejections, the guard's ranges) is read from the primary.
+    # One aggregate pass over the window (counts, trends, histograms and evidence bins) and one query for the
+    # cluster samples, in one transaction with the tuner's work_mem and jit (selectors.window_reads).
+    with selectors.window_reads():
+        scan = selectors.window_scan(agent=agent, window=window, definitions=definitions)
+        window = scan.window  # carries the scan: evidence is counted from it, not by another pass
+        clusters = clusters_find(agent=agent, window=window)
+    counts, histograms = scan.counts, scan.histograms
     replay = {}
     for name, definition in definitions.items():
         if name not in histograms.by_threshold:
@@ -414,7 +425,6 @@ def cycle_compute(
     for name in sorted(selectors.rolled_back_thresholds(agent=agent, since=since, now=now)):
         excluded[name] = "its last change was rolled back since the previous cycle; no proposal this cycle"
         notes.append(f"no proposal for {name}: its last change was rolled back since the previous cycle")
-    clusters = clusters_find(agent=agent, window=window)
     plan = rejection_memories(agent=agent, now=now)
     constraints = [
         {
@@ -472,7 +482,8 @@ def cycle_compute(
         why = "config locked" if locked else "baseline period"
         notes.append(f"{why}: the statistical replay is used for the report and the model is not asked")
         generator = StatisticalGenerator()
-    generated = generator.generate(ctx)
+    with lagging_reads():  # the evidence: counts and ids of the window's decisions
+        generated = generator.generate(ctx)
     notes.extend(generated.notes)
     candidates = _apply_memories(generated.candidates, plan, now=now, notes=notes)
     if creep.fired:

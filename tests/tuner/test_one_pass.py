@@ -1,0 +1,348 @@
+"""Issue 14, item 4: the tuner reads its window in one aggregate pass.
+
+Every count, histogram and trend of a cycle comes from one ``GROUP BY`` over the window (``window_scan``), the
+cluster samples from one more query bounded per kind, and the evidence of a proposal is counted from the scan and
+its ids read back from the window's end. These tests hold the scan to the per-question queries it replaced, count
+the cycle's reads of the decision table so that a second pass cannot creep back, and show that on PostgreSQL the
+reads run in one transaction with the tuner's ``work_mem`` and ``jit``."""
+
+import random
+import zoneinfo
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from django.db import connection
+from django.db.models import Count, F, Min, Q
+from django.db.models.functions import Floor, TruncWeek
+from django.test.utils import CaptureQueriesContext
+
+from auditlog.models import ReviewReason
+from tests.factories import NOW, make_agent
+from tests.tuner.helpers import log_rows, output, spread
+from tests.tuner.test_cycle import flag_too_low_rows
+from tests.tuner.test_rule_based import log_rule_rows, rules_agent, two_rules_rows
+from thresholds.models import Agent
+from thresholds.selectors import threshold_definitions
+from tuner import selectors
+from tuner.analysis import BINS
+from tuner.generators import StatisticalGenerator
+from tuner.services import tuner_cycle_run
+
+pytestmark = pytest.mark.django_db
+
+ACTIONS = ["auto-resolve", "flag", "escalate"]
+ACTIONS_RULES = ["allow", "review", "block"]
+# Confidences on the replay's grid and a float's width either side of one, where a bin and a comparison could part.
+EDGES = [0.6, 0.605, 0.61, 0.85, 0.57, 0.29, 0.6 - 1e-16, 0.6000000000000001, 0.85 - 1e-16]
+
+
+def scored_rows(n: int, *, seed: int = 3, weeks: int = 4) -> list[dict[str, Any]]:
+    """A flag threshold set too low (many dismissals just above 0.6), modified responses of every kind, and
+    confidences on and around the grid."""
+    rnd = random.Random(seed)
+    rows = []
+    for i, at in enumerate(spread(n, weeks=weeks)):
+        c = rnd.choice(EDGES) if rnd.random() < 0.15 else round(rnd.betavariate(2.2, 2.0), rnd.choice([2, 3, 4, 7]))
+        real = rnd.random() < 1 / (1 + np.exp(-(c - 0.72) * 14))
+        response: str | None = None
+        modified = None
+        if rnd.random() < 0.85:
+            response = ("approve" if real else "dismiss") if c >= 0.6 else ("escalate" if real else "approve")
+            if rnd.random() < 0.08:
+                response, modified = "modify", rnd.choice(ACTIONS)
+        features = {"amount_z": rnd.gauss(1.5 * real, 1), "night": int(rnd.random() < 0.3), "velocity": i % 7}
+        rows.append({"confidence": c, "at": at, "response": response, "modified": modified, "features": features})
+    return rows
+
+
+def scored_agent(n: int = 2400, *, tz: str = "America/New_York", **options: Any) -> Agent:
+    agent, _ = make_agent(f"scored-{n}", timezone=tz, **options)
+    log_rows(agent, scored_rows(n))
+    return agent
+
+
+# ------------------------------------------------------------------- the scan against the queries it replaced
+
+
+def reference_scan(agent: Agent, window: selectors.Window) -> dict[str, Any]:
+    """What the cycle read before the scan, one query per question (the counts, the weeks, the histogram)."""
+    qs = selectors.window_decisions(agent=agent, window=window)
+    responded = qs.filter(response_action__isnull=False)
+    actions = list(agent.actions)
+    totals = qs.aggregate(
+        n_decisions=Count("seq"),
+        n_queued=Count("seq", filter=Q(queued=True)),
+        n_responded=Count("seq", filter=Q(response_action__isnull=False)),
+        n_queued_responded=Count("seq", filter=Q(queued=True, response_action__isnull=False)),
+        first=Min("timestamp", filter=Q(response_action__isnull=False)),
+    )
+    by_threshold: dict[str, dict[str, int]] = {}
+    for pair in responded.values("threshold_name", "response_action").annotate(n=Count("seq")).order_by():
+        by_threshold.setdefault(pair["threshold_name"], {})[str(pair["response_action"])] = pair["n"]
+    labels = responded.annotate(label=selectors.label_expression(actions)).values("label").annotate(n=Count("seq"))
+    tz = zoneinfo.ZoneInfo(agent.timezone)
+    weeks: dict[str, dict[str, Any]] = {}
+    for week in (
+        qs.annotate(week=TruncWeek("timestamp", tzinfo=tz))
+        .values("week")
+        .annotate(
+            n_decisions=Count("seq"),
+            n_queued=Count("seq", filter=Q(queued=True)),
+            n_responses=Count("seq", filter=Q(response_action__isnull=False)),
+            n_dismiss=Count("seq", filter=Q(response_action="dismiss")),
+            n_modify=Count("seq", filter=Q(response_action="modify")),
+        )
+        .order_by("week")
+    ):
+        values: dict[str, Any] = dict(week)
+        weeks[values.pop("week").date().isoformat()] = values
+    histogram: dict[tuple[str, str, bool], np.ndarray] = {}
+    for cell in (
+        responded.annotate(label=selectors.label_expression(actions), bin=Floor(F("confidence") * BINS))
+        .values("action", "label", "review_reason", "bin")
+        .annotate(n=Count("seq"))
+        .order_by()
+    ):
+        key = (cell["action"], cell["label"], cell["review_reason"] == ReviewReason.SAMPLED)
+        histogram.setdefault(key, np.zeros(BINS + 1))[min(BINS, max(0, int(cell["bin"])))] += cell["n"]
+    return {
+        **totals,
+        "by_threshold": by_threshold,
+        "by_label": {str(r["label"]): r["n"] for r in labels},
+        "weeks": weeks,
+        "histogram": histogram,
+    }
+
+
+def test_window_scan__scored_agent__every_count_week_and_bin_as_the_queries_it_replaced() -> None:
+    agent = scored_agent()
+    window = selectors.cycle_window(agent=agent, now=NOW)
+    scan = selectors.window_scan(agent=agent, window=window, definitions=threshold_definitions(agent=agent))
+    want = reference_scan(agent, window)
+    counts = scan.counts
+    assert (counts.decisions, counts.queued, counts.responded, counts.queued_responded) == (
+        want["n_decisions"],
+        want["n_queued"],
+        want["n_responded"],
+        want["n_queued_responded"],
+    )
+    assert counts.first_response_at == want["first"]
+    assert counts.by_threshold == want["by_threshold"]
+    assert {k: v for k, v in counts.by_label.items() if v} == want["by_label"]
+    assert sum(counts.by_response.values()) == counts.responded and counts.by_response["modify"] > 0
+    # Weeks in the agent's timezone (New York): five of them touch the four-week window.
+    assert [w.week_start for w in counts.weeks] == list(want["weeks"]) and len(counts.weeks) == 5
+    for week in counts.weeks:
+        expected = want["weeks"][week.week_start]
+        assert (week.decisions, week.queued, week.responses, week.dismiss, week.modify) == (
+            expected["n_decisions"],
+            expected["n_queued"],
+            expected["n_responses"],
+            expected["n_dismiss"],
+            expected["n_modify"],
+        )
+    # Both thresholds read the one confidence histogram, cell for cell.
+    for name in ("flag_threshold", "escalate_threshold"):
+        got = scan.histograms.by_threshold[name]
+        assert got.keys() == want["histogram"].keys()
+        for key, hist in got.items():
+            assert np.array_equal(hist, want["histogram"][key]), key
+    assert scan.histograms.unscored == {}
+
+
+def test_window_scan__rule_based_agent__each_threshold_its_own_populations_in_the_same_pass() -> None:
+    agent = rules_agent()
+    log_rule_rows(agent, two_rules_rows())
+    definitions = threshold_definitions(agent=agent)
+    window = selectors.cycle_window(agent=agent, now=NOW)
+    with CaptureQueriesContext(connection) as queries:
+        scan = selectors.window_scan(agent=agent, window=window, definitions=definitions)
+    assert len(window_reads(queries)) == 1
+    responded = selectors.window_decisions(agent=agent, window=window).filter(response_action__isnull=False)
+    for name, definition in sorted(definitions.items()):
+        populations = selectors.rule_populations(agent=agent, definition=definition, definitions=definitions)
+        if populations is None:
+            assert name not in scan.histograms.by_threshold
+            continue
+        rows = (
+            responded.filter(populations.gated | populations.below)
+            .annotate(label=selectors.label_expression(ACTIONS_RULES), bin=Floor(populations.score * BINS))
+            .values("action", "label", "review_reason", "bin")
+            .annotate(n=Count("seq"))
+            .order_by()
+        )
+        want: dict[tuple[str, str, bool], np.ndarray] = {}
+        for row in rows:
+            key = (row["action"], row["label"], row["review_reason"] == ReviewReason.SAMPLED)
+            want.setdefault(key, np.zeros(BINS + 1))[min(BINS, max(0, int(row["bin"])))] += row["n"]
+        got = scan.histograms.by_threshold[name]
+        assert got.keys() == want.keys(), name
+        assert all(np.array_equal(got[key], want[key]) for key in want), name
+    assert scan.counts.responded == responded.count()
+
+
+# ------------------------------------------------------------------------------------------------ evidence
+
+
+BANDS = [(0.6, 0.605), (0.6, 0.7), (0.55, 0.6), (0.85, 0.9), (0.8, 0.85), (0.29, 0.57), (0.0, 1.0), (0.6234, 0.7)]
+
+
+def test_evidence_entries__counted_from_the_scan__same_count_and_ids_as_the_database() -> None:
+    agent = scored_agent()
+    definitions = threshold_definitions(agent=agent)
+    plain = selectors.cycle_window(agent=agent, now=NOW)
+    scanned = selectors.window_scan(agent=agent, window=plain, definitions=definitions).window
+    for name, definition in sorted(definitions.items()):
+        for kind in ("dismiss", "escalate"):
+            for low, high in BANDS:
+                args: dict[str, Any] = dict(
+                    agent=agent, definition=definition, kind=kind, low=low, high=high, limit=10, definitions=definitions
+                )
+                want = selectors.evidence_entries(window=plain, **args)
+                with CaptureQueriesContext(connection) as queries:
+                    got = selectors.evidence_entries(window=scanned, **args)
+                assert got == want, (name, kind, low, high)
+                counted = [q for q in window_reads(queries) if "COUNT(" in q.upper()]
+                # On the grid the scan answers; 0.6234 is off it, so the database counts.
+                assert len(counted) == (1 if 0.6234 in (low, high) else 0), (low, high)
+
+
+def test_evidence_entries__rule_based_agent__scan_counts_only_the_threshold_s_own_hits() -> None:
+    agent = rules_agent()
+    log_rule_rows(agent, two_rules_rows())
+    definitions = threshold_definitions(agent=agent)
+    plain = selectors.cycle_window(agent=agent, now=NOW)
+    scanned = selectors.window_scan(agent=agent, window=plain, definitions=definitions).window
+    for name, definition in sorted(definitions.items()):
+        for kind in ("dismiss", "escalate"):
+            for low, high in [(0.4, 0.48), (0.62, 0.744), (0.3, 0.4), (0.0, 1.0), (0.86, 0.9)]:
+                args: dict[str, Any] = dict(
+                    agent=agent, definition=definition, kind=kind, low=low, high=high, limit=5, definitions=definitions
+                )
+                assert selectors.evidence_entries(window=scanned, **args) == selectors.evidence_entries(
+                    window=plain, **args
+                ), (name, kind, low, high)
+
+
+def test_latest_ids__the_band_s_decisions_all_early_in_the_window__widened_until_found() -> None:
+    """The first span read back from the window's end assumes the band's decisions are spread evenly; here they
+    all lie in its first days, so the look-up widens and still returns the latest of them."""
+    agent, _ = make_agent("early", timezone="UTC")
+    start = NOW - timedelta(weeks=4) + timedelta(hours=1)
+    rows = [
+        {"confidence": 0.62, "at": start + timedelta(minutes=i), "response": "dismiss", "id": f"early-{i}"}
+        for i in range(60)
+    ]
+    rows += [
+        {"confidence": 0.9, "at": at, "response": "approve", "id": f"late-{i}"} for i, at in enumerate(spread(300))
+    ]
+    log_rows(agent, rows)
+    definitions = threshold_definitions(agent=agent)
+    plain = selectors.cycle_window(agent=agent, now=NOW)
+    scanned = selectors.window_scan(agent=agent, window=plain, definitions=definitions).window
+    args: dict[str, Any] = dict(
+        agent=agent, definition=definitions["flag_threshold"], kind="dismiss", low=0.6, high=0.65, limit=3
+    )
+    count, ids = selectors.evidence_entries(window=scanned, **args)
+    assert (count, ids) == (60, ["early-59", "early-58", "early-57"])
+    assert selectors.evidence_entries(window=plain, **args) == (count, ids)
+
+
+# ------------------------------------------------------------------------------------------------ the cycle
+
+
+def window_reads(queries: CaptureQueriesContext) -> list[str]:
+    """The statements that read the decision table over a time range: the window (or a span of it)."""
+    return [
+        q["sql"]
+        for q in queries.captured_queries
+        if '"auditlog_decision"' in q["sql"] and '"auditlog_decision"."timestamp" >=' in q["sql"]
+    ]
+
+
+def test_cycle__one_aggregate_pass_one_sample_query_and_bounded_evidence_look_ups() -> None:
+    agent, _ = make_agent("too-low")
+    log_rows(agent, flag_too_low_rows(1200))
+    with CaptureQueriesContext(connection) as queries:
+        run = tuner_cycle_run(agent=agent, now=NOW, generator=StatisticalGenerator())
+    proposals = output(run)["proposals"]
+    assert proposals, (run.output, run.notes)
+    reads = window_reads(queries)
+    aggregates = [sql for sql in reads if "GROUP BY" in sql.upper()]
+    samples = [sql for sql in reads if "ROW_NUMBER" in sql.upper()]
+    look_ups = [sql for sql in reads if sql not in aggregates and sql not in samples]
+    assert len(aggregates) == 1, aggregates
+    assert len(samples) == 1, samples
+    # Each proposal's evidence: its count from the scan, its ids from the window's end, LIMIT-bounded.
+    assert not [sql for sql in look_ups if "COUNT(" in sql.upper()]
+    assert all("LIMIT" in sql.upper() for sql in look_ups)
+    assert len(proposals) <= len(look_ups) <= 2 * len(proposals), look_ups
+    assert all(p["evidenceCount"] >= 5 for p in proposals)
+
+
+def test_cycle__no_response_yet__one_pass_and_no_sample_query() -> None:
+    agent, _ = make_agent("quiet")
+    log_rows(agent, [{"confidence": 0.7, "at": at, "response": None} for at in spread(50)])
+    with CaptureQueriesContext(connection) as queries:
+        run = tuner_cycle_run(agent=agent, now=NOW, generator=StatisticalGenerator())
+    assert run.stats["decisions"] == 50 and run.stats["responded"] == 0
+    assert len(window_reads(queries)) == 1
+
+
+@pytest.mark.configured  # SET LOCAL is PostgreSQL's; SQLite runs the reads outside any transaction
+@pytest.mark.django_db(transaction=True)
+def test_cycle__postgresql__window_read_in_one_transaction_with_the_tuner_s_work_mem_and_jit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    agent = scored_agent(600, tz="UTC")
+    seen: list[tuple[Any, ...]] = []
+
+    def spy(function: Any) -> Any:
+        def wrapped(**kwargs: Any) -> Any:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT current_setting('work_mem'), current_setting('jit'), current_setting('enable_sort'), "
+                    "transaction_timestamp(), statement_timestamp()"
+                )
+                seen.append((function.__name__, *cursor.fetchone(), connection.in_atomic_block))
+            return function(**kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(selectors, "window_scan", spy(selectors.window_scan))
+    monkeypatch.setattr(selectors, "cluster_samples", spy(selectors.cluster_samples))
+    settings = "SELECT current_setting('work_mem'), current_setting('jit'), current_setting('enable_sort')"
+    with connection.cursor() as cursor:
+        cursor.execute(settings)
+        before = cursor.fetchone()
+    assert before != (selectors.TUNER_WORK_MEM, "off", "off")  # the server's own (PostgreSQL's defaults: 4MB, on, on)
+    run = tuner_cycle_run(agent=agent, now=NOW, generator=StatisticalGenerator())
+    assert run.status == run.Status.DONE
+    assert [s[0] for s in seen] == ["window_scan", "cluster_samples"]
+    for _, work_mem, jit, enable_sort, _, _, atomic in seen:
+        assert (work_mem, jit, enable_sort, atomic) == (selectors.TUNER_WORK_MEM, "off", "off", True)
+    # One transaction: the same transaction start, seen by statements apart in time.
+    assert seen[0][4] == seen[1][4] and seen[0][5] < seen[1][5]
+    # SET LOCAL ended with it: the connection is back to its own settings.
+    with connection.cursor() as cursor:
+        cursor.execute(settings)
+        assert cursor.fetchone() == before
+
+
+def test_beta_ppf__the_bootstrap_s_shortcut_agrees_with_scipy_s_beta_ppf_bit_for_bit() -> None:
+    """tuner.analysis calls the function beta.ppf evaluates, without its argument checks: only for a quantile in
+    (0, 1) and shapes above 0, where the numbers must be the same to the last bit, or the proposals would move."""
+    from scipy.stats import beta
+
+    from tuner.analysis import beta_ppf
+
+    rng = np.random.default_rng(14)
+    x = np.concatenate([np.arange(1, 60), rng.integers(1, 5000, 300)]).astype(float)
+    n = x + np.concatenate([np.arange(0, 59), rng.integers(0, 200_000, 300)]).astype(float)
+    for q in (0.05, 0.2, 0.95):
+        assert np.array_equal(beta_ppf(q, x, n - x + 1), beta.ppf(q, x, n - x + 1))
+        assert np.array_equal(beta_ppf(q, x + 1, n - x + 1), beta.ppf(q, x + 1, n - x + 1))
+        shapes = zip(x[:40], n[:40] - x[:40] + 1, strict=True)
+        assert all(float(beta_ppf(q, a, b)) == float(beta.ppf(q, a, b)) for a, b in shapes)
