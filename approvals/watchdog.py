@@ -294,12 +294,17 @@ def rollback_target(rollback: ConfigVersion) -> int | None:
     return _restored_numbers([rollback]).get(rollback.pk)
 
 
-def watches_reconcile(*, agent: Agent, now: datetime) -> int:
+def _open_watches(agent: Agent) -> list[VersionWatch]:
+    """The agent's watches not rolled back, with their versions."""
+    return list(VersionWatch.objects.filter(agent=agent).exclude(state=State.ROLLED_BACK).select_related("version"))
+
+
+def watches_reconcile(*, agent: Agent, now: datetime, open_rows: list[VersionWatch] | None = None) -> int:
     """Watches undone by a rollback made elsewhere (the config versions page, ``rollback_config``) become
-    ``rolled_back``, with their proposals. Returns how many."""
-    open_rows = list(
-        VersionWatch.objects.filter(agent=agent).exclude(state=State.ROLLED_BACK).select_related("version")
-    )
+    ``rolled_back``, with their proposals. Returns how many. ``open_rows``: the agent's watches not rolled back,
+    when the caller has just read them."""
+    if open_rows is None:
+        open_rows = _open_watches(agent)
     if not open_rows:
         return 0
     first = min(w.version.number for w in open_rows)
@@ -403,13 +408,19 @@ class Watched:
 def watchdog_pass(*, now: datetime, agent: Agent | None = None) -> list[Watched]:
     """One pass over every watched version (of one agent when given, as a simulation on its own clock must)."""
     watches_ensure(now=now, agent=agent)
-    open_rows = VersionWatch.objects.exclude(state=State.ROLLED_BACK)
     if agent is not None:
-        open_rows = open_rows.filter(agent=agent)
+        # One agent (a simulation's hourly pass): its open watches are read once, for the reconciliation and to
+        # see whether any is still watched; the pass itself runs only then.
+        rows = _open_watches(agent)
+        watches_reconcile(agent=agent, now=now, open_rows=rows)
+        # Reconciliation only ever closes watches: none watching in ``rows`` leaves this pass nothing to test (a
+        # watch made meanwhile, by the watch page, is tested by the next pass).
+        return _agent_pass(agent=agent, now=now) if any(w.state == State.WATCHING for w in rows) else []
+    open_rows = VersionWatch.objects.exclude(state=State.ROLLED_BACK)
     agent_pks = sorted(set(open_rows.order_by().values_list("agent_id", flat=True)))
     results: list[Watched] = []
     for pk in agent_pks:
-        one = agent if agent is not None else Agent.objects.get(pk=pk)
+        one = Agent.objects.get(pk=pk)
         watches_reconcile(agent=one, now=now)
         results.extend(_agent_pass(agent=one, now=now))
     return results
