@@ -11,6 +11,7 @@ from typing import Any, Literal
 import orjson
 import psycopg
 from django.db import IntegrityError, connection, transaction
+from django.db.backends.utils import CursorDebugWrapper
 
 from auditlog.entry import (
     EntryInput,
@@ -422,11 +423,21 @@ def _sqlite_rows(rows: list[tuple[Any, ...]], times: tuple[int, ...]) -> list[tu
 def _pg_fetch(sql: str, params: Sequence[Any]) -> list[Any]:
     """Run ``sql`` on PostgreSQL with its parameters sent apart from the text (server-side binding), unlike
     Django's cursors, which quote every parameter into the statement: psycopg then prepares a statement it
-    runs often, and the 30 values of a decision or the 1000 ids of a batch are not quoted one by one."""
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+    runs often, and the 30 values of a decision or the 1000 ids of a batch are not quoted one by one.
+
+    Still through Django's execute wrappers and, when queries are logged, its query log, so what inspects the
+    queries (``CaptureQueriesContext``, ``connection.execute_wrapper``) sees these too."""
+
+    def execute(sql: str, params: Sequence[Any], _many: bool, _context: dict[str, Any]) -> list[Any]:
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+    with connection.cursor() as wrapper, connection.wrap_database_errors:
+        if isinstance(wrapper, CursorDebugWrapper):
+            with wrapper.debug_sql(sql, params):
+                return wrapper._execute_with_wrappers(sql, params, False, execute)  # type: ignore[no-any-return]
+        return wrapper._execute_with_wrappers(sql, params, False, execute)  # type: ignore[no-any-return]
 
 
 def _insert(key_row: tuple[Any, ...], row: tuple[Any, ...]) -> int:
