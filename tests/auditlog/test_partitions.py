@@ -2,7 +2,6 @@
 that never refuses a row, rows moved into their week once it exists, reads pruned to the window's weeks, and the
 tuner's output the same on the partitioned table as on a plain one."""
 
-import random
 import re
 from datetime import timedelta
 from typing import Any
@@ -23,7 +22,8 @@ from auditlog.partitions import (
     week_of,
 )
 from tests.factories import make_agent
-from tests.tuner.helpers import log_rows, output, spread
+from tests.tuner.helpers import log_rows, output
+from tests.tuner.test_cycle import flag_too_low_rows
 from tuner.generators import StatisticalGenerator
 from tuner.selectors import cycle_window, window_decisions
 from tuner.services import tuner_cycle_run
@@ -99,23 +99,6 @@ def test_window_read__pruned_to_the_windows_weeks() -> None:
     assert len(partitions_list()) > len(weeks)  # so pruning has something to prune
 
 
-def _flag_too_low(now: Any) -> list[dict[str, Any]]:
-    rnd = random.Random(3)
-    rows = []
-    for at in spread(400, weeks=4, now=now):
-        c = round(rnd.uniform(0.4, 0.95), 4)
-        false_alarm = 0.6 <= c < 0.7
-        rows.append(
-            {
-                "confidence": c,
-                "at": at,
-                "response": "dismiss" if false_alarm else "approve",
-                "features": {"night": 1.0 if false_alarm else 0.0, "amount": round(rnd.uniform(10, 500), 2)},
-            }
-        )
-    return rows
-
-
 def _cycle(agent: Any, now: Any) -> dict[str, Any]:
     """One cycle's output, rolled back so the next can run the same cycle again."""
     result: dict[str, Any] = {}
@@ -129,7 +112,7 @@ def _cycle(agent: Any, now: Any) -> dict[str, Any]:
 def test_tuner__same_output_on_partitioned_and_plain_table() -> None:
     now = timezone.now().replace(microsecond=0)
     agent, _ = make_agent(now=now - timedelta(weeks=5))
-    log_rows(agent, _flag_too_low(now), now=now)
+    log_rows(agent, flag_too_low_rows(seed=3, now=now), now=now)
     homes = {_home(d) for d in Decision.objects.values_list("entry_id", flat=True)[:400]}
     assert len(homes) >= 4 and DEFAULT_PARTITION not in homes  # spread over the weekly partitions
 

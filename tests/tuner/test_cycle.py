@@ -2,7 +2,7 @@
 
 import random
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -31,11 +31,11 @@ SEED_KEYS = {
 }
 
 
-def flag_too_low_rows(n: int = 400, *, weeks: int = 4, seed: int = 1) -> list[dict[str, Any]]:
+def flag_too_low_rows(n: int = 400, *, weeks: int = 4, seed: int = 1, now: datetime = NOW) -> list[dict[str, Any]]:
     """flag_threshold is 0.6 but reviewers dismiss every flag under 0.7 (those fire at night)."""
     rnd = random.Random(seed)
     rows = []
-    for at in spread(n, weeks=weeks):
+    for at in spread(n, weeks=weeks, now=now):
         c = round(rnd.uniform(0.4, 0.95), 4)
         false_alarm = 0.6 <= c < 0.7
         rows.append(
