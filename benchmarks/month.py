@@ -79,15 +79,10 @@ def median_ms(fn: Callable[[], Any], runs: int) -> float:
     return statistics.median(times)
 
 
-def uuid7(ms: int, rand: int) -> str:
-    """A UUIDv7 (RFC 9562) for a given millisecond, as the agent client makes them."""
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64 | 0b10 << 62 | rand & ((1 << 62) - 1)
-    text = f"{value:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-
-
 def entries(n: int, *, start: datetime, span: timedelta, seed: int = 7) -> Iterator[list[dict[str, Any]]]:
-    """``n`` entries in time order over [start, start + span), CHUNK at a time."""
+    """``n`` entries in time order over [start, start + span), CHUNK at a time, with UUIDv7 ids."""
+    from auditlog.entry import uuid7
+
     rng = np.random.default_rng(seed)
     step = span.total_seconds() / n
     for first in range(0, n, CHUNK):
@@ -97,14 +92,13 @@ def entries(n: int, *, start: datetime, span: timedelta, seed: int = 7) -> Itera
         real = rng.uniform(size=size) < 1 / (1 + np.exp(-(confidence - 0.72) * 14))
         amount = np.round(rng.normal(0, 1, size) + real * 1.5, 3)
         night = (rng.uniform(size=size) < 0.3).astype(float)
-        rand = rng.integers(0, 1 << 62, size, dtype=np.int64)
         chunk = []
         for i in range(size):
             at = start + timedelta(seconds=(first + i) * step)
             c = float(confidence[i])
             action = "escalate" if c >= 0.85 else "flag" if c >= 0.6 else "auto-resolve"
             entry: dict[str, Any] = {
-                "id": uuid7(int(at.timestamp() * 1000), int(rand[i])),
+                "id": uuid7(ms=int(at.timestamp() * 1000)),
                 "timestamp": at.isoformat(),
                 "agentId": AGENT,
                 "sessionId": f"s-{(first + i) // 40}",
