@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import numbers
 import random
 import threading
 import time
@@ -200,15 +201,21 @@ class Client:
             return False
         return True
 
-    def decide(self, confidence: float) -> tuple[str, str, float]:
-        """(action, threshold name, threshold value) by the contract's rule on the live thresholds."""
-        return self.config().decide(confidence)
+    def decide(self, confidence: float, session_id: str | None = None) -> tuple[str, str, float]:
+        """(action, threshold name, threshold value) by the contract's rule on the thresholds the session decides
+        with: while a canary serves, the canary's values for a session in its arm (``Config.in_canary``), else the
+        live thresholds. Without ``session_id``, always the live thresholds: pass the id the entry will be logged
+        under, or the session is counted in the control arm while deciding on the live values."""
+        return self.config().arm_config(session_id).decide(confidence)
 
     def log(self, entry: Mapping[str, Any]) -> str:
         """Log one decision (an ``ActionLogEntry`` dict) and return its id at once.
 
         Fills ``id`` (time-ordered, UUIDv7), ``timestamp`` (now, UTC), ``agentId`` and ``configVersion`` (the
-        version whose value of the entry's threshold is its ``thresholdUsed``) when absent. The entry goes to a
+        version whose value of the entry's threshold is its ``thresholdUsed``: the canary's for a session in its
+        arm) when absent. While a proposal runs in shadow, an entry with a numeric ``decision.confidence`` and no
+        ``decision.shadowAction`` also gets ``decision.shadowAction`` (what the candidate values would have done)
+        and ``decision.shadowProposalId``; the caller's ``decision`` dict is not changed. The entry goes to a
         bounded in-memory queue that a writer thread moves to the spool on disk every few milliseconds (or, with
         ``write_through=True``, to the spool before this returns); the sender thread delivers it from there.
         """
@@ -219,7 +226,9 @@ class Client:
         if config is not None:
             if data.get("agentId") is None and config.agent_id:
                 data["agentId"] = config.agent_id
-            if data.get("configVersion") is None:
+            if config.canary is not None or config.shadow is not None:
+                self._fill_rollout(data, config)
+            elif data.get("configVersion") is None:
                 version = self._version_for(data, config)
                 if version is not None:
                     data["configVersion"] = version
@@ -419,6 +428,37 @@ class Client:
         return self._spool.dead_letter_path
 
     # --- Config ---------------------------------------------------------------------------------------------
+
+    def _fill_rollout(self, data: dict[str, Any], config: Config) -> None:
+        """``configVersion`` and the shadow fields of an entry logged while a canary or a shadow is in force.
+
+        The session's arm is drawn once (one SHA-256, only with a canary, and only when a field is to be filled): a
+        canary-arm entry whose threshold has the canary's value names the canary's version, and the shadow is laid
+        over the arm's values, so that the candidate is compared with what the session really decided on."""
+        decision = data.get("decision")
+        if not isinstance(decision, Mapping):
+            decision = None
+        confidence = _shadow_confidence(decision) if config.shadow is not None else None
+        fill_version = data.get("configVersion") is None
+        if not fill_version and confidence is None:
+            return
+        session = data.get("sessionId")
+        arm = config.arm_config(session) if config.canary is not None and isinstance(session, str) else config
+        if fill_version:
+            version = _arm_version(decision, arm) if arm is not config else None
+            if version is None:
+                version = self._version_for(data, config)
+            if version is not None:
+                data["configVersion"] = version
+        if confidence is not None and decision is not None and config.shadow is not None:
+            action = arm.shadow_action(confidence)  # the arm is chosen: its own values, overridden by the shadow
+            if action is not None:
+                proposal_id = decision.get("shadowProposalId")
+                data["decision"] = {  # a new dict: the caller's entry is left as it was
+                    **decision,
+                    "shadowAction": action,
+                    "shadowProposalId": config.shadow.proposal_id if proposal_id is None else proposal_id,
+                }
 
     def _version_for(self, data: dict[str, Any], config: Config) -> int | None:
         """The newest known version under which the entry's threshold had the value it says it used."""
@@ -639,3 +679,26 @@ def _error_of(response: Response) -> Any:
         return json.loads(response.body)
     except ValueError:
         return response.body[:2000].decode("utf-8", "replace")
+
+
+def _shadow_confidence(decision: Mapping[str, Any] | None) -> float | None:
+    """The confidence to compute a shadow action for: a number, on an entry whose caller did not give its own
+    ``shadowAction`` (never overwritten). None when there is nothing to compute."""
+    if decision is None or decision.get("shadowAction") is not None:
+        return None
+    confidence = decision.get("confidence")
+    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real):
+        return None
+    return float(confidence)
+
+
+def _arm_version(decision: Mapping[str, Any] | None, arm: Config) -> int | None:
+    """The canary arm's version when the entry's threshold has the canary's value: decided in that arm. Else None
+    (decided on another value, such as the live one without a session id: the live versions are searched)."""
+    if decision is None:
+        return None
+    name = decision.get("thresholdName") or arm.gate_of(decision.get("action"))
+    used = decision.get("thresholdUsed")
+    if isinstance(name, str) and used is not None and arm.thresholds.get(name) == used:
+        return arm.version
+    return None
