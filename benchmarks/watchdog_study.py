@@ -33,50 +33,10 @@ from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-from numpy.typing import NDArray  # noqa: E402
+
+from simulation.drift_study import Side, World, first_verdict, side_of  # noqa: E402
 
 HOURS_BEFORE = 14 * 24  # the baseline: two weeks of decisions under the version before the change
-
-
-@dataclass(frozen=True)
-class World:
-    per_day: float
-    fired_share: float
-    sample_rate: float
-    response_rate: float
-    delay_hours: tuple[float, float] = (24.0, 48.0)
-    weighted: bool = True  # False: every response weighs 1, as the watchdog did before (for comparison)
-
-
-@dataclass
-class Side:
-    """One side's responses, sorted by arrival, as running sums."""
-
-    arrival: NDArray[np.float64]
-    n: NDArray[np.int64]
-    errors: NDArray[np.int64]
-    weight: NDArray[np.float64]
-    weighted_errors: NDArray[np.float64]
-    weight_sq: NDArray[np.float64]
-    sampled: NDArray[np.int64]
-
-    def counts(self, at: float, weighted: bool = True) -> Any:
-        from approvals.selectors import ErrorCounts
-
-        i = int(np.searchsorted(self.arrival, at, side="right"))
-        if i == 0:
-            return ErrorCounts(errors=0, responses=0, weighted_errors=0.0, weight=0.0, weight_sq=0.0)
-        k = i - 1
-        if not weighted:
-            return ErrorCounts(errors=int(self.errors[k]), responses=int(self.n[k]))
-        return ErrorCounts(
-            errors=int(self.errors[k]),
-            responses=int(self.n[k]),
-            weighted_errors=float(self.weighted_errors[k]),
-            weight=float(self.weight[k]),
-            weight_sq=float(self.weight_sq[k]),
-            sampled=int(self.sampled[k]),
-        )
 
 
 def draw_side(rng: np.random.Generator, world: World, *, start: float, hours: float, error_rate: float) -> Side:
@@ -89,18 +49,7 @@ def draw_side(rng: np.random.Generator, world: World, *, start: float, hours: fl
     made, sampled = made[answered], sampled[answered]
     arrival = made + rng.uniform(*world.delay_hours, size=len(made))
     error = rng.random(len(made)) < error_rate
-    order = np.argsort(arrival)
-    arrival, sampled, error = arrival[order], sampled[order], error[order]
-    w = np.where(sampled, 1.0 / world.sample_rate, 1.0)
-    return Side(
-        arrival=arrival,
-        n=np.arange(1, len(arrival) + 1),
-        errors=np.cumsum(error),
-        weight=np.cumsum(w),
-        weighted_errors=np.cumsum(w * error),
-        weight_sq=np.cumsum(w * w),
-        sampled=np.cumsum(sampled),
-    )
+    return side_of(arrival, sampled, error, sample_rate=world.sample_rate)
 
 
 @dataclass(frozen=True)
@@ -115,17 +64,20 @@ def one_run(rng: np.random.Generator, world: World, *, before: float, after: flo
     watch_hours = int(rules["WATCHDOG_WATCH_DAYS"]) * 24
     base = draw_side(rng, world, start=-HOURS_BEFORE, hours=HOURS_BEFORE, error_rate=before)
     new = draw_side(rng, world, start=0.0, hours=watch_hours, error_rate=after)
-    for hour in range(1, watch_hours + 1):
-        result = watchdog_assess(
-            new=new.counts(hour, world.weighted),
-            base=base.counts(hour, world.weighted),
+    verdict, hours = first_verdict(
+        new=new,
+        base=base,
+        hours=watch_hours,
+        assess=lambda n, b: watchdog_assess(
+            new=n,
+            base=b,
             min_responses=int(rules["WATCHDOG_MIN_RESPONSES"]),
             tolerance=float(rules["WATCHDOG_TOLERANCE"]),
             alpha=float(rules["WATCHDOG_ALPHA"]),
-        )
-        if result.verdict in ("rollback", "good"):
-            return Outcome(result.verdict, float(hour))
-    return Outcome("inconclusive", None)
+        ),
+        weighted=world.weighted,
+    )
+    return Outcome(verdict, hours)
 
 
 def study(
