@@ -30,6 +30,9 @@ from auditlog.serializers import ErrorSerializer
 from loopsite.exceptions import Forbidden, ValidationFailed
 from loopsite.replica import lagging_reads
 from people.roles import is_approver, is_staff
+from rollouts.render import canary_render
+from rollouts.selectors import canary_of, shadow_evidence
+from rollouts.services import Rollout
 from thresholds.selectors import agent_get, config_get_live
 from tuner.models import Proposal
 
@@ -171,9 +174,39 @@ class EvidenceOut(serializers.Serializer):
     entry = serializers.DictField(allow_null=True, help_text="The cited ActionLogEntry, or null if gone.")
 
 
+class ShadowGroupOut(serializers.Serializer):
+    taken = serializers.CharField(help_text="The action the agent took.")
+    wouldTake = serializers.CharField(help_text="The action the candidate value would have taken.")
+    stronger = serializers.BooleanField(help_text="The candidate would have acted more strongly.")
+    count = serializers.IntegerField()
+    dismissed = serializers.IntegerField()
+    confirmed = serializers.IntegerField(help_text="Approved: the agent's action was right.")
+    escalated = serializers.IntegerField()
+    open = serializers.IntegerField(help_text="Queued for review, not answered yet.")
+    notQueued = serializers.IntegerField()
+    candidateRight = serializers.IntegerField(help_text="Reviewers sided with the candidate.")
+    candidateWrong = serializers.IntegerField()
+
+
+class ShadowEvidenceOut(serializers.Serializer):
+    proposalId = serializers.IntegerField()
+    decisions = serializers.IntegerField(help_text="Decisions logged with this proposal's shadow action.")
+    changed = serializers.IntegerField(help_text="Of those, the ones the candidate would have decided otherwise.")
+    days = serializers.FloatField(help_text="From the first to the last such decision.")
+    firstAt = serializers.DateTimeField(allow_null=True)
+    lastAt = serializers.DateTimeField(allow_null=True)
+    groups = ShadowGroupOut(many=True)
+    summary = serializers.CharField(help_text="The same in sentences.")
+
+
 class ProposalDetailOut(ProposalOut):
     evidence = EvidenceOut(many=True)
     sampleEntries = serializers.ListField(child=serializers.DictField())
+    shadowEvidence = ShadowEvidenceOut(
+        help_text="What the candidate value would have done on live traffic while the proposal was pending "
+        "(the config's shadow), and the reviewers' verdicts on those decisions."
+    )
+    canary = serializers.DictField(allow_null=True, help_text="Its canary rollout (GET /canaries/{id}), if any.")
 
 
 class ProposalDecisionOut(ProposalOut):
@@ -274,6 +307,9 @@ def proposal_detail_render(proposal: Proposal) -> dict[str, Any]:
         {"entryId": entry_id, "kind": kind, "entry": rendered.get(entry_id)} for entry_id, kind in evidence
     ]
     body["sampleEntries"] = entries_render(agent=proposal.agent, entry_ids=proposal_sample_ids(proposal=proposal))
+    body["shadowEvidence"] = shadow_evidence(proposal=proposal).as_json()
+    canary = canary_of(proposal=proposal)
+    body["canary"] = canary_render(canary) if canary is not None else None
     return body
 
 
@@ -292,6 +328,14 @@ class DecisionInput(serializers.Serializer):
     decision = serializers.ChoiceField(choices=["accept", "reject", "modify"])
     value = serializers.FloatField(required=False, allow_null=True, help_text="Required for modify.")
     rationale = serializers.CharField(max_length=4000, help_text="Why; required, and kept in the audit trail.")
+    canary = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text='With accept or modify: true, or {"share": 0.01..0.5, "days": 1/24..28} (defaults 0.2 and 7), '
+        "to make the value live for that share of sessions only. The watchdog then compares the two arms over the "
+        "same days and promotes the change to everyone, aborts it, or calls it inconclusive when time runs out. "
+        "Only with the sign-off that makes the change.",
+    )
 
 
 class ProposalDecisionApi(APIView):
@@ -322,6 +366,7 @@ class ProposalDecisionApi(APIView):
             rationale=data.validated_data.get("rationale", ""),
             value=data.validated_data.get("value"),
             now=timezone.now(),
+            canary=Rollout.parse(data.validated_data.get("canary")),
         )
         live = config_get_live(agent=decided.agent)
         body = proposal_render(decided, live_value=live.thresholds.get(decided.threshold_name))

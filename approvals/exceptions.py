@@ -55,3 +55,17 @@ class WatchNotFound(NotFound):
 
 class WatchClosed(Conflict):
     """The watched change is judged already (good or rolled back): nothing is left to decide."""
+
+
+class CanaryServing(Conflict):
+    """A canary of the agent is serving: no other change goes live until it is promoted or aborted."""
+
+    code = "canary_serving"
+
+
+class CanaryNotFound(NotFound):
+    """No canary with that id."""
+
+
+class CanaryClosed(Conflict):
+    """The canary was promoted or aborted already."""

@@ -25,7 +25,13 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from approvals.exceptions import AgentLocked, GuardrailViolation, NotADesignatedApprover, NotAnApprover
+from approvals.exceptions import (
+    AgentLocked,
+    CanaryServing,
+    GuardrailViolation,
+    NotADesignatedApprover,
+    NotAnApprover,
+)
 from loopsite.exceptions import ValidationFailed
 from loopsite.rules import rule
 from people.roles import is_admin, is_approver
@@ -139,7 +145,12 @@ def cycle_state(*, agent: Agent, now: datetime) -> CycleState:
     # it is counted and is not the base the moves are measured from); an agent registered during the cycle starts
     # from its first version.
     base = versions.filter(activated_at__lt=start).order_by("-number").first() or versions.order_by("number").first()
-    changes = versions.filter(source=ConfigVersion.Source.PROPOSAL, activated_at__gte=start).count()
+    # A change is a proposal made live, for everyone or as a canary; a canary promoted in the same cycle is one.
+    this_cycle = versions.filter(activated_at__gte=start)
+    made_live = this_cycle.filter(source=ConfigVersion.Source.PROPOSAL)
+    canaries = this_cycle.filter(source=ConfigVersion.Source.CANARY)
+    promoted = made_live.filter(proposal_id__in=canaries.values("proposal_id")).count()
+    changes = made_live.count() + canaries.count() - promoted
     return CycleState(
         cycle=cycle_monday(agent=agent, now=now),
         started_at=start,
@@ -193,6 +204,20 @@ def changes_left(*, agent: Agent, now: datetime) -> int:
     return max(0, int(rule("MAX_PROPOSALS_PER_CYCLE")) - cycle_state(agent=agent, now=now).changes)
 
 
+def canary_check(agent: Agent) -> None:
+    """No change of an agent goes live (for everyone or as another canary) while one of its canaries serves: its
+    arms are compared against the control, which must stay still. Rollbacks are exempt (they abort it)."""
+    from rollouts.models import Canary
+
+    serving = Canary.objects.filter(agent=agent, state__in=Canary.SERVING).select_related("version").first()
+    if serving is not None:
+        raise CanaryServing(
+            f"{agent.agent_id} has a canary serving (v{serving.version.number}, {serving.threshold_name} for "
+            f"{serving.share:.0%} of sessions, {serving.state}); promote or abort it before another change",
+            field="agentId",
+        )
+
+
 def change_check(*, agent: Agent, threshold_name: str, value: object, now: datetime, field: str = "value") -> float:
     """The value as a float when it may go live now, else a 4xx naming the rule and what is allowed."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -204,6 +229,7 @@ def change_check(*, agent: Agent, threshold_name: str, value: object, now: datet
             "until it is unlocked",
             field="agentId",
         )
+    canary_check(agent)
     definition = _definition(agent, threshold_name, "thresholdName")
     value = float(value)
     if value < definition.min_value - EPS:

@@ -23,6 +23,11 @@ class AuditEvent(models.Model):
         WATCH_MARKED_GOOD = "watch.marked_good"
         WATCH_INCONCLUSIVE = "watch.inconclusive"
         WATCH_ROLLED_BACK = "watch.rolled_back"
+        # A canary rollout (rollouts): started by an approver, promoted or aborted by the watchdog or an approver.
+        CANARY_STARTED = "canary.started"
+        CANARY_PROMOTED = "canary.promoted"
+        CANARY_ABORTED = "canary.aborted"
+        CANARY_INCONCLUSIVE = "canary.inconclusive"
         AGENT_LOCKED = "agent.locked"
         AGENT_UNLOCKED = "agent.unlocked"
         # An engineer changed the rules the tuner is judged by (approvals.rule_changes).

@@ -236,3 +236,57 @@ def digest_send(*, agent: Agent, now: datetime) -> int:
         recipients=approver_emails(agent=agent),
         event="notification.digest",
     )
+
+
+def canary_notify(*, canary_id: int) -> int:
+    """A canary started, promoted, aborted or out of time: what, the two arms' figures, and what is live now."""
+    from rollouts.models import Canary
+
+    canary = (
+        Canary.objects.select_related("agent", "proposal", "version", "control", "result", "started_by")
+        .filter(pk=canary_id)
+        .first()
+    )
+    if canary is None:
+        return 0
+    agent, proposal = canary.agent, canary.proposal
+    name = canary.threshold_name
+    share = f"{canary.share:.0%}"
+    result = canary.result
+    headlines = {
+        Canary.State.RUNNING: f"{agent.agent_id}: {canary.started_by.get_username()} started a canary of {name} for "
+        f"{share} of sessions until {canary.ends_at:%Y-%m-%d %H:%M} UTC. The watchdog compares the two arms every "
+        "hour and promotes or aborts it.",
+        Canary.State.PROMOTED: f"{agent.agent_id}: the canary of {name} was promoted by {canary.ended_label}; "
+        f"v{result.number if result else '?'} is live for every session.",
+        Canary.State.ABORTED: f"{agent.agent_id}: the canary of {name} was aborted by {canary.ended_label}; "
+        f"v{result.number if result else '?'} is live for every session with the earlier values.",
+        Canary.State.INCONCLUSIVE: f"{agent.agent_id}: the canary of {name} ran out of time without a verdict. It "
+        f"keeps serving {share} of sessions until an approver promotes or aborts it.",
+    }
+    return _send(
+        subject=f"[loopsite] {agent.agent_id}: canary of {name} {canary.state}",
+        template="emails/canary.txt",
+        context={
+            "headline": headlines[Canary.State(canary.state)],
+            "canary": canary,
+            "proposal": proposal,
+            "share": share,
+            "control_value": canary.control.values.get(name),
+            "canary_value": canary.version.values.get(name),
+            "why": canary.end_rationale or (canary.assessment and _figures_explained(canary.assessment)),
+            "assessment": canary.assessment or None,
+            "proposal_url": link("proposal-detail", proposal.pk),
+            "audit_url": link("audit-trail", query=f"agent={agent.agent_id}"),
+            "log": {"agent_id": agent.agent_id, "canary": canary.pk, "state": canary.state},
+        },
+        recipients=approver_emails(agent=agent),
+        event="notification.canary",
+    )
+
+
+def _figures_explained(figures: dict[str, Any]) -> str:
+    from approvals.watchdog import Assessment
+
+    assessment = Assessment.from_dict(figures)
+    return assessment.explain() if assessment is not None else ""

@@ -456,9 +456,10 @@ def sample_weight(*, agent: Agent) -> float:
 Interval = tuple[datetime, datetime]
 
 
-def error_counts(*, agent: Agent, intervals: list[Interval]) -> ErrorCounts:
+def error_counts(*, agent: Agent, intervals: list[Interval], version_pk: int | None = None) -> ErrorCounts:
     """Errors among the agent's responded decisions whose ``timestamp`` falls in one of ``intervals``
-    (each [start, end)), by the decisions' own time whatever version they were logged under."""
+    (each [start, end)), by the decisions' own time whatever version they were logged under; with
+    ``version_pk``, only those logged under that version (one arm of a canary)."""
     intervals = [(lo, hi) for lo, hi in intervals if hi > lo]
     if not intervals:
         return ErrorCounts(errors=0, responses=0, weighted_errors=0.0, weight=0.0, weight_sq=0.0)
@@ -468,6 +469,8 @@ def error_counts(*, agent: Agent, intervals: list[Interval]) -> ErrorCounts:
     rows = (
         Decision.objects.filter(agent=agent, response_action__isnull=False)
         .filter(when)
+        .exclude(review_reason=ReviewReason.SHADOW)  # beyond the uniform sample: the shadow's evidence only
+        .filter(**({} if version_pk is None else {"config_version_id": version_pk}))
         .order_by()
         .values_list("response_action", "review_reason")
         .annotate(n=Count("seq"))
@@ -505,6 +508,7 @@ def watch_baseline(*, version: ConfigVersion) -> tuple[ConfigVersion | None, Err
     needed = int(rule("WATCHDOG_BASELINE_MIN_RESPONSES"))
     candidates = (
         ConfigVersion.objects.filter(agent=version.agent, number__lt=version.number, activated_at__lt=change)
+        .exclude(source=ConfigVersion.Source.CANARY)  # never live for everyone: not a before
         .filter(Q(superseded_at__isnull=True) | Q(superseded_at__gt=since))
         .exclude(watch__state=VersionWatch.State.ROLLED_BACK)
         .order_by("-number")

@@ -36,6 +36,8 @@ from loopsite.exceptions import ValidationFailed
 from loopsite.outbox import outbox_send
 from loopsite.rules import rule
 from people.roles import is_approver, is_staff
+from rollouts.services import Rollout, canary_start
+from rollouts.signals import proposal_saved
 from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
 from thresholds.services import config_version_activate
 from tuner.models import Proposal, ProposalApproval
@@ -73,7 +75,14 @@ def _evidence_ids(proposal: Proposal) -> list[str]:
 
 
 def proposal_decide(
-    *, proposal: Proposal, actor: Any, decision: str, rationale: str, now: datetime, value: float | None = None
+    *,
+    proposal: Proposal,
+    actor: Any,
+    decision: str,
+    rationale: str,
+    now: datetime,
+    value: float | None = None,
+    canary: Rollout | None = None,
 ) -> Proposal:
     """Accept, reject or modify a pending proposal.
 
@@ -85,6 +94,9 @@ def proposal_decide(
 
     The agent row, then the proposal row, are locked first, so of two approvers deciding at once one goes first
     and the other sees what it did: told who decided it, or adding the next sign-off.
+
+    ``canary`` (with the sign-off that completes an accept or modify): the value goes live for a share of
+    sessions only (``rollouts.services.canary_start``), and the watchdog promotes or aborts it.
     """
     if decision not in DECISIONS:
         raise ValidationFailed("decision must be accept, reject or modify", field="decision")
@@ -129,6 +141,12 @@ def proposal_decide(
                 )
             )
             if len(signoffs) < required:
+                if canary is not None:
+                    raise ValidationFailed(
+                        f"a canary starts with the sign-off that makes the change; {required - len(signoffs)} more "
+                        "approval(s) are needed first: accept without canary, and let the last approver roll it out",
+                        field="canary",
+                    )
                 return _approval_record(
                     proposal=locked,
                     agent=agent,
@@ -143,7 +161,9 @@ def proposal_decide(
             # The count started with a modify: the change goes live as modified, at the modify's value.
             decision = signoffs[0].decision
 
-        locked.status = _DECIDED_STATUS[decision]
+        if decision == "reject" and canary is not None:
+            raise ValidationFailed("a rejected proposal has no canary", field="canary")
+        locked.status = Proposal.Status.CANARY if canary is not None else _DECIDED_STATUS[decision]
         locked.decided_by = actor
         locked.decided_at = now
         locked.decided_value = new_value
@@ -159,7 +179,21 @@ def proposal_decide(
         }
         if len(signoffs) > 1 or (decision == "reject" and signoffs):  # others signed: who, and why
             detail.update(requiredApprovals=agent.required_approvals, approvals=_signoffs_json(signoffs))
-        if new_value is not None:
+        started = None
+        if new_value is not None and canary is not None:
+            started = canary_start(
+                agent=agent,
+                proposal=locked,
+                live=live,
+                value=new_value,
+                rollout=canary,
+                actor=actor,
+                rationale=text,
+                now=now,
+            )
+            version = started.version
+            detail["canary"] = {"share": canary.share, "days": canary.days, "version": version.number}
+        elif new_value is not None:
             values = {k: float(v) for k, v in live.values.items()}
             values[locked.threshold_name] = new_value
             verb = "accepted" if decision == "accept" else f"modified to {new_value:g}"
@@ -189,7 +223,7 @@ def proposal_decide(
             detail=detail,
             message=text,
         )
-        if version is not None:
+        if version is not None and started is None:
             audit_record(
                 kind=AuditEvent.Kind.CONFIG_ACTIVATED,
                 agent=agent,
@@ -360,6 +394,7 @@ def proposals_expire(*, now: datetime) -> list[Proposal]:
             ):
                 continue
             proposal = Proposal.objects.select_related("agent", "run").get(pk=pk)
+            proposal_saved(sender=Proposal, instance=proposal)  # an update sends no signal: its shadow ends
             audit_record(
                 kind=AuditEvent.Kind.PROPOSAL_EXPIRED,
                 agent=proposal.agent,

@@ -40,8 +40,12 @@ from approvals.watchdog import (
     watch_mark_good,
     watch_rollback,
 )
-from loopsite.exceptions import DomainError
+from loopsite.exceptions import DomainError, ValidationFailed
+from loopsite.rules import rule
 from people.roles import is_approver, is_staff
+from rollouts.render import canary_render
+from rollouts.selectors import canary_of, shadow_evidence
+from rollouts.services import Rollout, canary_abort, canary_promote
 from thresholds.models import Agent, ConfigVersion
 from thresholds.selectors import agent_get, config_get_live, config_versions_list, threshold_definitions
 from tuner.models import Proposal
@@ -116,8 +120,71 @@ def _detail_context(request: HttpRequest, proposal: Proposal) -> dict[str, Any]:
         "own_proposal": proposal.created_by_id is not None and proposal.created_by_id == request.user.pk,
         "watch_version": watch_version,
         "watch": watch,
+        **rollout_context(request.user, proposal),
         **discussion_context(request.user, proposal, reverse("proposal-comment", args=[proposal.pk])),
     }
+
+
+def rollout_context(user: Any, proposal: Proposal) -> dict[str, Any]:
+    """The proposal's forward evidence (its shadow on live traffic) and its canary, if any, with whether ``user``
+    may end the canary by hand."""
+    canary = canary_of(proposal=proposal)
+    return {
+        "shadow": shadow_evidence(proposal=proposal),
+        "canary": canary,
+        "canary_view": canary_render(canary) if canary is not None else None,
+        "canary_values": (
+            (canary.version.values.get(canary.threshold_name), canary.control.values.get(canary.threshold_name))
+            if canary is not None
+            else None
+        ),
+        "can_end_canary": canary is not None
+        and canary.serving
+        and approver_refusal(user, DECIDE, agent=proposal.agent) is None
+        and proposal.created_by_id != user.pk,
+        "canary_defaults": {"share": round(float(rule("CANARY_SHARE")) * 100), "days": rule("CANARY_DAYS")},
+    }
+
+
+def _rollout_asked(post: Any) -> Rollout | None:
+    """The decision form's canary option: a share in per cent and days, checked by ``Rollout.parse``."""
+    if not post.get("canary"):
+        return None
+    raw: dict[str, Any] = {}
+    for name, scale in (("share", 0.01), ("days", 1.0)):
+        text = post.get(f"canary_{name}", "").strip()
+        if text:
+            try:
+                raw[name] = float(text) * scale
+            except ValueError:
+                raise ValidationFailed(f"canary {name} must be a number", field=f"canary.{name}") from None
+    return Rollout.parse(raw)
+
+
+@login_required
+@require_POST
+def canary_end_page(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """Promote or abort a proposal's serving canary by hand, from its page."""
+    _require(request)
+    canary = canary_of(proposal=proposal_get(proposal_id=pk))
+    end = {"promote": canary_promote, "abort": canary_abort}.get(action)
+    if canary is None or end is None:
+        messages.error(request, "Nothing done: this proposal has no canary to end that way.")
+        return redirect("proposal-detail", pk=pk)
+    try:
+        version = end(
+            canary=canary, now=timezone.now(), actor=request.user, rationale=request.POST.get("rationale", "")
+        )
+    except DomainError as exc:
+        messages.error(request, f"Nothing done: {exc.message}.")
+        return redirect(reverse("proposal-detail", args=[pk]) + "#canary")
+    done = (
+        "promoted: its value is live for every session"
+        if action == "promote"
+        else "aborted: every session is back on the earlier value"
+    )
+    messages.success(request, f"Canary {done} (v{version.number if version else '?'}).")
+    return redirect(reverse("proposal-detail", args=[pk]) + "#canary")
 
 
 def discussion_context(user: Any, proposal: Proposal, comment_url: str) -> dict[str, Any]:
@@ -179,6 +246,11 @@ def proposal_detail(request: HttpRequest, pk: int) -> HttpResponse:
             error: DomainError | None = DomainError("value must be a number", field="value")
         else:
             error = None
+        form.update(
+            canary=request.POST.get("canary", ""),
+            canary_share=request.POST.get("canary_share", ""),
+            canary_days=request.POST.get("canary_days", ""),
+        )
         if error is None:
             try:
                 decided = proposal_decide(
@@ -188,6 +260,7 @@ def proposal_detail(request: HttpRequest, pk: int) -> HttpResponse:
                     rationale=form["rationale"],
                     value=value,
                     now=timezone.now(),
+                    canary=_rollout_asked(request.POST),
                 )
             except DomainError as exc:
                 error = exc
@@ -202,6 +275,13 @@ def proposal_detail(request: HttpRequest, pk: int) -> HttpResponse:
                     )
                 elif decided.status == Proposal.Status.REJECTED:
                     messages.success(request, f"Rejected: {decided.threshold_name} stays as it is.")
+                elif decided.status == Proposal.Status.CANARY and live.canary is not None:
+                    messages.success(
+                        request,
+                        f"Canary started: {decided.threshold_name} is {decided.decided_value:g} for "
+                        f"{live.canary.share:.0%} of sessions (v{live.canary.version}); the others stay on "
+                        f"v{live.version}. The watchdog compares the two every hour.",
+                    )
                 else:
                     messages.success(
                         request,

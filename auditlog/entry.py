@@ -55,6 +55,9 @@ class EntryInput:
     matched_rules: list[str]
     human_response: ResponseInput | None = None
     config_version: int | None = None  # the version the agent decided under, when it says so
+    # What the pending proposal's shadow values would have done (decision.shadowAction), and which proposal's.
+    shadow_action: str | None = None
+    shadow_proposal_id: int | None = None
     content_hash: str = field(default="", compare=False)
 
 
@@ -189,6 +192,8 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
         raise InvalidEntry("decision.thresholdUsed must be between 0 and 1", field="decision.thresholdUsed")
     reasoning = _str(decision, "reasoning", "decision.reasoning", required=False, limit=MAX_TEXT) or ""
     threshold_name = _str(decision, "thresholdName", "decision.thresholdName", required=False, limit=100)
+    shadow_action = _str(decision, "shadowAction", "decision.shadowAction", required=False, limit=100)
+    shadow_proposal_id = _whole(decision.get("shadowProposalId"), "decision.shadowProposalId", "a proposal id")
 
     context = _obj(obj.get("context"), "context")
     input_hash = _str(context, "inputHash", "context.inputHash")
@@ -219,11 +224,7 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
         if problem:
             raise InvalidEntry(f"context.matchedRules has a rule that {problem}", field="context.matchedRules")
 
-    config_version = obj.get("configVersion")
-    if config_version is not None and (
-        isinstance(config_version, bool) or not isinstance(config_version, int) or not 1 <= config_version < 2**31
-    ):
-        raise InvalidEntry("configVersion must be a version number (a whole number from 1)", field="configVersion")
+    config_version = _whole(obj.get("configVersion"), "configVersion", "a version number")
 
     response = None
     if obj.get("humanResponse") is not None:
@@ -251,8 +252,17 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
         matched_rules=list(rules_raw),
         human_response=response,
         config_version=config_version,
+        shadow_action=shadow_action,
+        shadow_proposal_id=shadow_proposal_id,
     )
     return _with_hash(entry)
+
+
+def _whole(value: Any, name: str, what: str) -> int | None:
+    """An optional number that names a row (a version, a proposal): a whole number from 1, or None."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**31):
+        raise InvalidEntry(f"{name} must be {what} (a whole number from 1)", field=name)
+    return value
 
 
 # --- The content hash: what tells a resend (same id, same content) from a conflict (same id, other content) ---
@@ -292,7 +302,15 @@ def _content_v2(entry: EntryInput) -> list[Any]:
             response.time_to_respond,
         ],
         entry.config_version,
+        # Only when sent, so the hashes of entries stored before the shadow existed still match a resend.
+        *_shadow_content(entry),
     ]
+
+
+def _shadow_content(entry: EntryInput) -> list[Any]:
+    if entry.shadow_action is None and entry.shadow_proposal_id is None:
+        return []
+    return [[entry.shadow_action, entry.shadow_proposal_id]]
 
 
 def _hash_v2(entry: EntryInput) -> str:
@@ -331,6 +349,8 @@ def _content(entry: EntryInput) -> dict[str, Any]:
     if entry.config_version is not None:
         # Only when sent, so the hashes of entries stored before the field existed still match a resend.
         content["config_version"] = entry.config_version
+    if entry.shadow_action is not None or entry.shadow_proposal_id is not None:
+        content["shadow"] = _shadow_content(entry)
     return content
 
 

@@ -21,6 +21,10 @@ class ResponseAction(models.TextChoices):
 class ReviewReason(models.TextChoices):
     FIRED = "fired", "Fired an action stronger than the weakest"
     SAMPLED = "sampled", "Weakest action, sampled for review"
+    # Weakest action, queued only because the pending proposal's candidate values would have fired (at the
+    # SHADOW_REVIEW_RATE, beyond the uniform sample): evidence for the shadow, left out of the weighted
+    # estimates (the tuner's, the watchdog's), which read only the uniform sample.
+    SHADOW = "shadow", "Weakest action, queued because the shadow would have fired"
     NONE = "none", "Not queued"
 
 
@@ -68,6 +72,11 @@ class DecisionRecord(models.Model):
     input_hash = models.CharField(max_length=200)
     features = models.JSONField(default=dict)
     matched_rules = models.JSONField(default=list)
+
+    # What the pending proposal in shadow (``shadow_proposal``) would have done with this decision's confidence,
+    # as the agent client worked it out from the config's ``shadow`` values; NULL when no shadow ran.
+    shadow_action = models.CharField(max_length=100, null=True, blank=True)
+    shadow_proposal_id = models.BigIntegerField(null=True, blank=True, help_text="The proposal whose shadow it is.")
 
     review_reason = models.CharField(max_length=8, choices=ReviewReason.choices)
     queued = models.BooleanField(help_text="In the review queue: fired, or sampled at the agent's rate.")

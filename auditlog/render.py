@@ -43,6 +43,9 @@ def entry_render(d: Decision, *, agent_id: str | None = None, config_version: in
         "configVersion": config_version if config_version is not None else d.config_version.number,
         "queuedForReview": d.queued,
     }
+    if d.shadow_action is not None:
+        entry["decision"]["shadowAction"] = d.shadow_action
+        entry["decision"]["shadowProposalId"] = d.shadow_proposal_id
     response = response_render(d)
     if response is not None:
         entry["humanResponse"] = response

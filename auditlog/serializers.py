@@ -23,6 +23,17 @@ class DecisionPartSerializer(serializers.Serializer):
     thresholdName = serializers.CharField(
         required=False, help_text="Addition to the seed's schema; derived from the action when absent."
     )
+    shadowAction = serializers.CharField(
+        required=False,
+        help_text="Optional: the action the pending proposal's candidate values (the config's ``shadow``) would "
+        "have taken for this confidence. The agent client fills it; counted on the proposal's page.",
+    )
+    shadowProposalId = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="Optional: the proposal whose shadow gave shadowAction (the config's shadow.proposalId); "
+        "when absent, the proposal in shadow when the entry arrives.",
+    )
 
 
 class ContextSerializer(serializers.Serializer):

@@ -39,6 +39,7 @@ class _Version:
     number: int
     activated_at: datetime
     values: dict[str, float]
+    canary: bool = False  # a canary arm's version: named by its entries, never live at a timestamp
 
 
 # {agent pk: (the live config object it was read with, every version of the agent)}: ``_AgentContext.history``.
@@ -74,7 +75,14 @@ class _AgentContext:
             else:
                 rows = ConfigVersion.objects.filter(agent_id=self.agent.pk).order_by("number")
                 self._history = [
-                    _Version(v.pk, v.number, v.activated_at, {k: float(x) for k, x in v.values.items()}) for v in rows
+                    _Version(
+                        v.pk,
+                        v.number,
+                        v.activated_at,
+                        {k: float(x) for k, x in v.values.items()},
+                        v.source == ConfigVersion.Source.CANARY,
+                    )
+                    for v in rows
                 ]
                 if len(_histories) >= 1000:
                     _histories.clear()
@@ -89,7 +97,7 @@ class _AgentContext:
         if entry.config_version is None:
             if entry.timestamp >= live.activated_at:
                 return _Version(live.version_pk, live.version, live.activated_at, live.thresholds)
-            history = self.history()
+            history = [v for v in self.history() if not v.canary]
             at = bisect.bisect_right([v.activated_at for v in history], entry.timestamp)
             return history[max(0, at - 1)]
         if entry.config_version == live.version:
@@ -145,6 +153,12 @@ class _AgentContext:
                 f"{self.agent.agent_id} is not one",
                 field="decision.confidence",
             )
+        if entry.shadow_action is not None and entry.shadow_action not in actions:
+            raise InvalidEntry(
+                f"decision.shadowAction {entry.shadow_action!r} is not one of {self.agent.agent_id}'s actions "
+                f"({', '.join(actions)})",
+                field="decision.shadowAction",
+            )
         response = entry.human_response
         if response is not None and response.action == "modify" and response.modified_action not in actions:
             raise InvalidEntry(
@@ -167,9 +181,18 @@ class _AgentContext:
         one-statement insert and SQLite's ``executemany`` write."""
         version_pk, _ = self.version_pk(entry, threshold_name=threshold_name)
         agent = self.agent
-        fired = entry.action != self.weakest
-        sampled = not fired and sample_draw(entry.id) < agent.review_sample_rate
-        reason = _FIRED if fired else _SAMPLED if sampled else _NOT_QUEUED
+        weakest = self.weakest
+        fired = entry.action != weakest
+        reason = _FIRED
+        if not fired:
+            draw = sample_draw(entry.id)
+            reason = _SAMPLED if draw < agent.review_sample_rate else _NOT_QUEUED
+            if reason == _NOT_QUEUED and entry.shadow_action not in (None, weakest) and draw < self.shadow_rate:
+                # The same draw: the uniform sample is unchanged, and these are the extra ones beyond it.
+                reason = _SHADOW
+        shadow_proposal = entry.shadow_proposal_id
+        if shadow_proposal is None and entry.shadow_action is not None:
+            shadow_proposal = self.live.shadow_proposal_id
         # Stored and shown in UTC, so the entry a POST returns reads the same as the one read back later.
         timestamp = entry.timestamp.astimezone(UTC)
         response = entry.human_response
@@ -189,7 +212,7 @@ class _AgentContext:
             orjson.dumps(entry.matched_rules).decode(),
             version_pk,
             reason,
-            fired or sampled,
+            reason != _NOT_QUEUED,
             entry.content_hash,
             *(
                 _NO_RESPONSE_ROW
@@ -198,6 +221,8 @@ class _AgentContext:
             ),
             None,  # claimed_by
             None,  # claimed_until
+            entry.shadow_action,
+            shadow_proposal,
         )
 
     def decision(self, entry: EntryInput, row: tuple[Any, ...], *, seq: int) -> Decision:
@@ -218,6 +243,10 @@ class _AgentContext:
     @property
     def weakest(self) -> str:
         return self.agent.weakest_action
+
+    @property
+    def shadow_rate(self) -> float:
+        return float(rule("SHADOW_REVIEW_RATE"))
 
 
 # The decision table's columns as the writers send them (attribute names; all are also the column names).
@@ -248,6 +277,8 @@ DECISION_COLUMNS = (
     "response_source",
     "claimed_by",
     "claimed_until",
+    "shadow_action",
+    "shadow_proposal_id",
 )
 KEY_COLUMNS = ("entry_id", "content_hash", "agent_id", "timestamp")
 _FEATURES_AT = DECISION_COLUMNS.index("features")
@@ -260,6 +291,7 @@ _DECISION_TIMES = tuple(
 _KEY_TIMES = (KEY_COLUMNS.index("timestamp"),)
 _AGENT_AT = DECISION_COLUMNS.index("agent_id")
 _FIRED, _SAMPLED, _NOT_QUEUED = ReviewReason.FIRED.value, ReviewReason.SAMPLED.value, ReviewReason.NONE.value
+_SHADOW = ReviewReason.SHADOW.value
 _NO_RESPONSE_ROW = (None,) * 7
 
 

@@ -29,6 +29,7 @@ urlpatterns = [
     path("api/v1/", include("auditlog.api_urls")),
     path("api/v1/", include("tuner.api_urls")),
     path("api/v1/", include("approvals.api_urls")),
+    path("api/v1/", include("rollouts.api_urls")),
     # The schema and its docs are public: they describe the API, and every operation still needs a key.
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script from this URL (?script) instead of inline, as the

@@ -26,6 +26,7 @@ HANDLERS: dict[str, str] = {
     "notify.manual_proposal": "approvals.notifications.proposal_manual_notify",
     "notify.rollback": "approvals.notifications.rollback_notify",
     "notify.comment": "approvals.notifications.comment_notify",
+    "notify.canary": "approvals.notifications.canary_notify",
     "cache.delete": "loopsite.cache.cache_delete_strict",
     "webhook.deliver": "webhooks.tasks.webhook_delivery_send",
 }

@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "people",
     "thresholds",
     "auditlog",
+    "rollouts",
     "tuner",
     "approvals",
     "simulation",
@@ -463,6 +464,11 @@ LOOPSITE_RULES = {
     "WATCHDOG_ALPHA": 0.05,
     "WATCHDOG_WATCH_DAYS": env.int("WATCHDOG_WATCH_DAYS", default=14),
     "WATCHDOG_BASELINE_MIN_RESPONSES": env.int("WATCHDOG_BASELINE_MIN_RESPONSES", default=50),
+    # Shadow values and canaries (rollouts): the share of weakest-action decisions the pending proposal's shadow
+    # would have fired on that are queued for review (beyond the uniform sample), and a canary's defaults.
+    "SHADOW_REVIEW_RATE": env.float("SHADOW_REVIEW_RATE", default=0.5),
+    "CANARY_SHARE": 0.20,
+    "CANARY_DAYS": 7,
     "PROPOSAL_EXPIRY_DAYS": 14,
     "CLAIM_MINUTES": 10,
     # How long a reviewer may amend their own response; approvers may amend any at any time.

@@ -381,7 +381,13 @@ class Loop:
 
     def watchdog(self, now: datetime) -> None:
         from approvals.watchdog import watchdog_run
+        from rollouts.services import canaries_pass
 
+        for judged in canaries_pass(now=now, agent=self.agent):
+            if judged.version is not None:
+                self.events.append(
+                    {"at": now.isoformat(), "kind": f"canary-{judged.outcome}", "version": judged.version.number}
+                )
         for version in watchdog_run(now=now, agent=self.agent):
             self.events.append(
                 {"at": now.isoformat(), "kind": "rollback", "version": version.number, "reason": version.reason}

@@ -152,7 +152,7 @@ def test_redis_killed_during_ingest__decisions_batches_and_config_reads_keep_ans
     private_redis.start()  # a new server on the same port: the cache is back
     time.sleep(0.6)  # past DOWN_PAUSE: the next read tries Redis again
     assert client.get("/api/v1/agents/triage/config").status_code == 200
-    assert caches["default"].get(f"live-config:v2:{agent.pk}") is not None  # cached again
+    assert caches["default"].get(f"live-config:v3:{agent.pk}") is not None  # cached again
 
 
 @pytest.mark.configured
@@ -196,7 +196,7 @@ def test_redis_unreachable_while_config_changes__new_version_served_and_stale_en
 
         proxy.restore()
         time.sleep(0.6)  # past DOWN_PAUSE
-        assert caches["default"].get(f"live-config:v2:{agent.pk}").version == 1  # stale, as Redis kept it
+        assert caches["default"].get(f"live-config:v3:{agent.pk}").version == 1  # stale, as Redis kept it
         assert outbox_drain(now=timezone.now() + timedelta(minutes=1)) >= 1
         assert client.get("/api/v1/config").json()["version"] == 2
         assert config_get_live(agent=agent).version == 2

@@ -17,11 +17,37 @@ from thresholds.models import Agent, ConfigVersion
 from thresholds.selectors import LiveConfig, agent_get, config_get_live, config_versions_list
 
 
+class ShadowSerializer(serializers.Serializer):
+    proposalId = serializers.IntegerField(help_text="The pending proposal whose candidate value this is.")
+
+    class Meta:
+        help_text = "Also one key per threshold the proposal changes: {threshold name: candidate value}."
+
+
+class CanarySerializer(serializers.Serializer):
+    share = serializers.FloatField(help_text="The share of sessions in the canary arm, 0..1.")
+    values = serializers.DictField(child=serializers.FloatField(), help_text="The canary arm's thresholds.")
+    version = serializers.IntegerField(help_text="The canary arm's config version: its entries' configVersion.")
+
+
 class LiveConfigSerializer(serializers.Serializer):
     agentId = serializers.CharField()
     version = serializers.IntegerField()
     activatedAt = serializers.DateTimeField()
     thresholds = serializers.DictField(child=serializers.FloatField(), help_text="{threshold name: value}")
+    shadow = ShadowSerializer(
+        required=False,
+        help_text="Only while a proposal is pending: its candidate value(s), {threshold name: value, "
+        '"proposalId": N}. Decide with ``thresholds`` as always; log what the candidate would have done as '
+        "decision.shadowAction (and decision.shadowProposalId). An agent that ignores it loses nothing.",
+    )
+    canary = CanarySerializer(
+        required=False,
+        help_text="Only while a canary rollout serves: sessions whose draw (first 8 bytes of SHA-256 of "
+        '"<version>:<sessionId>", big-endian, / 2**64) is below ``share`` decide with ``values`` and log '
+        "configVersion = ``version``; the others use ``thresholds``. An agent that ignores it stays on "
+        "``thresholds`` and its entries count as the control arm.",
+    )
 
 
 class OwnConfigSerializer(LiveConfigSerializer):
@@ -77,12 +103,18 @@ def _iso(value: Any) -> str | None:
 
 
 def live_config_render(live: LiveConfig) -> dict[str, Any]:
-    return {
+    body: dict[str, Any] = {
         "agentId": live.agent_id,
         "version": live.version,
         "activatedAt": _iso(live.activated_at),
         "thresholds": dict(live.thresholds),
     }
+    if live.shadow is not None:
+        body["shadow"] = {**live.shadow, "proposalId": live.shadow_proposal_id}
+    if live.canary is not None:
+        canary = live.canary
+        body["canary"] = {"share": canary.share, "values": dict(canary.values), "version": canary.version}
+    return body
 
 
 def config_version_render(version: ConfigVersion, numbers: dict[int, int]) -> dict[str, Any]:

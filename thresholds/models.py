@@ -101,6 +101,8 @@ class ConfigVersion(models.Model):
         PROPOSAL = "proposal"
         ROLLBACK = "rollback"
         MANUAL = "manual"
+        # A canary arm's values (rollouts.Canary): live only for its share of sessions, never ``is_live``.
+        CANARY = "canary"
 
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="config_versions")
     number = models.PositiveIntegerField()

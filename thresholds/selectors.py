@@ -4,6 +4,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.core.cache import cache
 
@@ -11,6 +12,20 @@ from loopsite.cache import CacheUnavailable, cache_delete_strict
 from loopsite.outbox import outbox_send
 from thresholds.exceptions import AgentNotFound
 from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
+
+if TYPE_CHECKING:
+    from tuner.models import Proposal
+
+
+@dataclass(frozen=True)
+class CanaryArm:
+    """A serving canary as the live config carries it: its arm's version and values, and the share of sessions
+    (``rollouts.arms.in_canary``) that run under them."""
+
+    version: int
+    version_pk: int
+    share: float
+    values: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -22,14 +37,20 @@ class LiveConfig:
     activated_at: datetime
     thresholds: dict[str, float]
     gates: dict[str, str]  # threshold name -> the action it gates; fixed when the agent is registered
+    # The pending proposal whose candidate values run in shadow ({threshold: value}), and its id.
+    shadow: dict[str, float] | None = None
+    shadow_proposal_id: int | None = None
+    canary: CanaryArm | None = None
 
     @property
     def etag(self) -> str:
-        return f'"{self.agent_id}-v{self.version}"'
+        shadow = f"-s{self.shadow_proposal_id}" if self.shadow_proposal_id is not None else ""
+        canary = f"-c{self.canary.version}" if self.canary is not None else ""
+        return f'"{self.agent_id}-v{self.version}{shadow}{canary}"'
 
 
 def _cache_key(agent_pk: int) -> str:
-    return f"live-config:v2:{agent_pk}"  # v2: carries the gated actions
+    return f"live-config:v3:{agent_pk}"  # v2: carries the gated actions; v3: the shadow and the canary
 
 
 def agent_get(*, agent_id: str) -> Agent:
@@ -92,6 +113,7 @@ def _config_read(agent: Agent) -> LiveConfig:
     if cached is not None:
         return cached
     version = ConfigVersion.objects.get(agent=agent, is_live=True)
+    shadow = _shadow_proposal(agent)
     live = LiveConfig(
         agent_pk=agent.pk,
         agent_id=agent.agent_id,
@@ -100,9 +122,46 @@ def _config_read(agent: Agent) -> LiveConfig:
         activated_at=version.activated_at,
         thresholds={k: float(v) for k, v in version.values.items()},
         gates=dict(ThresholdDefinition.objects.filter(agent=agent).order_by().values_list("name", "action")),
+        shadow={shadow.threshold_name: float(shadow.proposed_value)} if shadow is not None else None,
+        shadow_proposal_id=shadow.pk if shadow is not None else None,
+        canary=_canary_arm(agent),
     )
     cache.set(_cache_key(agent.pk), live, timeout=300)
     return live
+
+
+def _shadow_proposal(agent: Agent) -> "Proposal | None":
+    """The pending proposal whose candidate value runs in shadow: the top-ranked of the newest cycle's (a new
+    cycle supersedes the last one's pending proposals). One at a time, so each decision's shadow action is
+    evidence about one change. None while the agent is locked: it gets no proposals then."""
+    from tuner.models import Proposal
+
+    if agent.is_locked:
+        return None
+    return (
+        Proposal.objects.filter(agent=agent, status=Proposal.Status.PENDING)
+        .order_by("-created_at", "rank", "pk")
+        .only("pk", "threshold_name", "proposed_value")
+        .first()
+    )
+
+
+def _canary_arm(agent: Agent) -> CanaryArm | None:
+    from rollouts.models import Canary
+
+    canary = (
+        Canary.objects.filter(agent=agent, state__in=Canary.SERVING)
+        .select_related("version")
+        .only("share", "version__number", "version__values")
+    ).first()
+    if canary is None:
+        return None
+    return CanaryArm(
+        version=canary.version.number,
+        version_pk=canary.version_id,
+        share=float(canary.share),
+        values={k: float(v) for k, v in canary.version.values.items()},
+    )
 
 
 def config_cache_clear(*, agent: Agent) -> None:

@@ -127,7 +127,7 @@ def config_version_activate(
         ConfigVersion.objects.filter(pk=current.pk).update(is_live=False, superseded_at=now)
         version = ConfigVersion.objects.create(
             agent=agent,
-            number=current.number + 1,
+            number=_next_number(agent),
             values=values,
             source=source,
             is_live=True,
@@ -137,10 +137,42 @@ def config_version_activate(
             proposal=proposal,
             rolled_back_version=rolled_back_version,
         )
+        if source == ConfigVersion.Source.ROLLBACK:
+            from rollouts.services import canary_end_by_rollback
+
+            canary_end_by_rollback(agent=agent, rollback=version, now=now)
         transaction.on_commit(lambda: config_cache_clear(agent=agent))
     config_cache_clear(agent=agent)
     logger.info(
         "config.activated",
         extra={"agent_id": agent.agent_id, "version": version.number, "source": source, "values": values},
     )
+    return version
+
+
+def _next_number(agent: Agent) -> int:
+    """The next version number: after the newest version, live or not (a canary arm's is never live)."""
+    newest = ConfigVersion.objects.filter(agent=agent).order_by("-number").values_list("number", flat=True).first()
+    return (newest or 0) + 1
+
+
+def config_version_add_canary(
+    *, agent: Agent, values: dict[str, float], now: datetime, reason: str, approved_by: Any, proposal: Any
+) -> ConfigVersion:
+    """A canary arm's version: numbered like any version, so its entries name it in ``configVersion``, but never
+    live for everyone (``is_live`` stays on the control). Callers hold the agent's lock (``approvals.guard``)."""
+    version = ConfigVersion.objects.create(
+        agent=agent,
+        number=_next_number(agent),
+        values=values,
+        source=ConfigVersion.Source.CANARY,
+        is_live=False,
+        activated_at=now,
+        reason=reason,
+        approved_by=approved_by,
+        proposal=proposal,
+    )
+    transaction.on_commit(lambda: config_cache_clear(agent=agent))
+    config_cache_clear(agent=agent)
+    logger.info("config.canary", extra={"agent_id": agent.agent_id, "version": version.number, "values": values})
     return version

@@ -84,6 +84,8 @@ class Proposal(models.Model):
         SUPERSEDED = "superseded"
         EXPIRED = "expired"
         ROLLED_BACK = "rolled_back"
+        # Accepted as a canary (rollouts.Canary): live for a share of sessions until promoted or aborted.
+        CANARY = "canary"
 
     class Direction(models.TextChoices):
         INCREASE = "increase"

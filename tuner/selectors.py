@@ -461,6 +461,10 @@ def window_scan(
     labels: dict[tuple[Any, Any, Any], str | None] = {}
     for k, wk, tn, ac, rr, qd, ra, ma, hb, cb, n, least in rows:
         n = int(n)
+        if rr == ReviewReason.SHADOW:
+            # Queued only because a proposal's shadow would have fired: read as if the shadow had queued nothing,
+            # so the weighted sample stays the uniform one (its answers are the shadow's evidence, not this one's).
+            qd, ra, ma = False, None, None
         label = labels.get((ra, ac, ma), "")
         if label == "":
             label = labels[ra, ac, ma] = label_of(actions, ra, ac, ma)

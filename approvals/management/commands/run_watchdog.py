@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from approvals.models import VersionWatch
 from approvals.watchdog import watchdog_pass
+from rollouts.services import canaries_pass
 
 
 def parse_now(value: str | None) -> datetime:
@@ -23,13 +24,24 @@ def parse_now(value: str | None) -> datetime:
 
 
 class Command(BaseCommand):
-    help = "Run one watchdog pass: judge every change under watch; roll back those whose error rate rose significantly."
+    help = (
+        "Run one watchdog pass: promote or abort running canaries; judge every change under watch and roll back "
+        "those whose error rate rose significantly."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--now", help="Act as of this time (ISO 8601 with offset).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         now = parse_now(options.get("now"))
+        for judged in canaries_pass(now=now):
+            canary = judged.canary
+            made = f" -> v{judged.version.number} live" if judged.version is not None else ""
+            self.stdout.write(
+                f"canary {canary.agent.agent_id} v{canary.version.number} ({canary.threshold_name}, "
+                f"{canary.share:.0%} of sessions): {judged.assessment.verdict}, now {judged.outcome}{made}: "
+                f"{judged.assessment.explain()}"
+            )
         results = watchdog_pass(now=now)
         for done in results:
             version = done.watch.version
