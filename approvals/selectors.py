@@ -352,6 +352,8 @@ def proposal_heading(*, proposal: Proposal) -> ProposalHeading:
             note = f"modified from the proposed {proposal.proposed_value:.6g}"
         else:
             note = "accepted as proposed"
+        if proposal.status == Proposal.Status.CANARY:
+            note += ", as a canary on a share of sessions"
         if proposal.status == Proposal.Status.ROLLED_BACK:
             note += ", since rolled back"
         return ProposalHeading(proposal.current_value, decided, note)

@@ -47,7 +47,8 @@ class ShadowGroup:
             f"{self.unreviewed:,} not queued for review" if self.unreviewed else "",
         ]
         said = ", ".join(v for v in verdicts if v) or "none reviewed yet"
-        return f"{self.count:,} {self.taken} would have been {self.would_take}; reviewers {said}"
+        decisions = "decision" if self.count == 1 else "decisions"
+        return f"{self.count:,} {decisions} taken as {self.taken} would have been {self.would_take}; reviewers {said}"
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -206,7 +207,7 @@ def canary_summary(canary: Canary) -> str:
     control = f"v{canary.control.number}"
     a = Assessment.from_dict(canary.assessment) if canary.assessment else None
     if a is None or a.verdict == "waiting":
-        have = f"{a.new_responses} of the {a.min_responses}" if a is not None else "none of the"
+        have = f"{a.new_responses} of the {a.min_responses}" if a is not None else "None of the"
         figures = f"{have} reviewer responses needed in the canary arm have come in. Nothing is judged before then."
     elif a.verdict == "no_baseline" or a.new_rate is None or a.base_rate is None or a.limit_rate is None:
         figures = "The control arm has no responses yet over the same days, so there is nothing to compare with."

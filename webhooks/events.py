@@ -10,6 +10,7 @@ PROPOSAL_DECIDED = "proposal.decided"
 CONFIG_ACTIVATED = "config.activated"
 CONFIG_ROLLED_BACK = "config.rolled_back"
 WATCHDOG_VERDICT = "watchdog.verdict"
+CANARY = "canary"
 AGENT_LOCKED = "agent.locked"
 AGENT_UNLOCKED = "agent.unlocked"
 DIGEST_WEEKLY = "digest.weekly"
@@ -21,6 +22,7 @@ EVENT_CHOICES = [
     (CONFIG_ACTIVATED, "Config version activated"),
     (CONFIG_ROLLED_BACK, "Config rolled back"),
     (WATCHDOG_VERDICT, "Watchdog verdict"),
+    (CANARY, "Canary started, promoted, aborted or out of time"),
     (AGENT_LOCKED, "Config locked"),
     (AGENT_UNLOCKED, "Config unlocked"),
     (DIGEST_WEEKLY, "Weekly digest"),
@@ -45,6 +47,10 @@ KIND_EVENTS: dict[str, str] = {
     "watch.rolled_back": WATCHDOG_VERDICT,
     "agent.locked": AGENT_LOCKED,
     "agent.unlocked": AGENT_UNLOCKED,
+    "canary.started": CANARY,
+    "canary.promoted": CANARY,
+    "canary.aborted": CANARY,
+    "canary.inconclusive": CANARY,
 }
 
 _SENTENCES: dict[str, str] = {
@@ -62,6 +68,10 @@ _SENTENCES: dict[str, str] = {
     "watch.rolled_back": "{who} rolled back v{version}",
     "agent.locked": "{who} locked the config",
     "agent.unlocked": "{who} unlocked the config",
+    "canary.started": "{who} started a canary: {change}",
+    "canary.promoted": "{who} promoted the canary to every session: {change}",
+    "canary.aborted": "{who} aborted the canary: config v{version} is live for every session",
+    "canary.inconclusive": "the canary v{version} ran out of time without a verdict",
 }
 SUMMARY_MAX = 400
 _MESSAGE_LEFT_OUT = {"config.activated"}  # its message ("v2 live (was v1)") repeats the sentence

@@ -67,3 +67,7 @@ def log_under(
     results = decision_log_batch(entries=bodies, now=last + timedelta(hours=1))
     assert all(r.status == "created" for r in results), [r.as_dict() for r in results if r.status != "created"][:3]
     return [str(b["id"]) for b in bodies]  # type: ignore[index]
+
+
+# The approval pages' Chromium context (tests/approvals/conftest.py), for the proposal page's canary card.
+from tests.approvals.conftest import browser_context  # noqa: E402, F401

@@ -109,7 +109,10 @@ def test_client_logs_shadow_actions__counted_with_reviewers_verdicts_on_the_prop
     assert (group.taken, group.would_take, group.stronger) == ("flag", "auto-resolve", False)
     assert group.labels["dismiss"] == 12 and group.labels["approve"] == 3 and group.open == 5
     assert group.candidate_right == 12 and group.candidate_wrong == 3
-    assert "20 flag would have been auto-resolve; reviewers dismissed 12, confirmed 3, 5 open" in evidence.summary()
+    assert (
+        "20 decisions taken as flag would have been auto-resolve; reviewers dismissed 12, confirmed 3, 5 open"
+        in evidence.summary()
+    )
 
     detail = client_for(approver).get(f"/api/v1/proposals/{proposal.pk}").json()
     assert detail["shadowEvidence"]["changed"] == 20 and detail["shadowEvidence"]["groups"][0]["dismissed"] == 12
