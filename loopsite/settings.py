@@ -380,7 +380,16 @@ SPECTACULAR_SETTINGS = {
     ],
     # Proposals and tuner runs both have a "status": the proposal's enum gets a name of its own.
     "ENUM_NAME_OVERRIDES": {
-        "ProposalStatusEnum": ["pending", "accepted", "modified", "rejected", "superseded", "expired", "rolled_back"],
+        "ProposalStatusEnum": [
+            "pending",
+            "accepted",
+            "modified",
+            "rejected",
+            "superseded",
+            "expired",
+            "rolled_back",
+            "canary",
+        ],
     },
 }
 # Request bodies are read whole; the API answers 413 itself above these sizes.

@@ -2,7 +2,7 @@
 ``"canary"`` (approvals.api.ProposalDecisionApi). Thin: parse, call one service or selector, render."""
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from approvals.api import ERRORS, require_approver_or_staff
 from approvals.exceptions import CanaryNotFound
+from auditlog.serializers import ErrorSerializer
 from rollouts.models import Canary
 from rollouts.render import canary_render
 from rollouts.services import canary_abort, canary_promote
@@ -55,6 +56,9 @@ class CanaryEndInput(serializers.Serializer):
     rationale = serializers.CharField(max_length=4000, help_text="Why; required, and kept in the audit trail.")
 
 
+ENDED = OpenApiResponse(
+    ErrorSerializer, description="The canary was promoted or aborted already (by whom, in the message)."
+)
 CANARY_ID = OpenApiParameter("canary_id", int, OpenApiParameter.PATH, description="The canary's id.")
 
 
@@ -88,7 +92,7 @@ class CanaryPromoteApi(_CanaryEndApi):
     @extend_schema(
         summary="Promote a running or inconclusive canary by hand: its value goes live for every session",
         request=CanaryEndInput,
-        responses={200: CanaryOut, **ERRORS},
+        responses={200: CanaryOut, 409: ENDED, **ERRORS},
         parameters=[CANARY_ID],
     )
     def post(self, request: Request, canary_id: str) -> Response:
@@ -101,7 +105,7 @@ class CanaryAbortApi(_CanaryEndApi):
     @extend_schema(
         summary="Abort a running or inconclusive canary by hand: every session goes back to the control's values",
         request=CanaryEndInput,
-        responses={200: CanaryOut, **ERRORS},
+        responses={200: CanaryOut, 409: ENDED, **ERRORS},
         parameters=[CANARY_ID],
     )
     def post(self, request: Request, canary_id: str) -> Response:

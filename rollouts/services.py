@@ -429,7 +429,7 @@ def canary_end_by_rollback(*, agent: Agent, rollback: ConfigVersion, now: dateti
     """A rollback made while a canary serves (by hand, or the watchdog undoing an earlier change) moves the control
     under it: the canary is aborted with it, audited. Called by ``config_version_activate`` for every rollback."""
     serving = (
-        Canary.objects.select_for_update()
+        Canary.objects.select_for_update(of=("self",))
         .filter(agent=agent, state__in=Canary.SERVING)
         .select_related("version", "proposal", "proposal__run")
         .first()

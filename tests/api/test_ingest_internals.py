@@ -16,12 +16,16 @@ def test_entry_content__built_by_hand__same_as_asdict_so_stored_hashes_still_mat
         parsed = entry_parse(raw, now=NOW)
         expected = asdict(parsed)
         del expected["content_hash"], expected["id_given"]
-        # configVersion counts only when sent, so hashes stored before it existed still match.
-        del expected["config_version"]
+        # configVersion and the shadow count only when sent, so hashes stored before they existed still match.
+        del expected["config_version"], expected["shadow_action"], expected["shadow_proposal_id"]
         assert _content(parsed) == expected
     versioned = entry_parse(entry(configVersion=1), now=NOW)
     assert _content(versioned)["config_version"] == 1
     assert versioned.content_hash != entry_parse(entry(), now=NOW).content_hash
+    shadow = {"shadowAction": "auto-resolve", "shadowProposalId": 4}
+    shadowed = entry_parse(entry(id="same", decision=shadow), now=NOW)
+    assert _content(shadowed)["shadow"] == [["auto-resolve", 4]]
+    assert shadowed.content_hash != entry_parse(entry(id="same"), now=NOW).content_hash
 
 
 @pytest.mark.django_db
