@@ -15,8 +15,11 @@ import pytest
 from django.test import Client
 from django.urls import resolve
 
+from approvals.services import proposal_decide
 from people.services import token_create
-from tests.factories import entry, make_agent, make_proposal, user_with_role
+from rollouts.models import Canary
+from rollouts.services import Rollout
+from tests.factories import NOW, entry, make_agent, make_proposal, user_with_role
 from tests.web.conftest import log_pending
 
 ANON, REVIEWER, APPROVER, ADMIN, AGENT = "anonymous", "reviewer", "approver", "admin", "agent key"
@@ -63,6 +66,7 @@ CASES = [
     Case("decision page", "GET", "/decisions/{entry}/", PEOPLE, page=True),
     Case("lock from the dashboard", "POST", "/lock/{agent}/", APPROVERS, page=True, form={"rationale": "done"}),
     Case("a change under watch", "GET", "/watch/{agent}/v1/", APPROVERS, page=True),
+    Case("end a canary on its page", "POST", "/proposals/{proposal}/canary/abort/", APPROVERS, page=True, form={}),
     # --- API ---------------------------------------------------------------------------------------------
     # "staff" in the contract: admins, and approvers, who are staff so that they can sign off in the admin.
     Case("live config", "GET", "/api/v1/agents/{agent}/config", frozenset({ADMIN, APPROVER, AGENT})),
@@ -98,6 +102,9 @@ CASES = [
     Case("evaluation set", "GET", "/api/v1/agents/{agent}/evaluation-set.csv", PEOPLE),
     Case("proposal discussion", "GET", "/api/v1/proposals/{proposal}/comments", APPROVERS),
     Case("audit trail API", "GET", "/api/v1/audit", APPROVERS),
+    Case("a canary", "GET", "/api/v1/canaries/{canary}", APPROVERS),
+    Case("promote a canary", "POST", "/api/v1/canaries/{canary}/promote", APPROVERS, body={"rationale": "fine"}),
+    Case("abort a canary", "POST", "/api/v1/canaries/{canary}/abort", APPROVERS, body={"rationale": "no"}),
     Case("OpenAPI schema", "GET", "/api/schema/", EVERYONE),
     Case("API docs", "GET", "/api/docs/", EVERYONE),
     Case("health", "GET", "/healthz", EVERYONE),
@@ -110,7 +117,13 @@ def world(db: None) -> dict[str, Any]:
     agent, key = make_agent("triage")
     [entry_id] = log_pending("triage", 1)
     proposal = make_proposal(agent)
-    return {"agent": agent.agent_id, "entry": entry_id, "proposal": proposal.pk, "agent_key": key}
+    # A second agent with a canary serving, so its endpoints answer for the roles allowed.
+    canaried, _ = make_agent("canaried")
+    owner = user_with_role(APPROVER, username="matrix-canary-owner")
+    started = make_proposal(canaried)
+    proposal_decide(proposal=started, actor=owner, decision="accept", rationale="r", now=NOW, canary=Rollout(0.2, 7))
+    canary = Canary.objects.get(proposal=started)
+    return {"agent": agent.agent_id, "entry": entry_id, "proposal": proposal.pk, "agent_key": key, "canary": canary.pk}
 
 
 def _fill(value: Any, world: dict[str, Any]) -> Any:
@@ -185,7 +198,11 @@ def test_roles_matrix__every_route_is_in_the_table() -> None:
         return out
 
     def shape(path: str) -> str:
-        return path.replace("{agent}", "<str:agent_id>").replace("{entry}", "<str:entry_id>")
+        return (
+            path.replace("{agent}", "<str:agent_id>")
+            .replace("{entry}", "<str:entry_id>")
+            .replace("{canary}", "<str:canary_id>")
+        )
 
     covered = {shape(c.path).lstrip("/") for c in CASES}
     covered |= {c.lstrip("/") for c in ("/accounts/login/", "/accounts/logout/")}
@@ -195,6 +212,7 @@ def test_roles_matrix__every_route_is_in_the_table() -> None:
         .replace("<str:proposal_id>", "{proposal}")
         .replace("v<int:number>", "v1")
         .replace(".<str:fmt>", ".csv")
+        .replace("<str:action>", "abort")
         for r in routes
     }
     missing = sorted(r for r in normalised if r not in covered and r != "")

@@ -205,3 +205,52 @@ class _Sink:
 
     def flush(self) -> None:
         pass
+
+
+# --- Races on PostgreSQL: one canary ends once ----------------------------------------------------------------
+
+
+@pytest.mark.configured
+@pytest.mark.django_db(transaction=True)
+def test_the_watchdog_promoting_while_an_approver_aborts__exactly_one_ends_it(approver):
+    from tests.approvals.conftest import at_once
+    from tests.factories import make_agent
+
+    agent, _ = make_agent()
+    canary = start_canary(agent, approver)
+    later = NOW + timedelta(minutes=5)
+    log_under(
+        agent,
+        canary.control,
+        prefix="ctl",
+        n=300,
+        errors=90,
+        start=later,
+        sessions=sessions_of("control", share=0.2, version=canary.version.number, n=40),
+    )
+    log_under(
+        agent,
+        canary.version,
+        prefix="can",
+        n=150,
+        errors=15,
+        start=later,
+        sessions=sessions_of("canary", share=0.2, version=canary.version.number, n=10),
+    )
+    otto = user_with_role("approver", "otto")
+    from rollouts.services import canary_abort
+
+    outcomes = at_once(
+        lambda: canaries_pass(now=NOW + timedelta(days=2)),
+        lambda: canary_abort(canary=canary, now=NOW + timedelta(days=2), actor=otto, rationale="stop it"),
+        lambda: canaries_pass(now=NOW + timedelta(days=2)),
+    )
+
+    canary.refresh_from_db()
+    assert canary.state in ("promoted", "aborted")
+    # One new live version, one end in the audit trail, whoever won; the losers saw it ended.
+    assert ConfigVersion.objects.filter(agent=agent, number__gt=2).count() == 1
+    ends = AuditEvent.objects.filter(agent=agent, kind__in=["canary.promoted", "canary.aborted"]).count()
+    assert ends == 1, outcomes
+    lost = outcomes[1]
+    assert canary.state == "aborted" or "promoted already" in str(getattr(lost, "message", lost)), outcomes

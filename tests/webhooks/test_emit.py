@@ -38,6 +38,10 @@ EXPECTED_EVENTS = {
     "agent.locked": "agent.locked",
     "agent.unlocked": "agent.unlocked",
     "rules.changed": None,
+    "canary.started": "canary",
+    "canary.promoted": "canary",
+    "canary.aborted": "canary",
+    "canary.inconclusive": "canary",
 }
 
 
