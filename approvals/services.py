@@ -434,7 +434,20 @@ def config_rollback(
             raise RollbackRefused(f"{agent.agent_id} has no version {number}", field="toVersion") from None
         if target.number >= live.number:
             raise RollbackRefused(f"v{target.number} is not earlier than the live v{live.number}", field="toVersion")
-        is_rollback = target.number == live.number - 1
+        if target.source == ConfigVersion.Source.CANARY:
+            raise RollbackRefused(
+                f"v{target.number} is a canary arm, never live for every session: roll back to a version that was",
+                field="toVersion",
+            )
+        # The version live before this one (a canary arm's number may lie between them).
+        before = (
+            ConfigVersion.objects.filter(agent=agent, number__lt=live.number)
+            .exclude(source=ConfigVersion.Source.CANARY)
+            .order_by("-number")
+            .values_list("number", flat=True)
+            .first()
+        )
+        is_rollback = target.number == before
         values = {k: float(v) for k, v in target.values.items()}
         version = config_version_activate(
             agent=agent,

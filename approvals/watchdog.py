@@ -500,7 +500,9 @@ def _judge(*, watch: VersionWatch, state: str, assessment: Assessment, now: date
 def _restore_target(*, version: ConfigVersion, baseline: ConfigVersion | None) -> ConfigVersion | None:
     """The last version judged good after the baseline, else the baseline; with no baseline (a rollback by
     hand), the last earlier version not rolled back."""
-    earlier = ConfigVersion.objects.filter(agent=version.agent, number__lt=version.number)
+    earlier = ConfigVersion.objects.filter(agent=version.agent, number__lt=version.number).exclude(
+        source=ConfigVersion.Source.CANARY  # never live for every session: nothing to restore
+    )
     floor = baseline.number if baseline is not None else 0
     good = earlier.filter(number__gt=floor, watch__state=State.GOOD).order_by("-number").first()
     if good is not None:

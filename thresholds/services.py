@@ -137,7 +137,9 @@ def config_version_activate(
             proposal=proposal,
             rolled_back_version=rolled_back_version,
         )
-        if source == ConfigVersion.Source.ROLLBACK:
+        if source in (ConfigVersion.Source.ROLLBACK, ConfigVersion.Source.MANUAL):
+            # Values restored under a serving canary move its control: it is aborted with them. (A promotion is
+            # a proposal version; the canary's own abort has closed it already.)
             from rollouts.services import canary_end_by_rollback
 
             canary_end_by_rollback(agent=agent, rollback=version, now=now)

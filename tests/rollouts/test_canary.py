@@ -254,3 +254,36 @@ def test_the_watchdog_promoting_while_an_approver_aborts__exactly_one_ends_it(ap
     assert ends == 1, outcomes
     lost = outcomes[1]
     assert canary.state == "aborted" or "promoted already" in str(getattr(lost, "message", lost)), outcomes
+
+
+def test_a_canary_arm_is_skipped_by_rollbacks__never_a_target_nor_the_version_before(agent, approver):
+    canary = start_canary(agent, approver)
+    otto = user_with_role("approver", "otto")
+    from approvals.exceptions import RollbackRefused
+    from rollouts.services import canary_promote
+
+    canary_promote(canary=canary, now=NOW + timedelta(hours=1), actor=otto, rationale="looks fine")
+    assert config_get_live(agent=agent).version == 3  # v2 is the canary arm, v3 its promotion
+
+    with pytest.raises(RollbackRefused, match="v2 is a canary arm"):
+        config_rollback(agent=agent, to_version=2, actor=otto, reason="r", now=NOW + timedelta(hours=2))
+    back = config_rollback(agent=agent, to_version=1, actor=otto, reason="undo", now=NOW + timedelta(hours=2))
+    # v1 was live just before v3: a rollback, not a manual change, with v1's values.
+    assert back.source == "rollback" and back.values["flag_threshold"] == 0.6
+    assert Proposal.objects.get(pk=canary.proposal_id).status == Proposal.Status.ROLLED_BACK
+
+
+def test_a_manual_change_back_to_older_values_while_a_canary_serves_aborts_it(agent, approver):
+    for value in (0.63, 0.66):
+        proposal_decide(
+            proposal=make_proposal(agent, proposed=value), actor=approver, decision="accept", rationale="r", now=NOW
+        )
+    canary = start_canary(agent, user_with_role("approver", "bea"), proposed=0.68)
+    otto = user_with_role("approver", "otto")
+
+    manual = config_rollback(agent=agent, to_version=1, actor=otto, reason="start over", now=NOW + timedelta(hours=1))
+
+    assert manual.source == "manual"
+    canary.refresh_from_db()
+    assert canary.state == "aborted" and canary.result_id == manual.pk
+    assert config_get_live(agent=agent).canary is None
