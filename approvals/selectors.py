@@ -39,6 +39,11 @@ def proposal_get(*, proposal_id: int | str) -> Proposal:
         raise ProposalNotFound(f"no proposal {proposal_id}", field="id") from None
 
 
+def proposal_evidence_ids(proposal: Proposal) -> list[str]:
+    """The entry ids a proposal cites, in the order they were cited: what its audit rows link to."""
+    return list(proposal.evidence.order_by("id").values_list("entry_id", flat=True))
+
+
 def proposals_list(*, agent: Agent | None = None, status: str | None = None) -> QuerySet[Proposal]:
     qs = _with_approvals(Proposal.objects.select_related("agent", "run", "decided_by", "created_by"))
     if agent is not None:
@@ -197,7 +202,7 @@ def proposal_view(*, proposal: Proposal, now: datetime) -> ProposalView:
         allowed_max=hi,
         allowance=allowed,
         samples=entries_render(agent=proposal.agent, entry_ids=proposal_sample_ids(proposal=proposal)),
-        evidence_ids=list(proposal.evidence.order_by("id").values_list("entry_id", flat=True)),
+        evidence_ids=proposal_evidence_ids(proposal),
         impact=dict(proposal.impact or {}),
         approvals=proposal_approvals(proposal=proposal),
         summary=proposal_impact(proposal=proposal),

@@ -31,7 +31,7 @@ from approvals.guard import (
 )
 from approvals.models import AuditEvent
 from approvals.rule_changes import rule_changes_record, rules_snapshot
-from approvals.selectors import approval_render
+from approvals.selectors import approval_render, proposal_evidence_ids
 from loopsite.exceptions import ValidationFailed
 from loopsite.outbox import outbox_send
 from loopsite.rules import rule
@@ -68,10 +68,6 @@ def _definition(agent: Agent, threshold_name: str, field: str = "thresholdName")
 
 def _who(user: Any) -> str:
     return str(getattr(user, "username", "") or "someone")
-
-
-def _evidence_ids(proposal: Proposal) -> list[str]:
-    return list(proposal.evidence.order_by("id").values_list("entry_id", flat=True))
 
 
 def proposal_decide(
@@ -119,7 +115,7 @@ def proposal_decide(
             raise SelfApprovalError("you proposed this change; another approver must decide it")
         live = ConfigVersion.objects.get(agent=agent, is_live=True)
         live_value = live.values.get(locked.threshold_name)
-        evidence_ids = _evidence_ids(locked)
+        evidence_ids = proposal_evidence_ids(locked)
         signoffs = list(locked.approvals.filter(superseded_at=None).select_related("approver"))
 
         new_value: float | None = None

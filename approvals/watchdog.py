@@ -38,6 +38,7 @@ from approvals.models import AuditEvent, VersionWatch
 from approvals.selectors import (
     ErrorCounts,
     error_counts,
+    proposal_evidence_ids,
     watch_baseline,
     watch_new_intervals,
     watchable_versions,
@@ -617,9 +618,7 @@ def _rollback(
             proposal=proposal,
             run=proposal.run if proposal is not None else None,
             config_version=rollback,
-            evidence_entry_ids=(
-                list(proposal.evidence.order_by("id").values_list("entry_id", flat=True)) if proposal else []
-            ),
+            evidence_entry_ids=(proposal_evidence_ids(proposal) if proposal else []),
             detail=detail,
             message=f"{rationale} ({why}){together}" if by_hand else f"{why}.{together}",
         )

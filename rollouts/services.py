@@ -18,7 +18,7 @@ from approvals.audit import audit_record
 from approvals.exceptions import CanaryClosed, SelfApprovalError
 from approvals.guard import JUDGE, agent_lock, approver_check, rationale_check
 from approvals.models import AuditEvent, VersionWatch
-from approvals.selectors import error_counts
+from approvals.selectors import error_counts, proposal_evidence_ids
 from approvals.watchdog import Assessment
 from loopsite.exceptions import ValidationFailed
 from loopsite.outbox import outbox_send
@@ -115,7 +115,7 @@ def canary_start(
         proposal=proposal,
         run=proposal.run,
         config_version=version,
-        evidence_entry_ids=list(proposal.evidence.order_by("id").values_list("entry_id", flat=True)),
+        evidence_entry_ids=proposal_evidence_ids(proposal),
         detail={
             "canaryId": canary.pk,
             "version": version.number,
@@ -312,7 +312,7 @@ def canary_promote(
                 baseline=locked.control,
                 rationale=f"promoted from canary v{locked.version.number}",
             )
-        evidence = list(proposal.evidence.order_by("id").values_list("entry_id", flat=True))
+        evidence = proposal_evidence_ids(proposal)
         detail = {
             "canaryId": locked.pk,
             "canaryVersion": locked.version.number,

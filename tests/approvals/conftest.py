@@ -13,7 +13,7 @@ from django.test import Client
 
 from auditlog.services import decision_log_batch
 from tests.factories import NOW, entry, user_with_role
-from thresholds.models import Agent
+from thresholds.models import Agent, ConfigVersion
 from tuner.models import TunerRun
 
 
@@ -53,9 +53,12 @@ def log_responded(
     threshold: str = "flag_threshold",
     confidence: float = 0.7,
     error_action: str = "dismiss",
+    version: ConfigVersion | None = None,
+    sessions: list[str] | None = None,
 ) -> list[str]:
     """``n`` decisions under the live version from ``start``, each with a response; ``errors`` of them errors,
-    spread evenly. Returns their ids."""
+    spread evenly. Returns their ids. With ``version``, they name it in configVersion, with its value of the
+    threshold (a canary's arm); with ``sessions``, they take those session ids in turn."""
     bodies: list[object] = []
     ids: list[str] = []
     last = start
@@ -64,11 +67,22 @@ def log_responded(
         last = stamp
         # Spread the errors through the run, so no time slice is all errors.
         is_err = errors and (i * errors) // n != ((i + 1) * errors) // n
+        decision: dict[str, Any] = {
+            "confidence": confidence,
+            "thresholdName": threshold,
+            "reasoning": f"case {prefix} {i}",
+        }
+        named: dict[str, Any] = {}
+        if version is not None:
+            decision["thresholdUsed"] = float(version.values[threshold])
+            named["configVersion"] = version.number
         body = entry(
             agent.agent_id,
             id=f"{prefix}-{i:04d}",
             timestamp=iso(stamp),
-            decision={"confidence": confidence, "thresholdName": threshold, "reasoning": f"case {prefix} {i}"},
+            sessionId=sessions[i % len(sessions)] if sessions else "session-1",
+            decision=decision,
+            **named,
             humanResponse={
                 "action": error_action if is_err else "approve",
                 "respondedAt": iso(stamp + timedelta(minutes=30)),
