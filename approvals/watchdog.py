@@ -261,12 +261,16 @@ def watches_ensure(*, now: datetime, agent: Agent | None = None) -> int:
     watchdog pass (and the watch page) create the rows they miss. A version made live between two passes is
     thus watched from its activation: its data are counted by timestamp, not from the row's creation."""
     days = int(rule("WATCHDOG_WATCH_DAYS"))
-    versions = watchable_versions(agent=agent).filter(
-        activated_at__gte=now - timedelta(days=days), activated_at__lte=now, watch__isnull=True
+    # Three columns, not the versions: this runs every pass, and compiling the wide row cost more than the read.
+    versions = (
+        watchable_versions(agent=agent)
+        .filter(activated_at__gte=now - timedelta(days=days), activated_at__lte=now, watch__isnull=True)
+        .order_by()
+        .values_list("pk", "agent_id", "activated_at")
     )
     rows = [
-        VersionWatch(agent_id=v.agent_id, version=v, watch_until=v.activated_at + timedelta(days=days))
-        for v in versions
+        VersionWatch(agent_id=agent_id, version_id=pk, watch_until=activated_at + timedelta(days=days))
+        for pk, agent_id, activated_at in versions
     ]
     if rows:
         VersionWatch.objects.bulk_create(rows, ignore_conflicts=True)
@@ -295,12 +299,28 @@ def rollback_target(rollback: ConfigVersion) -> int | None:
     return _restored_numbers([rollback]).get(rollback.pk)
 
 
-def _open_watches(agent: Agent) -> list[VersionWatch]:
-    """The agent's watches not rolled back, with their versions."""
-    return list(VersionWatch.objects.filter(agent=agent).exclude(state=State.ROLLED_BACK).select_related("version"))
+@dataclass(frozen=True)
+class OpenWatch:
+    """A watch not rolled back, as the reconciliation reads it: the few columns it needs, read every pass."""
+
+    pk: int
+    state: str
+    number: int
+    proposal_id: int | None
 
 
-def watches_reconcile(*, agent: Agent, now: datetime, open_rows: list[VersionWatch] | None = None) -> int:
+def _open_watches(agent: Agent) -> list[OpenWatch]:
+    """The agent's watches not rolled back, with their versions' numbers."""
+    rows = (
+        VersionWatch.objects.filter(agent=agent)
+        .exclude(state=State.ROLLED_BACK)
+        .order_by()
+        .values_list("pk", "state", "version__number", "version__proposal_id")
+    )
+    return [OpenWatch(*row) for row in rows]
+
+
+def watches_reconcile(*, agent: Agent, now: datetime, open_rows: list[OpenWatch] | None = None) -> int:
     """Watches undone by a rollback made elsewhere (the config versions page, ``rollback_config``) become
     ``rolled_back``, with their proposals. Returns how many. ``open_rows``: the agent's watches not rolled back,
     when the caller has just read them."""
@@ -308,20 +328,28 @@ def watches_reconcile(*, agent: Agent, now: datetime, open_rows: list[VersionWat
         open_rows = _open_watches(agent)
     if not open_rows:
         return 0
-    first = min(w.version.number for w in open_rows)
+    first = min(w.number for w in open_rows)
+    # Every pass asks; most find nothing. The rollbacks that could undo an open watch are picked from three
+    # columns first, and only those are read whole (with their audit rows, for the version each restored).
+    later = ConfigVersion.objects.filter(
+        agent=agent, number__gt=first, rolled_back_version__isnull=False, activated_at__lte=now
+    ).order_by()
+    candidates = [
+        pk
+        for pk, number, undone in later.values_list("pk", "number", "rolled_back_version__number")
+        if any(number > w.number and undone >= w.number for w in open_rows)
+    ]
+    if not candidates:
+        return 0
     rollbacks = list(
-        ConfigVersion.objects.filter(
-            agent=agent, number__gt=first, rolled_back_version__isnull=False, activated_at__lte=now
-        )
+        ConfigVersion.objects.filter(pk__in=candidates)
         .select_related("rolled_back_version", "approved_by")
         .order_by("number")
     )
-    if not rollbacks:
-        return 0
     restored = _restored_numbers(rollbacks)
     changed = 0
     for watch in open_rows:
-        n = watch.version.number
+        n = watch.number
         undoing = next(
             (
                 r
@@ -348,9 +376,9 @@ def watches_reconcile(*, agent: Agent, now: datetime, open_rows: list[VersionWat
                     rolled_back_by=undoing,
                 )
             )
-            if done and watch.version.proposal_id is not None:
+            if done and watch.proposal_id is not None:
                 Proposal.objects.filter(
-                    pk=watch.version.proposal_id, status__in=[Proposal.Status.ACCEPTED, Proposal.Status.MODIFIED]
+                    pk=watch.proposal_id, status__in=[Proposal.Status.ACCEPTED, Proposal.Status.MODIFIED]
                 ).update(status=Proposal.Status.ROLLED_BACK, rolled_back_at=undoing.activated_at)
         changed += done
     return changed

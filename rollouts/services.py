@@ -175,7 +175,12 @@ def canaries_judge(*, agent: Agent, now: datetime) -> list[Judged]:
     """The watchdog's pass over the agent's running canaries: abort the worse, promote the not-worse, and call
     it inconclusive when time ran out. Inconclusive canaries are left to an approver."""
     results: list[Judged] = []
-    running = Canary.objects.filter(agent=agent, state=State.RUNNING).select_related(
+    # Every hourly pass asks, and an agent mostly has no canary: the ids first (compiling the wide joined row
+    # cost ten times the read), the canaries themselves only when there are some.
+    ids = list(Canary.objects.filter(agent=agent, state=State.RUNNING).order_by().values_list("pk", flat=True))
+    if not ids:
+        return results
+    running = Canary.objects.filter(pk__in=ids, state=State.RUNNING).select_related(
         "agent", "version", "control", "proposal"
     )
     for canary in running:

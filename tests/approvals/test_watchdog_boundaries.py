@@ -292,10 +292,16 @@ def test_watches_ensure__another_pass_makes_the_row_meanwhile__no_error(monkeypa
         def __init__(self, versions: Any) -> None:
             self.versions = versions
 
-        def filter(self, **kw: Any) -> list[Any]:
-            found = list(self.versions.filter(**kw))
+        def filter(self, **kw: Any) -> "Racing":
+            return Racing(self.versions.filter(**kw))
+
+        def order_by(self, *names: str) -> "Racing":
+            return Racing(self.versions.order_by(*names))
+
+        def values_list(self, *names: str) -> list[Any]:
+            found = list(self.versions.values_list(*names))
             VersionWatch.objects.bulk_create(
-                [VersionWatch(agent_id=v.agent_id, version=v, watch_until=v.activated_at) for v in found]
+                [VersionWatch(agent_id=v.agent_id, version=v, watch_until=v.activated_at) for v in self.versions]
             )
             return found
 
