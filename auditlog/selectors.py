@@ -7,7 +7,9 @@ page at any depth is one short index range scan: the cursor is the last row's (t
 
 import base64
 import binascii
+import hashlib
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -236,6 +238,27 @@ def features_ranked(features: dict[str, Any]) -> list[FeatureValue]:
     return [FeatureValue(k, v) for k, v in sorted(pairs, key=lambda kv: (-abs(kv[1]), kv[0]))]
 
 
+# The columns a queue item shows (``auditlog.views_queue.item_html``, ``QueueItem``) and its keyset position: the
+# list query reads these only (the other 16, the response's among them, are left in the table); and the agents'
+# columns the page uses.
+ITEM_COLUMNS = (
+    "seq",
+    "timestamp",
+    "entry_id",
+    "agent_id",
+    "action",
+    "confidence",
+    "threshold_used",
+    "threshold_name",
+    "reasoning",
+    "features",
+    "matched_rules",
+    "claimed_by",
+    "claimed_until",
+)
+AGENT_COLUMNS = ("agent_id", "actions", "binary_mode")
+
+
 def queue_page(
     *,
     filters: QueueFilters,
@@ -248,10 +271,10 @@ def queue_page(
     """One page of the queue, oldest first (or newest first), starting after ``cursor``."""
     qs = _after(queue_filtered(filters=filters, reviewer=reviewer, now=now), cursor, newest_first=newest_first)
     order = ("-timestamp", "-seq") if newest_first else ("timestamp", "seq")
-    rows = list(qs.order_by(*order)[: limit + 1])
+    rows = list(qs.order_by(*order).only(*ITEM_COLUMNS)[: limit + 1])
     more = len(rows) > limit
     rows = rows[:limit]
-    agents = {a.pk: a for a in Agent.objects.all()}
+    agents = {a.pk: a for a in Agent.objects.only(*AGENT_COLUMNS)}
     items = []
     for d in rows:
         agent = agents[d.agent_id]
@@ -277,27 +300,129 @@ def queue_page(
     )
 
 
-def last_answer(*, reviewer: str, now: datetime) -> Decision | None:
-    """The reviewer's latest answer while they may still change it (the queue's undo key)."""
-    since = now - timedelta(hours=int(rule("AMEND_WINDOW_HOURS")))
-    return (
+# --- The reviewer's last answer (the undo key), kept per reviewer ----------------------------------------------
+#
+# Read from the database it probes ``decision_responder_time`` in every weekly partition (a recent answer may be
+# to a decision of any week), which was a fifth of the queue page's time. So it is kept in the shared cache, per
+# reviewer, as a pointer (seq, timestamp, responded_at) to that answer, or "none since <time>", under a stamp:
+# ``last_answers_changed`` (auditlog.services), which every write of an answer calls, deletes the stamps of the
+# responders it touched once the write commits, and a kept copy counts only under the stamp it was read under.
+# The stamp is read before the database, so an answer committed after that read deletes the stamp the copy holds.
+# A kept pointer is read back by its primary key (one partition) and used only while that row is still this
+# reviewer's answer of that time, so an amendment by someone else, a deleted row or a retention drop falls back
+# to the query. The cache is an optimisation: unreachable, every read is the query.
+
+LAST_ANSWER_CACHE_SECONDS = 3600
+LAST_ANSWER_STAMP_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class LastAnswer:
+    """A reviewer's latest answer, as the undo link names it."""
+
+    seq: int
+    timestamp: datetime
+    entry_id: str
+    agent_id: str  # the agent's agentId
+    response_action: str
+    modified_action: str | None
+    responder_id: str
+    responded_at: datetime
+
+
+_LAST_ANSWER_COLUMNS = (
+    "seq",
+    "timestamp",
+    "entry_id",
+    "agent__agent_id",
+    "response_action",
+    "modified_action",
+    "responder_id",
+    "responded_at",
+)
+
+
+def _reviewer_key(reviewer: str) -> str:
+    # Responder ids come from imports and the API too: hashed, any text makes a valid cache key.
+    return hashlib.blake2b(reviewer.encode(), digest_size=16).hexdigest()
+
+
+def last_answer_stamp_key(reviewer: str) -> str:
+    """The cache key whose deletion makes the reviewer's kept last answer be read again."""
+    return f"queue-last-answer:stamp:{_reviewer_key(reviewer)}"
+
+
+def _last_answer_query(*, reviewer: str, since: datetime) -> LastAnswer | None:
+    row = (
         Decision.objects.filter(responder_id=reviewer, response_action__isnull=False, responded_at__gte=since)
-        .select_related("agent")
         .order_by("-responded_at", "-seq")
+        .values_list(*_LAST_ANSWER_COLUMNS)
         .first()
     )
+    return None if row is None else LastAnswer(*row)
+
+
+_UNKNOWN = object()
+
+
+def _last_answer_kept(kept: tuple[Any, ...], *, reviewer: str, since: datetime) -> Any:
+    """The answer a kept copy gives (a ``LastAnswer`` or None), or ``_UNKNOWN`` when it cannot be trusted."""
+    _stamp, kept_since, pointer = kept
+    if pointer is None:
+        # No answer at or after ``kept_since``; nothing older counts either while the window only moves on.
+        return None if since >= kept_since else _UNKNOWN
+    seq, timestamp, responded_at = pointer
+    if responded_at < since:
+        return None  # the latest answer is out of the window, so is every older one
+    row = Decision.objects.filter(seq=seq, timestamp=timestamp).values_list(*_LAST_ANSWER_COLUMNS).first()
+    answer = None if row is None else LastAnswer(*row)
+    if (
+        answer is None
+        or answer.responder_id != reviewer
+        or answer.response_action is None
+        or answer.responded_at != responded_at
+    ):
+        return _UNKNOWN
+    return answer
+
+
+def last_answer(*, reviewer: str, now: datetime) -> LastAnswer | None:
+    """The reviewer's latest answer while they may still change it (the queue's undo key)."""
+    hours = int(rule("AMEND_WINDOW_HOURS"))
+    since = now - timedelta(hours=hours)
+    stamp_key = last_answer_stamp_key(reviewer)
+    key = f"queue-last-answer:v1:{hours}:{_reviewer_key(reviewer)}"
+    got = cache.get_many([stamp_key, key])
+    stamp, kept = got.get(stamp_key), got.get(key)
+    if stamp is None:
+        cache.add(stamp_key, uuid.uuid4().hex, timeout=LAST_ANSWER_STAMP_SECONDS)
+        stamp = cache.get(stamp_key)
+    elif isinstance(kept, tuple) and len(kept) == 3 and kept[0] == stamp:
+        answer = _last_answer_kept(kept, reviewer=reviewer, since=since)
+        if answer is not _UNKNOWN:
+            return answer  # type: ignore[no-any-return]
+    found = _last_answer_query(reviewer=reviewer, since=since)
+    if isinstance(stamp, str):
+        pointer = None if found is None else (found.seq, found.timestamp, found.responded_at)
+        cache.set(key, (stamp, since, pointer), timeout=LAST_ANSWER_CACHE_SECONDS)
+    return found
 
 
 def amend_item(*, entry_id: str, agent_id: str | None = None, reviewer: str, now: datetime) -> QueueItem | None:
     """An answered decision shown again at the top of the queue so its answer can be changed; None when it is
     not this reviewer's answer any more (the service decides who may amend; this only offers one's own).
     ``agent_id`` says whose id ``entry_id`` is (ids are unique per agent)."""
-    decision = last_answer(reviewer=reviewer, now=now)
-    if decision is None or decision.entry_id != entry_id:
+    answer = last_answer(reviewer=reviewer, now=now)
+    if answer is None or answer.entry_id != entry_id or agent_id not in (None, answer.agent_id):
+        return None
+    decision = (
+        Decision.objects.select_related("agent")
+        .filter(seq=answer.seq, timestamp=answer.timestamp, responder_id=reviewer, response_action__isnull=False)
+        .first()
+    )
+    if decision is None:
         return None
     agent = decision.agent
-    if agent_id is not None and agent.agent_id != agent_id:
-        return None
     return QueueItem(
         decision=decision,
         agent_id=agent.agent_id,

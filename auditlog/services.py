@@ -3,13 +3,14 @@
 import bisect
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 import psycopg
+from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.backends.utils import CursorDebugWrapper
 
@@ -23,7 +24,10 @@ from auditlog.entry import (
 )
 from auditlog.exceptions import AlreadyResponded, AmbiguousEntryId, DecisionNotFound, EntryConflict, InvalidEntry
 from auditlog.models import Decision, DecisionKey, ResponseRevision, ReviewReason
+from auditlog.selectors import last_answer_stamp_key
+from loopsite.cache import CacheUnavailable, cache_delete_strict
 from loopsite.exceptions import DomainError, Forbidden
+from loopsite.outbox import outbox_send
 from loopsite.rules import rule
 from thresholds.models import Agent, ConfigVersion
 from thresholds.selectors import LiveConfig, config_get_live
@@ -329,7 +333,34 @@ def _apply_response(decision: Decision, response: ResponseInput, *, source: str)
         setattr(decision, name, value)
 
 
-def _agent_for(entry: EntryInput, acting_agent: Agent | None) -> Agent:
+def last_answers_changed(responder_ids: Iterable[str | None]) -> None:
+    """Called after every write of an answer (first, amended, in bulk, logged with its decision) with the
+    responders whose latest answer it may have changed: their kept last answer (the queue's undo key,
+    ``auditlog.selectors.last_answer``) is read again from the database.
+
+    Their stamps are deleted once the write commits, as a read between the write and its commit would keep the
+    answer from before under the stamp. When the cache cannot be reached the deletes go to the outbox and are
+    retried until they land. Inside a transaction they are also deleted at once, for the reads of that same
+    transaction, which see the write."""
+    keys = sorted({last_answer_stamp_key(r) for r in responder_ids if r})
+    if not keys:
+        return
+    if connection.in_atomic_block:
+        cache.delete_many(keys)
+    transaction.on_commit(lambda: _stamps_delete(keys), robust=True)
+
+
+def _stamps_delete(keys: list[str]) -> None:
+    for key in keys:
+        try:
+            cache_delete_strict(key)
+        except CacheUnavailable:
+            outbox_send("cache.delete", key=key)
+
+
+def _agent_for(entry: EntryInput, acting_agent: Agent | None, known: dict[str, Agent] | None = None) -> Agent:
+    """The agent an entry is logged for: the key's own (and only it), or the one its agentId names. ``known``:
+    the agents a batch has already looked up, so a batch of one agent's entries reads it once."""
     if acting_agent is not None:
         if entry.agent_id != acting_agent.agent_id:
             if not Agent.objects.filter(agent_id=entry.agent_id).exists():
@@ -339,10 +370,16 @@ def _agent_for(entry: EntryInput, acting_agent: Agent | None) -> Agent:
                 field="agentId",
             )
         return acting_agent
+    found = known.get(entry.agent_id) if known is not None else None
+    if found is not None:
+        return found
     try:
-        return Agent.objects.get(agent_id=entry.agent_id)
+        found = Agent.objects.get(agent_id=entry.agent_id)
     except Agent.DoesNotExist:
         raise InvalidEntry(f"agentId {entry.agent_id!r} is not a registered agent", field="agentId") from None
+    if known is not None:
+        known[entry.agent_id] = found
+    return found
 
 
 def decision_key_get(*, entry_id: str, agent: Agent | None = None, agent_id: str | None = None) -> DecisionKey:
@@ -443,11 +480,19 @@ def _key_row(entry: EntryInput, agent_pk: int) -> tuple[Any, ...]:
 def _sqlite_rows(rows: list[tuple[Any, ...]], times: tuple[int, ...]) -> list[tuple[Any, ...]]:
     """Rows with their datetimes as Django stores them in SQLite (naive UTC text), for a raw ``executemany``."""
     adapt = connection.ops.adapt_datetimefield_value
+    utc = connection.timezone == UTC
+
+    def text(value: Any) -> Any:
+        # Django's own adaptation (naive in the connection's zone, then ``str``), without its checks per value.
+        if utc and isinstance(value, datetime) and value.tzinfo is not None:
+            return str(value.astimezone(UTC).replace(tzinfo=None))
+        return adapt(value)
+
     out = []
     for row in rows:
         values = list(row)
         for i in times:
-            values[i] = adapt(values[i])
+            values[i] = text(values[i])
         out.append(tuple(values))
     return out
 
@@ -504,6 +549,8 @@ def decision_log(*, raw: object, now: datetime, acting_agent: Agent | None = Non
         seq = _insert(_key_row(entry, agent.pk), row)
     except IntegrityError:
         return _existing(entry, agent)
+    if entry.human_response is not None:
+        last_answers_changed([entry.human_response.responder_id])
     logger.debug("decision.logged", extra={"entry_id": entry.id, "agent_id": agent.agent_id})
     return "created", ctx.decision(entry, row, seq=seq)
 
@@ -583,11 +630,12 @@ def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Ag
     contexts: dict[str, _AgentContext] = {}
     pending: list[tuple[int, EntryInput, tuple[Any, ...]]] = []
     seen: dict[tuple[int, str], str] = {}  # ids are unique per agent: keyed by (agent pk, entry id)
+    agents: dict[str, Agent] = {}
     for raw in entries:
         raw_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
         try:
             entry = entry_parse(raw, now=now)
-            agent = _agent_for(entry, acting_agent)
+            agent = _agent_for(entry, acting_agent, agents)
             ctx = contexts.get(agent.agent_id) or contexts.setdefault(agent.agent_id, _AgentContext.load(agent))
             threshold_name = ctx.check(entry)
             row = ctx.row(entry, threshold_name=threshold_name, now=now)
@@ -626,6 +674,7 @@ def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Ag
     try:
         with transaction.atomic():
             _store(fresh)
+            last_answers_changed(e.human_response.responder_id for _, e, _row in fresh if e.human_response)
     except IntegrityError:
         # Another request stored some of these ids meanwhile: settle each one on its own.
         for index, entry, _row in fresh:
@@ -638,10 +687,25 @@ def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Ag
     return results
 
 
-def _checked_response(decision: Decision, raw: object, *, responder_id: str, now: datetime, name: str) -> ResponseInput:
+class _Answerable(NamedTuple):
+    """A decision as ``response_record_bulk`` checks it."""
+
+    seq: int
+    entry_id: str
+    timestamp: datetime
+    response_action: str | None
+    agent_id: str
+    actions: list[str]
+
+
+def _checked_response(
+    decision: Decision | _Answerable, raw: object, *, responder_id: str, now: datetime, name: str
+) -> ResponseInput:
+    """A response to ``decision`` parsed and checked against it: its agent's actions and its time."""
     response = response_parse(raw, now=now, name=name)
-    if response.action == "modify" and response.modified_action not in decision.agent.actions:
-        raise InvalidEntry(f"modifiedAction must be one of {', '.join(decision.agent.actions)}", field="modifiedAction")
+    actions = decision.actions if isinstance(decision, _Answerable) else decision.agent.actions
+    if response.action == "modify" and response.modified_action not in actions:
+        raise InvalidEntry(f"modifiedAction must be one of {', '.join(actions)}", field="modifiedAction")
     if response.responded_at < decision.timestamp:
         raise InvalidEntry("respondedAt is before the decision's timestamp", field="respondedAt")
     return ResponseInput(
@@ -697,6 +761,7 @@ def response_record(
     )
     if not written:
         raise AlreadyResponded(f"decision {entry_id!r} has a response already; the first one stands", field="id")
+    last_answers_changed([decision.responder_id])
     logger.info("decision.responded", extra={"entry_id": entry_id, "action": response.action, "by": responder_id})
     return decision
 
@@ -786,6 +851,7 @@ def response_amend(
             raise AlreadyResponded(
                 f"the response to {entry_id!r} changed meanwhile; read it again", field="id"
             ) from None
+    last_answers_changed([before[2], decision.responder_id])  # whose answer it was, and whose it is now
     logger.info(
         "decision.response_amended",
         extra={"entry_id": entry_id, "action": response.action, "by": username, "was": before[0]},
@@ -818,15 +884,23 @@ def response_record_bulk(*, items: list[BulkResponse], now: datetime, source: st
     (``response_action IS NULL``), made for a few hundred rows per statement, so a response recorded meanwhile
     by a reviewer stands.
     """
-    by_id: dict[str, list[Decision]] = {}
-    for d in Decision.objects.filter(entry_id__in=[i.entry_id for i in items]).select_related("agent"):
+    by_id: dict[str, list[_Answerable]] = {}
+    # The few columns the checks need, not the decisions and their agents as models: the simulation records
+    # its reviewers' answers this way every hour, and building 25 wide models cost more than their read.
+    found_rows = (
+        Decision.objects.filter(entry_id__in=[i.entry_id for i in items])
+        .order_by()
+        .values_list("seq", "entry_id", "timestamp", "response_action", "agent__agent_id", "agent__actions")
+    )
+    for row in found_rows:
+        d = _Answerable(*row)
         by_id.setdefault(d.entry_id, []).append(d)
-    ready: list[Decision] = []
+    ready: list[tuple[_Answerable, dict[str, Any]]] = []
     answered: set[int] = set()
     for item in items:
         found = by_id.get(item.entry_id, [])
         if item.agent_id is not None:
-            found = [d for d in found if d.agent.agent_id == item.agent_id]
+            found = [d for d in found if d.agent_id == item.agent_id]
         if len(found) != 1 or found[0].seq in answered:
             continue
         decision = found[0]
@@ -834,27 +908,11 @@ def response_record_bulk(*, items: list[BulkResponse], now: datetime, source: st
         if decision.response_action is not None:
             continue
         try:
-            parsed = response_parse(item.raw, now=now, name="response")
+            response = _checked_response(decision, item.raw, responder_id=item.responder_id, now=now, name="response")
         except DomainError:
             continue
-        if parsed.action == "modify" and parsed.modified_action not in decision.agent.actions:
-            continue
-        if parsed.responded_at < decision.timestamp:
-            continue
-        _apply_response(
-            decision,
-            ResponseInput(
-                action=parsed.action,
-                responded_at=parsed.responded_at,
-                responder_id=item.responder_id,
-                modified_action=parsed.modified_action,
-                note=parsed.note,
-            ),
-            source=source,
-        )
-        decision.claimed_by = None
-        decision.claimed_until = None
-        ready.append(decision)
+        values = _response_values(response, timestamp=decision.timestamp, source=source)
+        ready.append((decision, {**values, "claimed_by": None, "claimed_until": None}))
     fields = [
         "response_action",
         "responded_at",
@@ -879,14 +937,15 @@ def response_record_bulk(*, items: list[BulkResponse], now: datetime, source: st
         f"AND {column['timestamp']} = %s AND {column['response_action']} IS NULL"
     )
     params = [
-        [by_name[f].get_db_prep_save(getattr(d, by_name[f].attname), conn) for f in fields]
+        [by_name[f].get_db_prep_save(values[f], conn) for f in fields]
         + [by_name["seq"].get_db_prep_save(d.seq, conn), by_name["timestamp"].get_db_prep_save(d.timestamp, conn)]
-        for d in ready
+        for d, values in ready
     ]
     written = 0
     if params:
         with transaction.atomic(), conn.cursor() as cursor:
             cursor.executemany(sql, params)
             written = max(cursor.rowcount, 0)
+            last_answers_changed(values["responder_id"] for _d, values in ready)
     logger.info("decision.responses_bulk", extra={"items": len(items), "written": written})
     return written

@@ -22,12 +22,14 @@ def role_groups_ensure() -> dict[Role, Group]:
 
 
 def _in_group(user: AbstractBaseUser | AnonymousUser, group: str) -> bool:
+    # The request's copy first: ``hasattr(user, "groups")`` builds a related manager, on each of a page's checks.
+    cached = getattr(user, "_loopsite_groups", None)
+    if cached is not None:
+        return group in cached
     if not getattr(user, "is_authenticated", False) or not hasattr(user, "groups"):
         return False
-    cached = getattr(user, "_loopsite_groups", None)
-    if cached is None:
-        cached = set(user.groups.values_list("name", flat=True))
-        user._loopsite_groups = cached  # type: ignore[union-attr]
+    cached = set(user.groups.values_list("name", flat=True))
+    user._loopsite_groups = cached  # type: ignore[union-attr]
     return group in cached
 
 

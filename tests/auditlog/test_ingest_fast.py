@@ -4,11 +4,14 @@ model save would: the same row from a single POST and from a batch, read back th
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from auditlog.models import Decision, DecisionKey
-from auditlog.services import DECISION_COLUMNS, KEY_COLUMNS, _known_hashes
-from tests.factories import entry
+from auditlog.services import DECISION_COLUMNS, KEY_COLUMNS, _known_hashes, decision_log_batch
+from tests.factories import entry, make_agent
 
 pytestmark = pytest.mark.django_db
 
@@ -82,3 +85,17 @@ def test_known_hashes__per_agent_only_the_stored_ids(agent_client: APIClient, ag
 
     known = _known_hashes([(agent.pk, "k-1"), (agent.pk, "k-2"), (agent.pk, "k-3"), (agent.pk + 1, "k-1")])
     assert known == {(agent.pk, "k-1"): stored_hashes["k-1"], (agent.pk, "k-2"): stored_hashes["k-2"]}
+
+
+def test_batch_without_a_key__each_agent_read_once_and_an_unknown_one_refused(agent: Any) -> None:
+    make_agent("fraud")
+    bodies: list[object] = [entry("triage" if i % 2 else "fraud") for i in range(40)] + [entry("nobody")]
+
+    with CaptureQueriesContext(connection) as queries:
+        results = decision_log_batch(entries=bodies, now=timezone.now())
+
+    agent_reads = [q["sql"] for q in queries.captured_queries if 'FROM "thresholds_agent"' in q["sql"]]
+    assert [r.status for r in results] == ["created"] * 40 + ["invalid"]
+    assert results[-1].errors == {"agentId": "agentId 'nobody' is not a registered agent"}
+    assert len(agent_reads) == 3  # triage, fraud, and the unknown one
+    assert Decision.objects.filter(agent__agent_id="fraud").count() == 20

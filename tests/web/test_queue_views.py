@@ -2,7 +2,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from auditlog.claims import claim_acquire
@@ -91,6 +93,31 @@ def test_queue__keyset_pages__cover_every_item_once(reviewer: Any, agent: Any) -
         seen += [i for i in ids if f'data-entry-id="{i}"' in html]
         url = response.context["next_url"]
     assert seen == ids
+
+
+def test_queue__queries__as_many_for_many_items_of_every_kind_as_for_one(reviewer: Any, agent: Any) -> None:
+    """The list reads only the columns an item shows (``ITEM_COLUMNS``): an item that needed another one would
+    load it with a query of its own."""
+    (first,) = log_pending(agent.agent_id, 1, ago=timedelta(hours=3))
+    client = signed_in(reviewer)
+
+    def queries(url: str = "/queue/") -> int:
+        client.get(url)  # warm: the kept counts and the reviewer's last answer
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(url).status_code == 200
+        return len(captured.captured_queries)
+
+    one = queries()
+    make_agent("thumbs", binary_mode=True, review_sample_rate=1.0)
+    log_pending("thumbs", 3, decision={"action": "auto-resolve"})
+    log_pending(agent.agent_id, 3, decision={"reasoning": ""}, context={"features": {f"f{i}": i for i in range(10)}})
+    claimed = log_pending(agent.agent_id, 1)[0]
+    assert claim_acquire(entry_id=claimed, reviewer="rita", now=timezone.now()).won
+    assert queries() == one
+    client.post("/queue/respond/", {"entry_id": first, "response": "dismiss"}, headers=HX)
+    with_undo = queries()
+    assert with_undo == one + 1  # the answer the undo link names, read back by its key
+    assert queries(f"/queue/?amend={first}") == with_undo + 1  # and the whole decision to show it again
 
 
 def test_respond__approve__stored_with_responder_and_time(reviewer: Any, pending: list[str]) -> None:
