@@ -193,7 +193,7 @@ def main() -> None:
     from django.utils import timezone
 
     from auditlog.models import Decision
-    from auditlog.selectors import queue_stats
+    from auditlog.selectors import Cursor, queue_stats
     from tests.factories import user_with_role
 
     setup_data(args)
@@ -203,28 +203,37 @@ def main() -> None:
 
     pending = Decision.objects.filter(queued=True, response_action__isnull=True).order_by("timestamp", "seq")
     total_pending = pending.count()
-    deep = pending.values_list("timestamp", "seq")[int(total_pending * 0.9)]
-    deep_cursor = f"{deep[0].isoformat()}~{deep[1]}"
     bq1 = pending.filter(agent__agent_id="bq-1")
-    deep_agent = bq1.values_list("timestamp", "seq")[int(bq1.count() * 0.9)]
-    deep_agent_cursor = f"{deep_agent[0].isoformat()}~{deep_agent[1]}"
+
+    def deep_in(rows: Any, count: int) -> tuple[str, str]:
+        """The cursor 90 % into ``rows`` (as the page's own links encode it) and the entry id the page after it
+        starts with, so the timed request is checked to be that deep page and not the first one."""
+        at = int(count * 0.9)
+        timestamp, seq = rows.values_list("timestamp", "seq")[at]
+        return Cursor(timestamp, seq).encode(), rows.values_list("entry_id", flat=True)[at + 1]
+
+    deep_cursor, deep_first = deep_in(pending, total_pending)
+    deep_agent_cursor, deep_agent_first = deep_in(bq1, bq1.count())
+    first_first = pending.values_list("entry_id", flat=True)[0]
+    first_agent_first = bq1.values_list("entry_id", flat=True)[0]
 
     pages = [
-        ("first page", {}),
-        ("deep page (90 %)", {"after": deep_cursor}),
-        ("first page, agent filter", {"agent": "bq-1"}),
-        ("deep page, agent filter", {"agent": "bq-1", "after": deep_agent_cursor}),
+        ("first page", {}, first_first),
+        ("deep page (90 %)", {"after": deep_cursor}, deep_first),
+        ("first page, agent filter", {"agent": "bq-1"}, first_agent_first),
+        ("deep page, agent filter", {"agent": "bq-1", "after": deep_agent_cursor}, deep_agent_first),
     ]
     print(f"\npending items: {total_pending:,}; decisions in the table: {Decision.objects.count():,}")
     print(f"{args.runs} runs each, median (p95); page = GET /queue/ through the Django test Client\n")
     print(f"{'':28} {'queue page (server)':>28} {'bare list query':>28} {'ratio':>7}   index used")
     ratios: list[float] = []
-    for label, params in pages:
+    for label, params, first in pages:
 
-        def get(params: dict[str, str] = params) -> None:
+        def get(params: dict[str, str] = params, first: str = first, label: str = label) -> None:
             response = client.get("/queue/", params, secure=True)  # as over HTTPS: no redirect to it
             assert response.status_code == 200, response.status_code
             assert response.content.count(b'<li class="item') == 25
+            assert f':{first}"'.encode() in response.content, f"{label}: the page does not hold {first}"
 
         page_ms = timed(get, args.runs)
         with CaptureQueriesContext(connection) as captured:
