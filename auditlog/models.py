@@ -137,13 +137,6 @@ class Decision(DecisionRecord):
                 name="decision_version_responses",
                 condition=Q(response_action__isnull=False),
             ),
-            # Serves the watchdog and the canary's arms: answered decisions counted over a time range, read
-            # from the index alone (a count reads only the answered third, and never the wide rows).
-            models.Index(
-                fields=["agent", "timestamp", "response_action", "review_reason", "config_version"],
-                name="decision_answered_time",
-                condition=Q(response_action__isnull=False),
-            ),
             # Serves "what I did today" in the reviewer header.
             models.Index(
                 fields=["responder_id", "responded_at"],

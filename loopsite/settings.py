@@ -154,10 +154,7 @@ _engine = DATABASES["default"]["ENGINE"]
 if _engine == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # WAL lets the web process read while the worker writes; IMMEDIATE avoids lock upgrades mid-transaction.
-        # A 64 MB page cache (the default is 2 MB) keeps the weeks the watchdog counts every hour in memory.
-        "init_command": (
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; PRAGMA cache_size=-65536;"
-        ),
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
         "transaction_mode": "IMMEDIATE",
     }
 elif _engine == "django.db.backends.postgresql":
