@@ -9,7 +9,6 @@ import base64
 import binascii
 import hashlib
 import json
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -21,6 +20,7 @@ from django.db.models import Count, Q, QuerySet
 from auditlog.exceptions import InvalidEntry
 from auditlog.labels import binary_meaning
 from auditlog.models import Decision
+from loopsite.cache import stamp_get
 from loopsite.rules import rule
 from thresholds.models import Agent
 
@@ -392,17 +392,15 @@ def last_answer(*, reviewer: str, now: datetime) -> LastAnswer | None:
     since = now - timedelta(hours=hours)
     stamp_key = last_answer_stamp_key(reviewer)
     key = f"queue-last-answer:v1:{hours}:{_reviewer_key(reviewer)}"
-    got = cache.get_many([stamp_key, key])
-    stamp, kept = got.get(stamp_key), got.get(key)
-    if stamp is None:
-        cache.add(stamp_key, uuid.uuid4().hex, timeout=LAST_ANSWER_STAMP_SECONDS)
-        stamp = cache.get(stamp_key)
-    elif isinstance(kept, tuple) and len(kept) == 3 and kept[0] == stamp:
+    got = cache.get_many([stamp_key, key])  # one round trip for both
+    seen, kept = got.get(stamp_key), got.get(key)
+    if seen is not None and isinstance(kept, tuple) and len(kept) == 3 and kept[0] == seen:
         answer = _last_answer_kept(kept, reviewer=reviewer, since=since)
         if answer is not _UNKNOWN:
             return answer  # type: ignore[no-any-return]
+    stamp = stamp_get(stamp_key, timeout=LAST_ANSWER_STAMP_SECONDS, seen=seen)
     found = _last_answer_query(reviewer=reviewer, since=since)
-    if isinstance(stamp, str):
+    if stamp is not None:
         pointer = None if found is None else (found.seq, found.timestamp, found.responded_at)
         cache.set(key, (stamp, since, pointer), timeout=LAST_ANSWER_CACHE_SECONDS)
     return found

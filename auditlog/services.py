@@ -25,9 +25,8 @@ from auditlog.entry import (
 from auditlog.exceptions import AlreadyResponded, AmbiguousEntryId, DecisionNotFound, EntryConflict, InvalidEntry
 from auditlog.models import Decision, DecisionKey, ResponseRevision, ReviewReason
 from auditlog.selectors import last_answer_stamp_key
-from loopsite.cache import CacheUnavailable, cache_delete_strict
+from loopsite.cache import stamps_delete
 from loopsite.exceptions import DomainError, Forbidden
-from loopsite.outbox import outbox_send
 from loopsite.rules import rule
 from thresholds.models import Agent, ConfigVersion
 from thresholds.selectors import LiveConfig, config_get_live
@@ -347,15 +346,7 @@ def last_answers_changed(responder_ids: Iterable[str | None]) -> None:
         return
     if connection.in_atomic_block:
         cache.delete_many(keys)
-    transaction.on_commit(lambda: _stamps_delete(keys), robust=True)
-
-
-def _stamps_delete(keys: list[str]) -> None:
-    for key in keys:
-        try:
-            cache_delete_strict(key)
-        except CacheUnavailable:
-            outbox_send("cache.delete", key=key)
+    transaction.on_commit(lambda: stamps_delete(*keys), robust=True)
 
 
 def _agent_for(entry: EntryInput, acting_agent: Agent | None, known: dict[str, Agent] | None = None) -> Agent:

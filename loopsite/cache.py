@@ -5,15 +5,20 @@ the database instead of failing.
 process leaves Redis alone for ``DOWN_PAUSE`` seconds (every read a miss, every write skipped), then tries again.
 A delete that must land (a config change invalidating the cached live config) goes through ``cache_delete_strict``,
 which raises ``CacheUnavailable`` so that the caller can record it in the outbox and have it retried.
+
+Copies kept in process or in the cache (live configs, agent keys, a reviewer's last answer) are trusted only under a
+*stamp*: a random value in the shared cache that every change deletes. ``stamp_get`` reads (or makes) one, and
+``stamps_delete`` deletes them, through the outbox when the cache is down.
 """
 
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
-from django.core.cache import caches
+from django.core.cache import cache, caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from redis.exceptions import RedisError
@@ -161,3 +166,27 @@ def cache_delete_strict(key: str) -> None:
             backend.delete(key)
         except OSError as exc:
             raise CacheUnavailable(str(exc)) from exc
+
+
+def stamp_get(key: str, *, timeout: float | None, seen: Any = None) -> str | None:
+    """The stamp under ``key`` in the shared cache, made when absent; None when the cache cannot be read (then
+    nothing may be kept under it). ``seen``: the value a caller already read for ``key`` in the same round trip
+    as its kept copy."""
+    stamp = cache.get(key) if seen is None else seen
+    if stamp is None:
+        cache.add(key, uuid.uuid4().hex, timeout=timeout)
+        stamp = cache.get(key)
+    return stamp if isinstance(stamp, str) else None
+
+
+def stamps_delete(*keys: str) -> None:
+    """Delete each stamp (or kept copy), so that every process reads again; a delete the cache could not take goes
+    to the outbox and is retried until it lands, so a cache that comes back does not go on vouching for the old
+    copy."""
+    from loopsite.outbox import outbox_send
+
+    for key in keys:
+        try:
+            cache_delete_strict(key)
+        except CacheUnavailable:
+            outbox_send("cache.delete", key=key)

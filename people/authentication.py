@@ -6,16 +6,14 @@ or an agent deletes (``agent_keys_changed``): a revoked key stops working in eve
 """
 
 import threading
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
-from django.core.cache import cache
 from django.db import transaction
 from rest_framework import authentication, exceptions
 
-from loopsite.cache import CacheUnavailable, cache_delete_strict
+from loopsite.cache import stamp_get, stamps_delete
 from people.keys import AGENT_KIND, USER_KIND, key_matches, key_parse
 from people.models import PersonalToken
 from thresholds.models import Agent, AgentKey
@@ -65,11 +63,7 @@ _kept_lock = threading.Lock()
 
 def _keys_stamp() -> str | None:
     """The shared stamp, made when absent; None when the shared cache cannot be read (then nothing is kept)."""
-    stamp = cache.get(KEYS_STAMP)
-    if stamp is None:
-        cache.add(KEYS_STAMP, uuid.uuid4().hex, timeout=None)
-        stamp = cache.get(KEYS_STAMP)
-    return stamp if isinstance(stamp, str) else None
+    return stamp_get(KEYS_STAMP, timeout=None)
 
 
 def _agent_key_get(prefix: str) -> AgentKey | None:
@@ -108,12 +102,7 @@ def agent_keys_changed() -> None:
 
 def _keys_stamp_delete() -> None:
     _kept.clear()
-    try:
-        cache_delete_strict(KEYS_STAMP)
-    except CacheUnavailable:
-        from loopsite.outbox import outbox_send
-
-        outbox_send("cache.delete", key=KEYS_STAMP)
+    stamps_delete(KEYS_STAMP)
 
 
 def agent_keys_changed_receiver(sender: Any, **kwargs: Any) -> None:

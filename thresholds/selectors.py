@@ -1,15 +1,13 @@
 """Reads of agents and their live config. The live config is read through ``config_get_live`` only."""
 
 import threading
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.core.cache import cache
 
-from loopsite.cache import CacheUnavailable, cache_delete_strict
-from loopsite.outbox import outbox_send
+from loopsite.cache import stamp_get, stamps_delete
 from thresholds.exceptions import AgentNotFound
 from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
 
@@ -75,12 +73,7 @@ _IN_PROCESS_MAX = 10_000
 def _stamp(agent_pk: int) -> str | None:
     """The agent's live-config stamp in the shared cache, made when absent; None when the cache cannot be read
     (then nothing is kept in process)."""
-    key = _stamp_key(agent_pk)
-    stamp = cache.get(key)
-    if stamp is None:
-        cache.add(key, uuid.uuid4().hex, timeout=300)
-        stamp = cache.get(key)
-    return stamp if isinstance(stamp, str) else None
+    return stamp_get(_stamp_key(agent_pk), timeout=300)
 
 
 def config_get_live(*, agent: Agent) -> LiveConfig:
@@ -169,11 +162,7 @@ def config_cache_clear(*, agent: Agent) -> None:
     the cache cannot be reached, the deletes go to the outbox and are retried until they land, so a cache that
     comes back does not go on serving the version this change replaced."""
     _in_process.pop(agent.pk, None)
-    for key in (_stamp_key(agent.pk), _cache_key(agent.pk)):
-        try:
-            cache_delete_strict(key)
-        except CacheUnavailable:
-            outbox_send("cache.delete", key=key)
+    stamps_delete(_stamp_key(agent.pk), _cache_key(agent.pk))
 
 
 def config_versions_list(*, agent: Agent) -> list[ConfigVersion]:

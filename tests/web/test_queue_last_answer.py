@@ -171,7 +171,7 @@ def test_last_answers_changed__stamps_go_after_the_commit__to_the_outbox_when_th
     def unreachable(key: str) -> None:
         raise CacheUnavailable("down")
 
-    monkeypatch.setattr("auditlog.services.cache_delete_strict", unreachable)
+    monkeypatch.setattr("loopsite.cache.cache_delete_strict", unreachable)
     with django_capture_on_commit_callbacks(execute=True):
         last_answers_changed(["rita"])
     queued = OutboxMessage.objects.filter(handler="cache.delete")
