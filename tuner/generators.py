@@ -53,7 +53,7 @@ class GenerationContext:
     objective: Objective
     max_move: float
     min_evidence: int
-    clusters: list[dict[str, Any]] = field(default_factory=list)
+    clusters: list[dict[str, Any]] = field(default_factory=list)  # empty for a generator that does not read them
     weekly_trends: list[dict[str, Any]] = field(default_factory=list)
     constraints: list[dict[str, Any]] = field(default_factory=list)
     excluded: dict[str, str] = field(default_factory=dict)  # threshold -> why no proposal this cycle
@@ -80,6 +80,10 @@ class Generated:
 
 
 class Generator(Protocol):
+    """Makes candidates from a cycle's context. A generator whose class says ``reads_clusters = False`` is given
+    a context without the clusters (they are found while it runs: ``tuner.services.cycle_compute``); one that does
+    not say is given them."""
+
     name: str
 
     def generate(self, ctx: GenerationContext) -> Generated: ...
@@ -125,6 +129,7 @@ def _candidate(ctx: GenerationContext, name: str, choice: Choice, *, cited: list
 
 class StatisticalGenerator:
     name = "statistical"
+    reads_clusters = False  # the replay alone; the clusters go to the approver, not into the choice
 
     def generate(self, ctx: GenerationContext) -> Generated:
         out: list[Candidate] = []
@@ -398,6 +403,7 @@ def validate_model_proposal(ctx: GenerationContext, raw: Any) -> tuple[Candidate
 
 class ClaudeGenerator:
     name = "claude"
+    reads_clusters = True  # the prompt shows them
 
     def __init__(self, client: Any = None, fallback: Generator | None = None) -> None:
         self._client = client

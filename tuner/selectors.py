@@ -121,26 +121,33 @@ TUNER_SETTINGS_SQL = f"SET LOCAL work_mem = '{TUNER_WORK_MEM}'; SET LOCAL jit = 
 
 
 @contextmanager
-def _tuned(alias: str) -> Iterator[None]:
+def _tuned(alias: str, *, one_snapshot: bool = False) -> Iterator[None]:
     """On PostgreSQL, a transaction on ``alias`` (or a savepoint in the one already open) with the tuner's settings;
-    elsewhere nothing (SQLite's transactions would hold its write lock for the reads)."""
+    elsewhere nothing (SQLite's transactions would hold its write lock for the reads). ``one_snapshot``: a new
+    transaction is REPEATABLE READ, so all its statements, and a read beside it (``tuner.beside``), see the
+    database as its first statement did."""
     connection = connections[alias]
     if connection.vendor != "postgresql":
         yield
         return
     with transaction.atomic(using=alias):
         with connection.cursor() as cursor:
+            if one_snapshot and len(connection.atomic_blocks) == 1:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cursor.execute(TUNER_SETTINGS_SQL)
         yield
 
 
 @contextmanager
-def window_reads() -> Iterator[None]:
+def window_reads() -> Iterator[str]:
     """The scope of a cycle's reads of its window: they may lag (``loopsite.replica``: from the replica when one is
     configured), and on PostgreSQL they run in one transaction on that database with the tuner's settings
-    (``TUNER_SETTINGS_SQL``, ``SET LOCAL``), which end with the block."""
-    with lagging_reads(), _tuned(router.db_for_read(Decision)):
-        yield
+    (``TUNER_SETTINGS_SQL``, ``SET LOCAL``), which end with the block, and in one snapshot: the aggregate pass and
+    the cluster samples see the same rows. Gives the database alias read."""
+    with lagging_reads():
+        alias = router.db_for_read(Decision)
+        with _tuned(alias, one_snapshot=True):
+            yield alias
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from tuner.analysis import (
     standardise,
     threshold_creep,
 )
+from tuner.beside import read_beside
 from tuner.clusters import band_thresholds, clusters_addressed
 from tuner.generators import Generated, GenerationContext, Generator, StatisticalGenerator, default_generator
 from tuner.heartbeat import Heartbeat, stale_runs
@@ -103,10 +104,14 @@ def _claim(*, agent: Agent, window: selectors.Window, now: datetime, requested_b
 # ------------------------------------------------------------------------------------------------ phase 2
 
 
-def clusters_find(*, agent: Agent, window: selectors.Window) -> list[dict[str, Any]]:
+def clusters_find(
+    *, agent: Agent, window: selectors.Window, samples: dict[str, selectors.ClusterRows] | None = None
+) -> list[dict[str, Any]]:
     """Dismissals and escalations clustered by feature similarity (by matched-rule combination for a
-    rule-based agent), each described against the approved decisions."""
-    samples = selectors.cluster_samples(agent=agent, window=window, limit=CLUSTER_SAMPLE)
+    rule-based agent), each described against the approved decisions. ``samples``: the window's cluster samples
+    when already read (``selectors.cluster_samples``)."""
+    if samples is None:
+        samples = selectors.cluster_samples(agent=agent, window=window, limit=CLUSTER_SAMPLE)
     approvals = samples["approve"]
     out: list[dict[str, Any]] = []
     for kind, min_size, similarity in (
@@ -407,11 +412,21 @@ def cycle_compute(
     # The window's rows, weeks of them, may come from the replica, seconds behind; what decides what may change
     # (the live config and its cache, rollbacks, rejections, the guard's ranges) is read from the primary.
     # One aggregate pass over the window (counts, trends, histograms and evidence bins) and one query for the
-    # cluster samples, in one transaction with the tuner's work_mem and jit (selectors.window_reads).
-    with selectors.window_reads():
+    # cluster samples, in one transaction with the tuner's work_mem and jit (selectors.window_reads). The samples
+    # are read on a second connection in the same snapshot while this one goes on (tuner.beside).
+    with selectors.window_reads() as alias:
         scan = selectors.window_scan(agent=agent, window=window, definitions=definitions)
         window = scan.window  # carries the scan: evidence is counted from it, not by another pass
-        clusters = clusters_find(agent=agent, window=window)
+        scanned = window
+        samples = read_beside(
+            alias,
+            lambda: selectors.cluster_samples(agent=agent, window=scanned, limit=CLUSTER_SAMPLE),
+            settings_sql=selectors.TUNER_SETTINGS_SQL,
+        )
+    # A generator that does not read the clusters (the statistical one) runs while the samples are read.
+    clusters = None
+    if getattr(generator, "reads_clusters", True):
+        clusters = clusters_find(agent=agent, window=window, samples=samples.result())
     counts, histograms = scan.counts, scan.histograms
     replay = {}
     for name, definition in definitions.items():
@@ -469,7 +484,7 @@ def cycle_compute(
         ),
         max_move=the_rules["MAX_MOVE_FRACTION"],
         min_evidence=the_rules["MIN_EVIDENCE_ENTRIES"],
-        clusters=clusters,
+        clusters=clusters if clusters is not None else [],
         weekly_trends=[w.as_dict() for w in counts.weeks],
         constraints=constraints,
         excluded=excluded,
@@ -484,6 +499,8 @@ def cycle_compute(
         generator = StatisticalGenerator()
     with lagging_reads():  # the evidence: counts and ids of the window's decisions
         generated = generator.generate(ctx)
+    if clusters is None:
+        clusters = clusters_find(agent=agent, window=window, samples=samples.result())
     notes.extend(generated.notes)
     candidates = _apply_memories(generated.candidates, plan, now=now, notes=notes)
     if creep.fired:

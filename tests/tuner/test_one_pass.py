@@ -7,6 +7,7 @@ the cycle's reads of the decision table so that a second pass cannot creep back,
 reads run in one transaction with the tuner's ``work_mem`` and ``jit``."""
 
 import random
+import threading
 import zoneinfo
 from datetime import timedelta
 from typing import Any
@@ -293,9 +294,11 @@ def test_cycle__no_response_yet__one_pass_and_no_sample_query() -> None:
 
 @pytest.mark.configured  # SET LOCAL is PostgreSQL's; SQLite runs the reads outside any transaction
 @pytest.mark.django_db(transaction=True)
-def test_cycle__postgresql__window_read_in_one_transaction_with_the_tuner_s_work_mem_and_jit(
+def test_cycle__postgresql__window_read_in_one_snapshot_with_the_tuner_s_work_mem_and_jit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The scan on the cycle's connection, the samples beside it on a second one (``tuner.beside``): both in
+    transactions with the tuner's settings, and in one snapshot."""
     agent = scored_agent(600, tz="UTC")
     seen: list[tuple[Any, ...]] = []
 
@@ -304,7 +307,7 @@ def test_cycle__postgresql__window_read_in_one_transaction_with_the_tuner_s_work
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT current_setting('work_mem'), current_setting('jit'), current_setting('enable_sort'), "
-                    "transaction_timestamp(), statement_timestamp()"
+                    "pg_current_snapshot()::text, pg_backend_pid()"
                 )
                 seen.append((function.__name__, *cursor.fetchone(), connection.in_atomic_block))
             return function(**kwargs)
@@ -323,8 +326,8 @@ def test_cycle__postgresql__window_read_in_one_transaction_with_the_tuner_s_work
     assert [s[0] for s in seen] == ["window_scan", "cluster_samples"]
     for _, work_mem, jit, enable_sort, _, _, atomic in seen:
         assert (work_mem, jit, enable_sort, atomic) == (selectors.TUNER_WORK_MEM, "off", "off", True)
-    # One transaction: the same transaction start, seen by statements apart in time.
-    assert seen[0][4] == seen[1][4] and seen[0][5] < seen[1][5]
+    # One snapshot, read by two connections.
+    assert seen[0][4] == seen[1][4] and seen[0][5] != seen[1][5]
     # SET LOCAL ended with it: the connection is back to its own settings.
     with connection.cursor() as cursor:
         cursor.execute(settings)
@@ -346,3 +349,71 @@ def test_beta_ppf__the_bootstrap_s_shortcut_agrees_with_scipy_s_beta_ppf_bit_for
         assert np.array_equal(beta_ppf(q, x + 1, n - x + 1), beta.ppf(q, x + 1, n - x + 1))
         shapes = zip(x[:40], n[:40] - x[:40] + 1, strict=True)
         assert all(float(beta_ppf(q, a, b)) == float(beta.ppf(q, a, b)) for a, b in shapes)
+
+
+@pytest.mark.configured  # the second connection is PostgreSQL's; SQLite reads the samples inline
+@pytest.mark.django_db(transaction=True)
+def test_cycle__postgresql__a_dismissal_committed_after_the_scan__not_in_the_samples_read_beside(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The samples are read on a second connection while the cycle goes on; they must see the rows the scan saw
+    (their every-k-th pick is scaled by the scan's totals), not a dismissal committed in between."""
+    from django.db import connections
+
+    agent = scored_agent(600, tz="UTC")
+    late = "late-dismissal"
+    read: dict[str, Any] = {}
+
+    def commit_a_dismissal() -> None:
+        try:
+            log_rows(agent, [{"id": late, "confidence": 0.62, "at": NOW - timedelta(days=2), "response": "dismiss"}])
+        finally:
+            connections.close_all()
+
+    def scan_then_commit(**kwargs: Any) -> Any:
+        scan = real_scan(**kwargs)
+        worker = threading.Thread(target=commit_a_dismissal)  # another connection, committed at once
+        worker.start()
+        worker.join()
+        return scan
+
+    def samples_spy(**kwargs: Any) -> Any:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            read["pid"] = cursor.fetchone()[0]
+        read["rows"] = real_samples(**kwargs)
+        return read["rows"]
+
+    real_scan, real_samples = selectors.window_scan, selectors.cluster_samples
+    monkeypatch.setattr(selectors, "window_scan", scan_then_commit)
+    monkeypatch.setattr(selectors, "cluster_samples", samples_spy)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        own_pid = cursor.fetchone()[0]
+    run = tuner_cycle_run(agent=agent, now=NOW, generator=StatisticalGenerator())
+
+    assert run.status == run.Status.DONE
+    assert read["pid"] != own_pid  # read beside, on a connection of its own
+    dismissals = read["rows"]["dismiss"]
+    assert dismissals.total == len(dismissals.entry_ids) > 0  # fewer than the limit: every dismissal is there
+    assert late not in dismissals.entry_ids
+    assert agent.decisions.filter(entry_id=late).exists()  # it was committed, and a later cycle sees it
+
+
+def test_cycle__inside_a_transaction__samples_read_on_the_cycle_s_own_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A second connection cannot see an open transaction's rows: inside one (here the test's), the samples are
+    read inline, and the cycle still finds them."""
+    agent = scored_agent(600, tz="UTC")
+    pids: list[int] = []
+    real_samples = selectors.cluster_samples
+
+    def samples_spy(**kwargs: Any) -> Any:
+        pids.append(id(connection.connection))
+        return real_samples(**kwargs)
+
+    monkeypatch.setattr(selectors, "cluster_samples", samples_spy)
+    run = tuner_cycle_run(agent=agent, now=NOW, generator=StatisticalGenerator())
+    assert pids == [id(connection.connection)]
+    assert run.stats["labels"]["dismiss"] > 0 and run.clusters.exists()
