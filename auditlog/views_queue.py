@@ -11,7 +11,7 @@ the undo link ``amend_agent``. An id sent without its agent is taken while only 
 
 import html
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Any
@@ -193,14 +193,15 @@ def _age_words(years: int, months: int, minutes: int, language: str | None) -> s
     return translation.gettext(", ").join(words)
 
 
-def _since(d: datetime, now: datetime) -> str:
+def _since(d: datetime, now: datetime, language: str | None) -> str:
     """``d|timesince`` at ``now``, as Django's ``timesince`` computes it (years and months by the calendar, from
-    ``d`` in its own time zone), with the words kept per (years, months, minutes)."""
+    ``d`` in its own time zone), with the words kept per (years, months, minutes) in ``language`` (the active
+    one, read once per page)."""
     if is_aware(now) and is_aware(d):
         now = now.astimezone(d.tzinfo)
     delta = now - d
     if delta.days * 24 * 60 * 60 + delta.seconds <= 0:
-        return _age_words(0, 0, 0, translation.get_language())
+        return _age_words(0, 0, 0, language)
     total_months = (now.year - d.year) * 12 + (now.month - d.month)
     if d.day > now.day or (d.day == now.day and d.time() > now.time()):
         total_months -= 1
@@ -213,7 +214,7 @@ def _since(d: datetime, now: datetime) -> str:
             year += 1
         pivot = datetime(year, month, min(MONTHS_DAYS[month - 1], d.day), d.hour, d.minute, d.second, tzinfo=d.tzinfo)
     minutes = int((now - pivot).total_seconds() // 60)
-    return _age_words(years, months, minutes, translation.get_language())
+    return _age_words(years, months, minutes, language)
 
 
 def _features(features: list[Any]) -> str:
@@ -222,8 +223,24 @@ def _features(features: list[Any]) -> str:
     )
 
 
-def item_html(item: QueueItem, *, respond_url: str, csrf_input: str, now: datetime) -> SafeString:
-    """One item of the queue (``<li>``), as the page and the htmx body show it."""
+_UNSET: Any = object()
+
+
+def item_html(
+    item: QueueItem,
+    *,
+    respond_url: str,
+    csrf_input: str,
+    now: datetime,
+    tz: tzinfo | None = None,
+    language: str | None = _UNSET,
+) -> SafeString:
+    """One item of the queue (``<li>``), as the page and the htmx body show it. ``tz`` and ``language``: the
+    active time zone and language, when the caller has read them already (``items_html`` does, once a page)."""
+    if tz is None:
+        tz = timezone.get_current_timezone()
+    if language is _UNSET:
+        language = translation.get_language()
     d = item.decision
     entry_id, agent_id = _e(str(item.entry_id)), _e(str(item.agent_id))
     url = _e(respond_url)
@@ -277,8 +294,8 @@ def item_html(item: QueueItem, *, respond_url: str, csrf_input: str, now: dateti
         )
     out.append(
         "\n"
-        f'      <span class="age muted" title="{timezone.localtime(d.timestamp).isoformat()}">'
-        f"{_e(_since(d.timestamp, now))} ago</span>\n"
+        f'      <span class="age muted" title="{timezone.localtime(d.timestamp, tz).isoformat()}">'
+        f"{_e(_since(d.timestamp, now, language))} ago</span>\n"
         f"      {_BINARY_TAG if item.binary_mode else ''}\n"
         "    </div>\n"
         '    <div class="details">\n'
@@ -354,6 +371,17 @@ def item_html(item: QueueItem, *, respond_url: str, csrf_input: str, now: dateti
     return mark_safe("".join(out))  # noqa: S308 -- every value above is escaped by _e
 
 
+def items_html(items: list[QueueItem], *, respond_url: str, csrf_input: str, now: datetime) -> SafeString:
+    """The page's items, one string: the template shows it with one variable rather than a loop of 25."""
+    tz, language = timezone.get_current_timezone(), translation.get_language()
+    return mark_safe(  # noqa: S308 -- item_html escapes every value
+        "".join(
+            item_html(i, respond_url=respond_url, csrf_input=csrf_input, now=now, tz=tz, language=language)
+            for i in items
+        )
+    )
+
+
 def _body_context(
     request: HttpRequest, data: Any, notices: list[RespondResult] | None = None, *, with_stats: bool = True
 ) -> dict[str, Any]:
@@ -377,22 +405,29 @@ def _body_context(
     if amending is not None:
         page.items.insert(0, amending)
     undo = None if amending is not None else last_answer(reviewer=reviewer, now=now)
-    filter_qs = urlencode(filters.as_query())
+    filter_query = filters.as_query()
+    filter_qs = urlencode(filter_query)
+    # The page's links, reversed once here rather than by a {% url %} at each use.
+    urls = {name: reverse(f"queue-{name}") for name in ("respond", "stats", "claim")}
+    urls["queue"] = reverse("queue")
     next_url = ""
     if page.next_cursor is not None:
-        next_url = reverse("queue") + "?" + urlencode({**filters.as_query(), "after": page.next_cursor.encode()})
-    respond_url = reverse("queue-respond")
-    csrf_input = f'<input type="hidden" name="csrfmiddlewaretoken" value="{_e(get_token(request))}">'
+        next_url = urls["queue"] + "?" + urlencode({**filter_query, "after": page.next_cursor.encode()})
+    # One masked token for the page, as the template's {% csrf_token %} tags share one: masking costs random bytes.
+    csrf_token = get_token(request)
+    csrf_input = f'<input type="hidden" name="csrfmiddlewaretoken" value="{_e(csrf_token)}">'
     return {
         "filter_qs": filter_qs,
         "next_url": next_url,
         "page": page,
-        "items_html": [item_html(i, respond_url=respond_url, csrf_input=csrf_input, now=now) for i in page.items],
+        "urls": urls,
+        "csrf_token": csrf_token,
+        "items_html": items_html(page.items, respond_url=urls["respond"], csrf_input=csrf_input, now=now),
         # The full page leaves the header figures to their own request (``queue-stats``), so a cold count never
         # holds up the list; after a response they come inline, the counts being warm by then.
         "stats": queue_stats(reviewer=reviewer, now=now, filters=filters) if with_stats else None,
         "notices": notices or [],
-        "filter_query": filters.as_query(),
+        "filter_query": filter_query,
         "undo": undo,
         "response_actions": RESPONSE_ACTIONS,
         "claim_minutes": rule("CLAIM_MINUTES"),

@@ -50,6 +50,8 @@ SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if CONFI
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=CONFIGURED)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=CONFIGURED)
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=CONFIGURED)
+# Database sessions, read with one plain SELECT instead of the ORM's (loopsite/sessions.py).
+SESSION_ENGINE = "loopsite.sessions"
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=CONFIGURED)
 # Behind a proxy that terminates TLS: the header that says the original request was HTTPS ("" for none).
 _proxy_header = env.str("SECURE_PROXY_SSL_HEADER", default="HTTP_X_FORWARDED_PROTO,https" if CONFIGURED else "")

@@ -1,0 +1,57 @@
+"""What the queue page reads on each request, and the CSRF token its forms carry."""
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from tests.web.conftest import HX, log_pending, signed_in, stored
+
+pytestmark = pytest.mark.django_db
+
+
+def test_queue__a_page__reads_the_session_the_user_its_groups_the_list_and_the_agents(
+    reviewer: Any, agent: Any
+) -> None:
+    """Five queries, none per item: the kept counts (the menu's) and the reviewer's last answer (none) come from
+    the cache once warm."""
+    log_pending(agent.agent_id, 30, ago=timedelta(hours=3))
+    client = signed_in(reviewer)
+    client.get("/queue/")  # warm: the kept counts and the reviewer's last answer
+
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get("/queue/")
+
+    assert response.status_code == 200 and response.content.count(b'<li class="item') == 25
+    tables = [re.search(r'FROM "?(\w+)"?', q["sql"]).group(1) for q in captured.captured_queries]  # type: ignore[union-attr]
+    assert tables == ["django_session", "auth_user", "auth_group", "auditlog_decision", "thresholds_agent"]
+
+
+def test_queue__forms_carry_one_token__a_response_with_it_accepted_without_it_refused(
+    reviewer: Any, agent: Any
+) -> None:
+    first, second = log_pending(agent.agent_id, 2)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(reviewer)
+    html = client.get("/queue/").content.decode()
+
+    tokens = set(re.findall(r'name="csrfmiddlewaretoken" value="([^"]+)"', html))
+    tokens |= set(re.findall(r'"X-CSRFToken": "([^"]+)"', html))
+    assert len(tokens) == 1  # the items', the bulk form's, the sign-out form's and htmx's header: one masked token
+    (token,) = tokens
+
+    refused = client.post("/queue/respond/", {"entry_id": first, "response": "approve"}, headers=HX)
+    assert refused.status_code == 403 and stored(first).response_action is None
+
+    accepted = client.post(
+        "/queue/respond/", {"entry_id": first, "response": "approve", "csrfmiddlewaretoken": token}, headers=HX
+    )
+    assert accepted.status_code == 200 and stored(first).response_action == "approve"
+    by_header = client.post(
+        "/queue/respond/", {"entry_id": second, "response": "dismiss"}, headers={**HX, "X-CSRFToken": token}
+    )
+    assert by_header.status_code == 200 and stored(second).response_action == "dismiss"
