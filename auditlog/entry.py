@@ -74,6 +74,16 @@ def _obj(raw: Any, name: str) -> dict[str, Any]:
 
 def _str(obj: dict[str, Any], key: str, name: str, *, required: bool = True, limit: int = 200) -> str | None:
     value = obj.get(key)
+    # The usual value passes every check below at once; anything else goes through them one by one, for the
+    # message that names what is wrong.
+    if (
+        type(value) is str
+        and value.isascii()
+        and "\x00" not in value
+        and len(value) <= limit
+        and (not required or (value != "" and not value.isspace()))
+    ):
+        return value
     if value is None:
         if required:
             raise InvalidEntry(f"{name} is required", field=name)
@@ -200,18 +210,25 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
     features_raw = _obj(context.get("features", {}), "context.features")
     if len(features_raw) > MAX_FEATURES:
         raise InvalidEntry(f"context.features has more than {MAX_FEATURES} features", field="context.features")
-    features = {}
-    isfinite = math.isfinite
-    for key, value in features_raw.items():
-        if len(key) > 200:
-            raise InvalidEntry("context.features has a name longer than 200 characters", field="context.features")
-        problem = None if _plain(key) else text_problem(key)
-        if problem:
-            raise InvalidEntry(f"context.features has a name that {problem}", field="context.features")
-        # Fast path for the usual finite float; anything else gets the full check and its message.
-        features[key] = (
-            value if type(value) is float and isfinite(value) else finite_number(value, f"context.features.{key}")
-        )
+    values = features_raw.values()
+    if (
+        # The usual features pass at once: short storable names (joined: plain only if each one is), finite floats
+        # (a NaN or an infinity makes the sum one). Anything else is checked one by one below, for its message.
+        _plain("".join(features_raw))
+        and all(type(v) is float for v in values)
+        and math.isfinite(sum(values))
+        and (not features_raw or max(map(len, features_raw)) <= 200)
+    ):
+        features: dict[str, float] = features_raw
+    else:
+        features = {}
+        for key, value in features_raw.items():
+            if len(key) > 200:
+                raise InvalidEntry("context.features has a name longer than 200 characters", field="context.features")
+            problem = None if _plain(key) else text_problem(key)
+            if problem:
+                raise InvalidEntry(f"context.features has a name that {problem}", field="context.features")
+            features[key] = finite_number(value, f"context.features.{key}")
     rules_raw = context.get("matchedRules", [])
     if not isinstance(rules_raw, list) or not all(isinstance(r, str) for r in rules_raw):
         raise InvalidEntry("context.matchedRules must be a list of strings", field="context.matchedRules")
@@ -219,10 +236,11 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
         raise InvalidEntry(f"context.matchedRules has more than {MAX_RULES} rules", field="context.matchedRules")
     if any(len(r) > 200 for r in rules_raw):
         raise InvalidEntry("context.matchedRules has a rule longer than 200 characters", field="context.matchedRules")
-    for rule_name in rules_raw:
-        problem = None if _plain(rule_name) else text_problem(rule_name)
-        if problem:
-            raise InvalidEntry(f"context.matchedRules has a rule that {problem}", field="context.matchedRules")
+    if not _plain("".join(rules_raw)):  # plain only if every rule is
+        for rule_name in rules_raw:
+            problem = None if _plain(rule_name) else text_problem(rule_name)
+            if problem:
+                raise InvalidEntry(f"context.matchedRules has a rule that {problem}", field="context.matchedRules")
 
     config_version = _whole(obj.get("configVersion"), "configVersion", "a version number")
 

@@ -57,6 +57,7 @@ class _AgentContext:
     live: LiveConfig
     _history: list[_Version] | None = None
     # Worked out once per request or batch, not per entry:
+    _dated: tuple[list[_Version], list[datetime]] | None = None  # versions that went live, and when
     _gating: dict[str, list[str]] = field(default_factory=dict)  # action -> the thresholds gating it
     _lowest: str | None = None
 
@@ -100,9 +101,11 @@ class _AgentContext:
         if entry.config_version is None:
             if entry.timestamp >= live.activated_at:
                 return _Version(live.version_pk, live.version, live.activated_at, live.thresholds)
-            history = [v for v in self.history() if not v.canary]
-            at = bisect.bisect_right([v.activated_at for v in history], entry.timestamp)
-            return history[max(0, at - 1)]
+            if self._dated is None:
+                history = [v for v in self.history() if not v.canary]
+                self._dated = (history, [v.activated_at for v in history])
+            history, times = self._dated
+            return history[max(0, bisect.bisect_right(times, entry.timestamp) - 1)]
         if entry.config_version == live.version:
             version = _Version(live.version_pk, live.version, live.activated_at, live.thresholds)
         else:
@@ -648,34 +651,46 @@ def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Ag
         results.append(BatchResult(entry.id, "created"))
         pending.append((len(results) - 1, entry, row))
 
-    # Ids the server made are new by construction; only the given ones can be in the registry already.
-    known = _known_hashes([(row[_AGENT_AT], e.id) for _, e, row in pending if e.id_given])
-    fresh = []
-    for index, entry, row in pending:
-        hash_known = known.get((row[_AGENT_AT], entry.id))
-        if hash_known is not None:
-            same = content_hash_matches(entry, hash_known)
-            results[index] = BatchResult(
-                entry.id,
-                "duplicate" if same else "conflict",
-                None if same else {"id": "exists already with other content"},
-            )
-        else:
-            fresh.append((index, entry, row))
+    # The usual batch holds new ids only, and the registry's unique constraint refuses any other: the batch is
+    # written as it is, and only when the registry refuses one of its ids are they looked up there.
+    fresh = pending
+    if not _store_batch(fresh):
+        # Ids the server made are new by construction; only the given ones can be in the registry already.
+        known = _known_hashes([(row[_AGENT_AT], e.id) for _, e, row in pending if e.id_given])
+        fresh = []
+        for index, entry, row in pending:
+            hash_known = known.get((row[_AGENT_AT], entry.id))
+            if hash_known is not None:
+                same = content_hash_matches(entry, hash_known)
+                results[index] = BatchResult(
+                    entry.id,
+                    "duplicate" if same else "conflict",
+                    None if same else {"id": "exists already with other content"},
+                )
+            else:
+                fresh.append((index, entry, row))
+        if not _store_batch(fresh):
+            # Another request stored some of these ids meanwhile: settle each one on its own.
+            for index, entry, _row in fresh:
+                try:
+                    status, _ = decision_log(raw=entries[index], now=now, acting_agent=acting_agent)
+                    results[index] = BatchResult(entry.id, status)
+                except DomainError as exc:
+                    status = "conflict" if exc.status_code == 409 else "invalid"
+                    results[index] = BatchResult(entry.id, status, _error(exc))
+    logger.info("decision.batch_logged", extra={"entries": len(entries), "stored": len(fresh)})
+    return results
+
+
+def _store_batch(fresh: list[tuple[int, EntryInput, tuple[Any, ...]]]) -> bool:
+    """Store ``fresh`` all together or not at all; False when the registry refused one of its ids."""
     try:
         with transaction.atomic():
             _store(fresh)
             last_answers_changed(e.human_response.responder_id for _, e, _row in fresh if e.human_response)
     except IntegrityError:
-        # Another request stored some of these ids meanwhile: settle each one on its own.
-        for index, entry, _row in fresh:
-            try:
-                status, _ = decision_log(raw=entries[index], now=now, acting_agent=acting_agent)
-                results[index] = BatchResult(entry.id, status)
-            except DomainError as exc:
-                results[index] = BatchResult(entry.id, "conflict" if exc.status_code == 409 else "invalid", _error(exc))
-    logger.info("decision.batch_logged", extra={"entries": len(entries), "stored": len(fresh)})
-    return results
+        return False
+    return True
 
 
 class _Answerable(NamedTuple):

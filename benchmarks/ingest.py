@@ -345,7 +345,8 @@ def bare_round_trips(dsn: str, prefix: str, entries: list[dict[str, Any]], agent
         key_row = [e["id"], "0" * 63, agent_pk, timestamp]
         row = [e["id"], agent_pk, e["sessionId"], timestamp, now, d["action"], d["confidence"], d["thresholdUsed"]]
         row += ["flag_threshold", d["reasoning"], c["inputHash"], json.dumps(c["features"])]
-        row += [json.dumps(c["matchedRules"]), version_pk, "fired", True, "0" * 63] + [None] * 9
+        row += [json.dumps(c["matchedRules"]), version_pk, "fired", True, "0" * 63]
+        row += [None] * (len(DECISION_COLUMNS) - len(row))  # no human response, claim or shadow
         params.append(key_row + row)
     with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
         start = time.perf_counter()

@@ -6,10 +6,12 @@ or an agent deletes (``agent_keys_changed``): a revoked key stops working in eve
 """
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
+from django.core.cache import cache
 from django.db import transaction
 from rest_framework import authentication, exceptions
 
@@ -61,18 +63,19 @@ _kept: dict[str, _KeptKey] = {}  # prefix -> the key as read under ``stamp``
 _kept_lock = threading.Lock()
 
 
-def _keys_stamp() -> str | None:
-    """The shared stamp, made when absent; None when the shared cache cannot be read (then nothing is kept)."""
-    return stamp_get(KEYS_STAMP, timeout=None)
+def _keys_stamp(seen: Any = None) -> str | None:
+    """The shared stamp, made when absent; None when the shared cache cannot be read (then nothing is kept).
+    ``seen``: its value as the request already read it, in one round trip with the failed-key count."""
+    return stamp_get(KEYS_STAMP, timeout=None, seen=seen)
 
 
-def _agent_key_get(prefix: str) -> AgentKey | None:
+def _agent_key_get(prefix: str, *, seen_stamp: Any = None) -> AgentKey | None:
     """The unrevoked agent key with this prefix, its agent loaded; None when there is none.
 
     From this process's copy while the shared stamp is the one it was read under, else from the database. The
     stamp is read before the database, so a revoke committed after that read deletes the stamp this copy holds.
     """
-    stamp = _keys_stamp()
+    stamp = _keys_stamp(seen_stamp)
     if stamp is None:
         # Unreachable: a revoke made meanwhile could not delete the stamp (the outbox retries it), so nothing
         # kept from before may be trusted when the cache comes back.
@@ -123,25 +126,32 @@ class BearerAuthentication(authentication.BaseAuthentication):
             return None
         # Guessing keys is throttled per address: after LOOPSITE_THROTTLE_RATES["failed_key"] failures in a window,
         # every bearer request from that address is refused (429) until the window ends, good key or not.
-        from people.throttling import client_address, window_full, window_hit
+        from people.throttling import client_address, window_full, window_hit, window_key
 
         address = client_address(request)
-        wait = window_full("failed_key", address)
+        now = time.time()
+        failed = window_key("failed_key", address, now=now)
+        # One round trip to the cache for both: the address's failed keys and the agent keys' stamp.
+        try:
+            seen = cache.get_many([failed, KEYS_STAMP])
+        except Exception:  # noqa: BLE001 - a cache that cannot be read: no lockout known, no key kept
+            seen = {}
+        wait = window_full("failed_key", address, now=now, seen=seen.get(failed))
         if wait is not None:
             raise exceptions.Throttled(wait=wait, detail="too many failed bearer keys from this address")
         try:
-            return self._principal(key.strip())
+            return self._principal(key.strip(), seen_stamp=seen.get(KEYS_STAMP))
         except exceptions.AuthenticationFailed:
             window_hit("failed_key", address)
             raise
 
-    def _principal(self, key: str) -> tuple[Any, Any]:
+    def _principal(self, key: str, *, seen_stamp: Any = None) -> tuple[Any, Any]:
         parsed = key_parse(key)
         if parsed is None:
             raise exceptions.AuthenticationFailed("malformed bearer key")
         kind, prefix = parsed
         if kind == AGENT_KIND:
-            agent_key = _agent_key_get(prefix)
+            agent_key = _agent_key_get(prefix, seen_stamp=seen_stamp)
             if agent_key is None or not key_matches(key, agent_key.hashed_key):
                 raise exceptions.AuthenticationFailed("unknown or revoked agent key")
             return AgentPrincipal(agent=agent_key.agent), agent_key

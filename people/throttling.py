@@ -6,6 +6,7 @@ seconds until its window ends. The cache is an optimisation here as everywhere: 
 is let through rather than refused (an agent must never be blocked by a cache outage).
 """
 
+import functools
 import math
 import re
 import time
@@ -13,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from rest_framework.throttling import BaseThrottle
 
+from loopsite.cache import DegradingRedisCache
 from people.authentication import AgentPrincipal
 
 _UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600, "day": 86400}
@@ -30,6 +32,7 @@ class Rate:
         return f"{self.count} per {self.seconds} s"
 
 
+@functools.lru_cache(maxsize=64)  # read from settings at every request; parsed once per text
 def rate_parse(text: str) -> Rate:
     """``"6000/min"``, ``"20/10min"``, ``"100/s"``: a count per (optionally several) seconds, minutes, hours, days."""
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*", text)
@@ -60,25 +63,57 @@ class _Window:
         return cls(f"throttle:{scope}:{ident}:{index}", limit.count, limit.seconds, left)
 
 
+def _count(key: str, seconds: int) -> int | None:
+    """Add one to the counter ``key``, made (expiring after ``seconds``) when absent; None when it cannot count.
+
+    On Redis the counter is made and incremented in one round trip (SET NX EX and INCR, pipelined) rather than
+    the three of the cache API (SET NX, then EXISTS and INCRBY in ``incr``): throttling runs at every request."""
+    backend = caches["default"]
+    if isinstance(backend, DegradingRedisCache):
+        full_key = backend.make_and_validate_key(key)
+
+        def count() -> int:
+            pipe = backend._cache.get_client(full_key, write=True).pipeline(transaction=False)
+            pipe.set(full_key, 0, ex=seconds, nx=True)
+            pipe.incr(full_key)
+            return int(pipe.execute()[1])
+
+        # Through the cache's breaker: unreachable, it is a miss (None) and Redis is left alone for a while.
+        result: int | None = backend._guard(None, count)
+        return result
+    cache.add(key, 0, timeout=seconds)
+    return cache.incr(key)  # type: ignore[no-any-return]
+
+
 def window_hit(scope: str, ident: object, *, now: float | None = None) -> float | None:
     """Count one request of ``ident`` in ``scope``; None when it is allowed, else the seconds to wait."""
     window = _Window.at(scope, ident, now)
     try:
-        cache.add(window.key, 0, timeout=window.seconds + 1)
-        count = cache.incr(window.key)
+        count = _count(window.key, window.seconds + 1)
     except Exception:  # noqa: BLE001 - a cache that cannot count lets the request through
         return None
     return None if count is None or count <= window.limit else window.left
 
 
-def window_full(scope: str, ident: object, *, now: float | None = None) -> float | None:
-    """Like ``window_hit`` without counting: the seconds to wait when ``ident`` has used up its window."""
+_UNREAD: Any = object()
+
+
+def window_key(scope: str, ident: object, *, now: float | None = None) -> str:
+    """The cache key of the window ``now`` falls in, for a caller that reads it together with other keys."""
+    return _Window.at(scope, ident, now).key
+
+
+def window_full(scope: str, ident: object, *, now: float | None = None, seen: Any = _UNREAD) -> float | None:
+    """Like ``window_hit`` without counting: the seconds to wait when ``ident`` has used up its window.
+    ``seen``: the counter's value (None when absent) a caller already read under ``window_key`` at the same
+    ``now``, in one round trip with other keys."""
     window = _Window.at(scope, ident, now)
-    try:
-        count = cache.get(window.key)
-    except Exception:  # noqa: BLE001
-        return None
-    return None if count is None or count < window.limit else window.left
+    if seen is _UNREAD:
+        try:
+            seen = cache.get(window.key)
+        except Exception:  # noqa: BLE001
+            return None
+    return None if not isinstance(seen, int) or seen < window.limit else window.left
 
 
 def client_address(request: Any) -> str:

@@ -12,6 +12,7 @@ from django.test import Client
 from people.services import token_create
 from people.throttling import rate_parse, window_hit
 from tests.factories import entry, make_agent, user_with_role
+from tests.live_servers import free_port
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "a-long-enough-passphrase"
@@ -101,6 +102,19 @@ def test_window_hit__cache_cannot_count__the_request_goes_through(monkeypatch: p
         incr = get = add
 
     monkeypatch.setattr("people.throttling.cache", Unreachable())
+    monkeypatch.setattr("people.throttling.caches", {"default": Unreachable()})
+    assert all(window_hit("failed_key", "10.0.0.1") is None for _ in range(100))
+
+
+def test_window_hit__redis_refuses_connections__the_request_goes_through(settings: Any) -> None:
+    # Redis counts in one pipelined round trip of its own: a refused connection is still a request let through.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "loopsite.cache.DegradingRedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+            "OPTIONS": {"socket_connect_timeout": 0.3, "socket_timeout": 0.3, "DOWN_PAUSE": 0.5},
+        }
+    }
     assert all(window_hit("failed_key", "10.0.0.1") is None for _ in range(100))
 
 

@@ -89,7 +89,7 @@ def test_cache_unreachable__kept_keys_dropped_and_keys_read_from_the_database(
 ) -> None:
     assert agent_client.get(CONFIG).status_code == 200
     assert authentication._kept
-    monkeypatch.setattr(authentication, "_keys_stamp", lambda: None)
+    monkeypatch.setattr(authentication, "_keys_stamp", lambda seen=None: None)
 
     assert agent_client.get(CONFIG).status_code == 200
     # A revoke made while the cache is unreachable cannot delete the stamp: nothing kept may outlive the outage.

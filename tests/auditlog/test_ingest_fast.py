@@ -99,3 +99,74 @@ def test_batch_without_a_key__each_agent_read_once_and_an_unknown_one_refused(ag
     assert results[-1].errors == {"agentId": "agentId 'nobody' is not a registered agent"}
     assert len(agent_reads) == 3  # triage, fraud, and the unknown one
     assert Decision.objects.filter(agent__agent_id="fraud").count() == 20
+
+
+def _registry_reads(queries: CaptureQueriesContext) -> list[str]:
+    table = DecisionKey._meta.db_table
+    return [q["sql"] for q in queries.captured_queries if "SELECT" in q["sql"].upper() and table in q["sql"]]
+
+
+def test_batch_of_new_ids__written_without_looking_them_up(agent_client: APIClient) -> None:
+    # The registry's unique constraint refuses a stored id by itself: a batch of new ids costs no look-up.
+    with CaptureQueriesContext(connection) as queries:
+        response = agent_client.post(
+            "/api/v1/decisions/batch", {"entries": [entry(id=f"new-{i}") for i in range(5)]}, format="json"
+        )
+
+    assert [r["status"] for r in response.json()["results"]] == ["created"] * 5
+    assert _registry_reads(queries) == []
+    assert DecisionKey.objects.count() == Decision.objects.count() == 5
+
+
+def test_batch_resent_with_one_changed_and_one_new__each_settled_and_nothing_stored_twice(
+    agent_client: APIClient,
+) -> None:
+    first = [entry(id="r-1"), entry(id="r-2"), entry(id="r-3")]
+    agent_client.post("/api/v1/decisions/batch", {"entries": first}, format="json")
+    again = [entry(id="r-1"), entry(id="r-2", sessionId="changed"), entry(id="r-4"), entry(id="r-3")]
+
+    response = agent_client.post("/api/v1/decisions/batch", {"entries": again}, format="json")
+
+    assert response.json()["results"] == [
+        {"id": "r-1", "status": "duplicate"},
+        {"id": "r-2", "status": "conflict", "errors": {"id": "exists already with other content"}},
+        {"id": "r-4", "status": "created"},
+        {"id": "r-3", "status": "duplicate"},
+    ]
+    assert sorted(Decision.objects.values_list("entry_id", flat=True)) == ["r-1", "r-2", "r-3", "r-4"]
+    assert DecisionKey.objects.count() == 4
+    assert Decision.objects.get(entry_id="r-2").session_id == first[1]["sessionId"]
+
+
+def test_single_post__key_and_live_config_kept__no_database_read(agent_client: APIClient) -> None:
+    assert agent_client.post("/api/v1/decisions", entry(id="warm"), format="json").status_code == 201
+
+    with CaptureQueriesContext(connection) as queries:
+        response = agent_client.post("/api/v1/decisions", entry(id="hot"), format="json")
+
+    assert response.status_code == 201
+    statements = [
+        q["sql"] for q in queries.captured_queries if not q["sql"].upper().startswith(("SAVEPOINT", "RELEASE"))
+    ]
+    # The registry row and the decision: one statement on PostgreSQL, one INSERT each on SQLite; nothing read.
+    assert len(statements) == (1 if connection.vendor == "postgresql" else 2), statements
+    assert not [s for s in statements if s.upper().startswith("SELECT")]
+
+
+@pytest.mark.configured
+def test_single_post__three_round_trips_to_redis(agent_client: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The failed-key count and the agent keys' stamp in one read, the agent's request count in one pipelined
+    write, the live config's stamp: a logged decision waits for Redis three times (it used to be six)."""
+    from redis.connection import AbstractConnection
+
+    assert agent_client.post("/api/v1/decisions", entry(id="warm"), format="json").status_code == 201
+    sent: list[bytes] = []
+    original = AbstractConnection.send_packed_command
+
+    def counted(self: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(command)
+        original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    assert agent_client.post("/api/v1/decisions", entry(id="hot"), format="json").status_code == 201
+    assert len(sent) == 3, sent
