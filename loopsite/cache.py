@@ -118,6 +118,20 @@ class DegradingRedisCache(RedisCache):
     def set_many(self, data: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> list[Any]:
         return list(self._guard(list(data), super().set_many, data, timeout, version=version))
 
+    def count(self, key: Any, timeout: int, version: Any = None) -> int | None:
+        """Add one to the counter ``key``, made (expiring after ``timeout`` seconds) when absent, in one round trip
+        (SET NX EX and INCR, pipelined) where ``add`` and then ``incr`` take three; None when Redis is down."""
+        full_key = self.make_and_validate_key(key, version=version)
+
+        def count() -> int:
+            pipe = self._cache.get_client(full_key, write=True).pipeline(transaction=False)
+            pipe.set(full_key, 0, ex=timeout, nx=True)
+            pipe.incr(full_key)
+            return int(pipe.execute()[1])
+
+        result: int | None = self._guard(None, count)
+        return result
+
     def delete_many(self, keys: Any, version: Any = None) -> None:
         self._guard(None, super().delete_many, keys, version=version)
 

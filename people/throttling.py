@@ -65,22 +65,10 @@ class _Window:
 
 def _count(key: str, seconds: int) -> int | None:
     """Add one to the counter ``key``, made (expiring after ``seconds``) when absent; None when it cannot count.
-
-    On Redis the counter is made and incremented in one round trip (SET NX EX and INCR, pipelined) rather than
-    the three of the cache API (SET NX, then EXISTS and INCRBY in ``incr``): throttling runs at every request."""
+    On Redis in one round trip (``DegradingRedisCache.count``): throttling runs at every request."""
     backend = caches["default"]
     if isinstance(backend, DegradingRedisCache):
-        full_key = backend.make_and_validate_key(key)
-
-        def count() -> int:
-            pipe = backend._cache.get_client(full_key, write=True).pipeline(transaction=False)
-            pipe.set(full_key, 0, ex=seconds, nx=True)
-            pipe.incr(full_key)
-            return int(pipe.execute()[1])
-
-        # Through the cache's breaker: unreachable, it is a miss (None) and Redis is left alone for a while.
-        result: int | None = backend._guard(None, count)
-        return result
+        return backend.count(key, seconds)
     cache.add(key, 0, timeout=seconds)
     return cache.incr(key)  # type: ignore[no-any-return]
 
