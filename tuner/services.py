@@ -417,10 +417,9 @@ def cycle_compute(
     with selectors.window_reads() as alias:
         scan = selectors.window_scan(agent=agent, window=window, definitions=definitions)
         window = scan.window  # carries the scan: evidence is counted from it, not by another pass
-        scanned = window
         samples = read_beside(
             alias,
-            lambda: selectors.cluster_samples(agent=agent, window=scanned, limit=CLUSTER_SAMPLE),
+            lambda: selectors.cluster_samples(agent=agent, window=scan.window, limit=CLUSTER_SAMPLE),
             settings_sql=selectors.TUNER_SETTINGS_SQL,
         )
     # A generator that does not read the clusters (the statistical one) runs while the samples are read.
