@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.test import Client
+from django.http import HttpResponse, HttpResponseBase
+from django.test import Client, RequestFactory, override_settings
 from django.utils import timezone
 
 from tests.approvals.conftest import log_responded
@@ -153,3 +154,56 @@ def test_templates__no_inline_style() -> None:
 def test_blocked_in__finds_what_the_policy_blocks(source: str, scripts: int, handlers: int, styles: int) -> None:
     blocked = blocked_in(source)
     assert (len(blocked.scripts), len(blocked.handlers), len(blocked.styles)) == (scripts, handlers, styles)
+
+
+# --- loopsite.csp: the policy built once, and every case django-csp decides itself still decided by it -------------
+
+
+def _through_middleware(response_attrs: dict[str, object] | None = None) -> HttpResponseBase:
+    from loopsite.csp import CSPMiddleware
+
+    response = HttpResponse("ok")
+    for name, value in (response_attrs or {}).items():
+        setattr(response, name, value)
+    request = RequestFactory().get("/")
+    middleware = CSPMiddleware(lambda r: response)
+    middleware.process_request(request)
+    return middleware.process_response(request, response)
+
+
+def test_csp_middleware__settings_changed__the_new_policy_not_the_one_built_before() -> None:
+    first = _through_middleware()["Content-Security-Policy"]
+    assert policy_of(first) == settings.CONTENT_SECURITY_POLICY["DIRECTIVES"]
+    with override_settings(CONTENT_SECURITY_POLICY={"DIRECTIVES": {"default-src": ["'none'"]}}):
+        assert _through_middleware()["Content-Security-Policy"] == "default-src 'none'"
+    assert _through_middleware()["Content-Security-Policy"] == first
+
+
+def test_csp_middleware__a_view_updates_or_exempts_its_policy__django_csp_applies_it() -> None:
+    updated = _through_middleware({"_csp_update": {"img-src": ["https://example.org"]}})
+    assert policy_of(updated["Content-Security-Policy"])["img-src"] == ["'self'", "data:", "https://example.org"]
+    assert "Content-Security-Policy" not in _through_middleware({"_csp_exempt": True})
+
+
+def test_csp_middleware__a_report_only_policy_set__both_headers() -> None:
+    report_only = {"DIRECTIVES": {"default-src": ["'self'"], "report-uri": ["/csp-report/"]}}
+    with override_settings(CONTENT_SECURITY_POLICY_REPORT_ONLY=report_only):
+        response = _through_middleware()
+    assert policy_of(response["Content-Security-Policy"]) == settings.CONTENT_SECURITY_POLICY["DIRECTIVES"]
+    assert "report-uri /csp-report/" in response["Content-Security-Policy-Report-Only"]
+
+
+def test_csp_middleware__a_nonce_used_by_the_page__in_the_header() -> None:
+    from csp.constants import NONCE
+
+    from loopsite.csp import CSPMiddleware
+
+    directives = {**settings.CONTENT_SECURITY_POLICY["DIRECTIVES"], "script-src": ["'self'", NONCE]}
+    with override_settings(CONTENT_SECURITY_POLICY={"DIRECTIVES": directives}):
+        request = RequestFactory().get("/")
+        response = HttpResponse("ok")
+        middleware = CSPMiddleware(lambda r: response)
+        middleware.process_request(request)
+        nonce = str(request.csp_nonce)  # type: ignore[attr-defined]
+        header = middleware.process_response(request, response)["Content-Security-Policy"]
+    assert f"'nonce-{nonce}'" in policy_of(header)["script-src"]
