@@ -29,7 +29,7 @@ from auditlog.selectors import DecisionFilters, decision_page, decision_read
 from auditlog.services import decision_log, decision_log_batch, response_history, response_record
 from loopsite.exceptions import DomainError, Forbidden, NotFound
 from loopsite.input_checks import json_load
-from people.authentication import acting_agent
+from people.authentication import acting_agent, seen_with_key
 from people.roles import is_reviewer, is_staff
 from thresholds.selectors import agent_get
 
@@ -198,7 +198,9 @@ class DecisionListCreateApi(APIView):
     )
     def post(self, request: Request) -> HttpResponse:
         raw = json_body(request, limit=settings.API_MAX_BODY_BYTES)
-        status, decision = decision_log(raw=raw, now=timezone.now(), acting_agent=acting_agent(request))
+        status, decision = decision_log(
+            raw=raw, now=timezone.now(), acting_agent=acting_agent(request), seen=seen_with_key(request)
+        )
         return _json(entry_render(decision), status=201 if status == "created" else 200)
 
 
@@ -237,7 +239,9 @@ class DecisionBatchApi(APIView):
         if len(entries) > MAX_BATCH_ENTRIES:
             raise InvalidEntry(f"entries holds more than {MAX_BATCH_ENTRIES} entries", field="entries")
         now = self.clock() if self.clock is not None else timezone.now()
-        results = decision_log_batch(entries=entries, now=now, acting_agent=acting_agent(request))
+        results = decision_log_batch(
+            entries=entries, now=now, acting_agent=acting_agent(request), seen=seen_with_key(request)
+        )
         return _json({"results": [r.as_dict() for r in results]})
 
 

@@ -3,7 +3,7 @@
 import bisect
 import functools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple
@@ -62,9 +62,9 @@ class _AgentContext:
     _lowest: str | None = None
 
     @classmethod
-    def load(cls, agent: Agent) -> "_AgentContext":
+    def load(cls, agent: Agent, seen: Mapping[str, Any] | None = None) -> "_AgentContext":
         # The live config carries the thresholds' gated actions, so a logged decision costs no query for them.
-        return cls(agent=agent, live=config_get_live(agent=agent))
+        return cls(agent=agent, live=config_get_live(agent=agent, seen=seen))
 
     def history(self) -> list[_Version]:
         """Every version of the agent, oldest first; read only for entries older than the live one.
@@ -531,12 +531,15 @@ def _insert(key_row: tuple[Any, ...], row: tuple[Any, ...]) -> int:
         return int(cursor.lastrowid)
 
 
-def decision_log(*, raw: object, now: datetime, acting_agent: Agent | None = None) -> tuple[Status, Decision]:
+def decision_log(
+    *, raw: object, now: datetime, acting_agent: Agent | None = None, seen: Mapping[str, Any] | None = None
+) -> tuple[Status, Decision]:
     """Log one entry. ``created`` when new, ``duplicate`` when the same id came with the same content;
-    raises ``EntryConflict`` for the same id with other content and ``InvalidEntry`` for bad input."""
+    raises ``EntryConflict`` for the same id with other content and ``InvalidEntry`` for bad input. ``seen``: the
+    shared-cache values the request read with its agent key (``people.authentication.seen_with_key``)."""
     entry = entry_parse(raw, now=now)
     agent = _agent_for(entry, acting_agent)
-    ctx = _AgentContext.load(agent)
+    ctx = _AgentContext.load(agent, seen)
     threshold_name = ctx.check(entry)
     row = ctx.row(entry, threshold_name=threshold_name, now=now)
     try:
@@ -618,27 +621,30 @@ def _store(fresh: list[tuple[int, EntryInput, tuple[Any, ...]]]) -> None:
             cursor.executemany(sql.insert_decision, _sqlite_rows(rows, _DECISION_TIMES))
 
 
-def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Agent | None = None) -> list[BatchResult]:
-    """Log many entries: valid ones are stored even when others are invalid; one result per entry, in order."""
+def decision_log_batch(
+    *, entries: list[object], now: datetime, acting_agent: Agent | None = None, seen: Mapping[str, Any] | None = None
+) -> list[BatchResult]:
+    """Log many entries: valid ones are stored even when others are invalid; one result per entry, in order.
+    ``seen``: as for ``decision_log``."""
     results: list[BatchResult] = []
     contexts: dict[str, _AgentContext] = {}
     pending: list[tuple[int, EntryInput, tuple[Any, ...]]] = []
-    seen: dict[tuple[int, str], str] = {}  # ids are unique per agent: keyed by (agent pk, entry id)
+    in_batch: dict[tuple[int, str], str] = {}  # ids are unique per agent: keyed by (agent pk, entry id)
     agents: dict[str, Agent] = {}
     for raw in entries:
         raw_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
         try:
             entry = entry_parse(raw, now=now)
             agent = _agent_for(entry, acting_agent, agents)
-            ctx = contexts.get(agent.agent_id) or contexts.setdefault(agent.agent_id, _AgentContext.load(agent))
+            ctx = contexts.get(agent.agent_id) or contexts.setdefault(agent.agent_id, _AgentContext.load(agent, seen))
             threshold_name = ctx.check(entry)
             row = ctx.row(entry, threshold_name=threshold_name, now=now)
         except DomainError as exc:
             results.append(BatchResult(raw_id, "invalid", _error(exc)))
             continue
         scoped = (agent.pk, entry.id)
-        if scoped in seen:
-            same = seen[scoped] == entry.content_hash
+        if scoped in in_batch:
+            same = in_batch[scoped] == entry.content_hash
             results.append(
                 BatchResult(
                     entry.id,
@@ -647,7 +653,7 @@ def decision_log_batch(*, entries: list[object], now: datetime, acting_agent: Ag
                 )
             )
             continue
-        seen[scoped] = entry.content_hash
+        in_batch[scoped] = entry.content_hash
         results.append(BatchResult(entry.id, "created"))
         pending.append((len(results) - 1, entry, row))
 

@@ -7,7 +7,8 @@ or an agent deletes (``agent_keys_changed``): a revoked key stops working in eve
 
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
@@ -32,6 +33,9 @@ class AgentPrincipal:
     is_superuser: bool = False
     is_anonymous: bool = False
     pk: None = None
+    # Shared-cache values read in the key's own round trip: the agent's live-config stamp, so that logging a
+    # decision does not wait for the cache a second time (``thresholds.selectors.config_get_live``'s ``seen``).
+    seen: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def username(self) -> str:
@@ -45,6 +49,12 @@ def acting_agent(request: Any) -> Agent | None:
     """The agent whose key made the request, or None for a human."""
     user = getattr(request, "user", None)
     return user.agent if isinstance(user, AgentPrincipal) else None
+
+
+def seen_with_key(request: Any) -> Mapping[str, Any]:
+    """The shared-cache values read with the request's agent key (``AgentPrincipal.seen``); empty for a human."""
+    user = getattr(request, "user", None)
+    return user.seen if isinstance(user, AgentPrincipal) else {}
 
 
 # --- Agent keys, kept in process -----------------------------------------------------------------------------
@@ -114,6 +124,16 @@ def agent_keys_changed_receiver(sender: Any, **kwargs: Any) -> None:
     agent_keys_changed()
 
 
+def _live_stamp_ahead(key: str) -> str | None:
+    """The live-config stamp's cache key of the agent whose key this process keeps under the key's prefix, if it
+    keeps one (whether that copy still holds is checked after, against the keys' stamp)."""
+    from thresholds.selectors import live_stamp_key
+
+    parsed = key_parse(key)
+    kept = _kept.get(parsed[1]) if parsed is not None and parsed[0] == AGENT_KIND else None
+    return live_stamp_key(kept.agent_key.agent.pk) if kept is not None else None
+
+
 class BearerAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
@@ -130,22 +150,29 @@ class BearerAuthentication(authentication.BaseAuthentication):
 
         address = client_address(request)
         now = time.time()
+        key = key.strip()
         failed = window_key("failed_key", address, now=now)
-        # One round trip to the cache for both: the address's failed keys and the agent keys' stamp.
+        # One round trip to the cache for all three: the address's failed keys, the agent keys' stamp and the live
+        # config's stamp of the agent this process last saw the key's prefix belong to (the request will log for
+        # that agent: its config is checked against the stamp, ``thresholds.selectors.config_get_live``).
+        live_stamp = _live_stamp_ahead(key)
         try:
-            seen = cache.get_many([failed, KEYS_STAMP])
+            seen = cache.get_many([failed, KEYS_STAMP, *([live_stamp] if live_stamp else [])])
         except Exception:  # noqa: BLE001 - a cache that cannot be read: no lockout known, no key kept
             seen = {}
         wait = window_full("failed_key", address, now=now, seen=seen.get(failed))
         if wait is not None:
             raise exceptions.Throttled(wait=wait, detail="too many failed bearer keys from this address")
         try:
-            return self._principal(key.strip(), seen_stamp=seen.get(KEYS_STAMP))
+            user, auth = self._principal(key, seen_stamp=seen.get(KEYS_STAMP))
         except exceptions.AuthenticationFailed:
             window_hit("failed_key", address)
             raise
+        if isinstance(user, AgentPrincipal) and live_stamp is not None and live_stamp in seen:
+            user.seen = {live_stamp: seen[live_stamp]}
+        return user, auth
 
-    def _principal(self, key: str, *, seen_stamp: Any = None) -> tuple[Any, Any]:
+    def _principal(self, key: str, *, seen_stamp: Any = None) -> tuple[Any, AgentKey | PersonalToken]:
         parsed = key_parse(key)
         if parsed is None:
             raise exceptions.AuthenticationFailed("malformed bearer key")

@@ -1,9 +1,10 @@
 """Reads of agents and their live config. The live config is read through ``config_get_live`` only."""
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.core.cache import cache
 
@@ -58,7 +59,8 @@ def agent_get(*, agent_id: str) -> Agent:
         raise AgentNotFound(f"unknown agent {agent_id!r}", field="agentId") from None
 
 
-def _stamp_key(agent_pk: int) -> str:
+def live_stamp_key(agent_pk: int) -> str:
+    """The shared cache's key of the agent's live-config stamp."""
     return f"live-config:stamp:{agent_pk}"
 
 
@@ -70,20 +72,24 @@ _in_process_lock = threading.Lock()
 _IN_PROCESS_MAX = 10_000
 
 
-def _stamp(agent_pk: int) -> str | None:
+def _stamp(agent_pk: int, seen: Mapping[str, Any] | None = None) -> str | None:
     """The agent's live-config stamp in the shared cache, made when absent; None when the cache cannot be read
-    (then nothing is kept in process)."""
-    return stamp_get(_stamp_key(agent_pk), timeout=300)
+    (then nothing is kept in process). ``seen``: cache values the request read already (with its agent key)."""
+    key = live_stamp_key(agent_pk)
+    return stamp_get(key, timeout=300, seen=seen.get(key) if seen else None)
 
 
-def config_get_live(*, agent: Agent) -> LiveConfig:
+def config_get_live(*, agent: Agent, seen: Mapping[str, Any] | None = None) -> LiveConfig:
     """The agent's live config: this process's copy while the shared stamp is unchanged, else the shared cache's,
     else the database's. Every change calls ``config_cache_clear``.
 
     The stamp is read before the config, so a change that deletes it after this read is seen at the next one.
     The cache is an optimisation: with it unreachable the read misses and the config comes from the database
-    (``loopsite.cache.DegradingRedisCache`` turns cache failures into misses and skipped writes)."""
-    stamp = _stamp(agent.pk)
+    (``loopsite.cache.DegradingRedisCache`` turns cache failures into misses and skipped writes).
+
+    ``seen``: cache values the request has read already, earlier in it (``people.authentication.seen_with_key``):
+    a stamp read there is read before the config all the same."""
+    stamp = _stamp(agent.pk, seen)
     if stamp is None:
         # Unreachable: a change made meanwhile could not delete the stamp (the outbox retries it), so nothing
         # kept from before may be trusted when the cache comes back.
@@ -162,7 +168,7 @@ def config_cache_clear(*, agent: Agent) -> None:
     the cache cannot be reached, the deletes go to the outbox and are retried until they land, so a cache that
     comes back does not go on serving the version this change replaced."""
     _in_process.pop(agent.pk, None)
-    stamps_delete(_stamp_key(agent.pk), _cache_key(agent.pk))
+    stamps_delete(live_stamp_key(agent.pk), _cache_key(agent.pk))
 
 
 def config_versions_list(*, agent: Agent) -> list[ConfigVersion]:

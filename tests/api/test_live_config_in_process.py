@@ -46,7 +46,7 @@ def test_cache_unreachable__kept_configs_dropped_and_config_read_from_the_databa
 ) -> None:
     assert agent_client.post("/api/v1/decisions", entry(id="d-1"), format="json").json()["configVersion"] == 1
     assert agent.pk in selectors._in_process
-    monkeypatch.setattr(selectors, "_stamp", lambda agent_pk: None)
+    monkeypatch.setattr(selectors, "_stamp", lambda agent_pk, seen=None: None)
 
     assert agent_client.post("/api/v1/decisions", entry(id="d-2"), format="json").json()["configVersion"] == 1
     assert selectors._in_process == {}

@@ -153,14 +153,11 @@ def test_single_post__key_and_live_config_kept__no_database_read(agent_client: A
     assert not [s for s in statements if s.upper().startswith("SELECT")]
 
 
-@pytest.mark.configured
-def test_single_post__three_round_trips_to_redis(agent_client: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The failed-key count and the agent keys' stamp in one read, the agent's request count in one pipelined
-    write, the live config's stamp: a logged decision waits for Redis three times (it used to be six)."""
+def _redis_commands_sent(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every command (or pipeline) sent to Redis from now on: one entry per round trip."""
     from redis.connection import AbstractConnection
 
-    assert agent_client.post("/api/v1/decisions", entry(id="warm"), format="json").status_code == 201
-    sent: list[bytes] = []
+    sent: list[Any] = []
     original = AbstractConnection.send_packed_command
 
     def counted(self: Any, command: Any, check_health: bool = True) -> None:
@@ -168,5 +165,21 @@ def test_single_post__three_round_trips_to_redis(agent_client: APIClient, monkey
         original(self, command, check_health)
 
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
-    assert agent_client.post("/api/v1/decisions", entry(id="hot"), format="json").status_code == 201
-    assert len(sent) == 3, sent
+    return sent
+
+
+@pytest.mark.configured
+@pytest.mark.parametrize("path", ["/api/v1/decisions", "/api/v1/decisions/batch"])
+def test_logging__two_round_trips_to_redis(agent_client: APIClient, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    """The failed-key count, the agent keys' stamp and the agent's live-config stamp in one read, the agent's
+    request count in one pipelined write: logging waits for Redis twice (it used to be six times, then three)."""
+
+    def body(entry_id: str) -> dict[str, Any]:
+        return entry(id=entry_id) if path.endswith("decisions") else {"entries": [entry(id=entry_id)]}
+
+    assert agent_client.post(path, body("warm"), format="json").status_code in (200, 201)
+    sent = _redis_commands_sent(monkeypatch)
+    response = agent_client.post(path, body("hot"), format="json")
+    assert response.status_code in (200, 201), response.content
+    assert len(sent) == 2, sent
+    assert b"live-config:stamp:" in b"".join(sent[0]), sent[0]
