@@ -20,6 +20,7 @@ from loopsite.cache import stamp_get, stamps_delete
 from people.keys import AGENT_KIND, USER_KIND, key_matches, key_parse
 from people.models import PersonalToken
 from thresholds.models import Agent, AgentKey
+from thresholds.selectors import live_stamp_key
 
 
 @dataclass
@@ -124,12 +125,9 @@ def agent_keys_changed_receiver(sender: Any, **kwargs: Any) -> None:
     agent_keys_changed()
 
 
-def _live_stamp_ahead(key: str) -> str | None:
-    """The live-config stamp's cache key of the agent whose key this process keeps under the key's prefix, if it
-    keeps one (whether that copy still holds is checked after, against the keys' stamp)."""
-    from thresholds.selectors import live_stamp_key
-
-    parsed = key_parse(key)
+def _live_stamp_ahead(parsed: tuple[str, str] | None) -> str | None:
+    """The live-config stamp's cache key of the agent whose key this process keeps under the parsed key's prefix,
+    if it keeps one (whether that copy still holds is checked after, against the keys' stamp)."""
     kept = _kept.get(parsed[1]) if parsed is not None and parsed[0] == AGENT_KIND else None
     return live_stamp_key(kept.agent_key.agent.pk) if kept is not None else None
 
@@ -151,11 +149,12 @@ class BearerAuthentication(authentication.BaseAuthentication):
         address = client_address(request)
         now = time.time()
         key = key.strip()
+        parsed = key_parse(key)
         failed = window_key("failed_key", address, now=now)
         # One round trip to the cache for all three: the address's failed keys, the agent keys' stamp and the live
         # config's stamp of the agent this process last saw the key's prefix belong to (the request will log for
         # that agent: its config is checked against the stamp, ``thresholds.selectors.config_get_live``).
-        live_stamp = _live_stamp_ahead(key)
+        live_stamp = _live_stamp_ahead(parsed)
         try:
             seen = cache.get_many([failed, KEYS_STAMP, *([live_stamp] if live_stamp else [])])
         except Exception:  # noqa: BLE001 - a cache that cannot be read: no lockout known, no key kept
@@ -164,7 +163,7 @@ class BearerAuthentication(authentication.BaseAuthentication):
         if wait is not None:
             raise exceptions.Throttled(wait=wait, detail="too many failed bearer keys from this address")
         try:
-            user, auth = self._principal(key, seen_stamp=seen.get(KEYS_STAMP))
+            user, auth = self._principal(key, parsed, seen_stamp=seen.get(KEYS_STAMP))
         except exceptions.AuthenticationFailed:
             window_hit("failed_key", address)
             raise
@@ -172,8 +171,9 @@ class BearerAuthentication(authentication.BaseAuthentication):
             user.seen = {live_stamp: seen[live_stamp]}
         return user, auth
 
-    def _principal(self, key: str, *, seen_stamp: Any = None) -> tuple[Any, AgentKey | PersonalToken]:
-        parsed = key_parse(key)
+    def _principal(
+        self, key: str, parsed: tuple[str, str] | None, *, seen_stamp: Any = None
+    ) -> tuple[Any, AgentKey | PersonalToken]:
         if parsed is None:
             raise exceptions.AuthenticationFailed("malformed bearer key")
         kind, prefix = parsed
