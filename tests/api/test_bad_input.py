@@ -250,6 +250,20 @@ def test_batch__one_poison_entry__invalid_in_its_slot_the_valid_ones_stored(agen
 
 
 @pytest.mark.django_db
+def test_batch__an_id_with_a_lone_surrogate__invalid_with_its_id_echoed_not_a_500(agent_client):
+    # The answer names each entry by its id; orjson cannot write a lone surrogate, and this was a 500 that lost the
+    # valid entry's result with it (the entry itself was stored).
+    response = _send(agent_client, {"entries": [entry(id="ok-1"), entry(id="x\ud800")]}, URL + "/batch")
+
+    assert response.status_code == 200, response.content
+    ok, bad = response.json()["results"]
+    assert (ok["id"], ok["status"]) == ("ok-1", "created")
+    assert (bad["id"], bad["status"]) == ("x\ud800", "invalid")
+    assert "id" in bad["errors"]
+    assert rows() == (1, 1)
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("url", [URL, URL + "/batch", URL + "/d-1/response"])
 def test_deeply_nested_json__400_naming_body(agent_client, reviewer, url):
     client = client_for(reviewer) if url.endswith("response") else agent_client
