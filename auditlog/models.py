@@ -108,8 +108,13 @@ class DecisionRecord(models.Model):
 
 class Decision(DecisionRecord):
     seq = models.BigAutoField(primary_key=True)
-    agent = models.ForeignKey("thresholds.Agent", on_delete=models.PROTECT, related_name="decisions")
-    config_version = models.ForeignKey("thresholds.ConfigVersion", on_delete=models.PROTECT, related_name="+")
+    # On PostgreSQL both are checked per statement by triggers, not per row by keys (auditlog.references).
+    agent = models.ForeignKey(
+        "thresholds.Agent", on_delete=models.PROTECT, related_name="decisions", db_constraint=False
+    )
+    config_version = models.ForeignKey(
+        "thresholds.ConfigVersion", on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
 
     class Meta:
         ordering = ["-timestamp", "-seq"]

@@ -147,7 +147,8 @@ def partitions_ensure(*, now: datetime, ahead: int | None = None) -> list[str]:
 
 
 def table_convert(cursor: CursorWrapper, *, partitioned: bool, now: datetime, ahead: int, behind: int) -> None:
-    """Rebuild the decision table as a partitioned one (or back), keeping its rows, indexes and foreign keys.
+    """Rebuild the decision table as a partitioned one (or back), keeping its rows, indexes, foreign keys and
+    triggers.
 
     Used by migration auditlog 0006 in both directions. The rows are copied once, into weekly partitions made
     first for the weeks from ``behind`` weeks before ``now`` (older rows go to the default partition) to ``ahead``
@@ -175,6 +176,13 @@ def table_convert(cursor: CursorWrapper, *, partitioned: bool, now: datetime, ah
         [TABLE],
     )
     foreign_keys = cursor.fetchall()
+    # The triggers that check the decisions' references (auditlog.references), as they are defined on the table.
+    cursor.execute(
+        "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND NOT tgisinternal "
+        "ORDER BY tgname",
+        [TABLE],
+    )
+    triggers = [row[0] for row in cursor.fetchall()]
 
     cursor.execute(f"ALTER TABLE {quote(TABLE)} RENAME TO {quote(old)}")
     cursor.execute(f"ALTER INDEX {quote(primary_key)} RENAME TO {quote(old + '_pkey')}")
@@ -201,6 +209,8 @@ def table_convert(cursor: CursorWrapper, *, partitioned: bool, now: datetime, ah
         cursor.execute(definition)
     for name, definition in foreign_keys:
         cursor.execute(f"ALTER TABLE {quote(TABLE)} ADD CONSTRAINT {quote(name)} {definition}")
+    for definition in triggers:
+        cursor.execute(definition)
     cursor.execute(
         f"SELECT setval(pg_get_serial_sequence(%s, 'seq'), coalesce(max(seq), 1), max(seq) IS NOT NULL) "
         f"FROM {quote(TABLE)}",
