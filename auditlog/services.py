@@ -595,13 +595,32 @@ def _known_hashes(given: list[tuple[int, str]]) -> dict[tuple[int, str], str]:
     return known
 
 
-def _copy(sql: str, rows: list[tuple[Any, ...]]) -> None:
+def _copy(sql: str, rows: Sequence[Sequence[Any]]) -> None:
     """Insert flat ``rows`` with PostgreSQL's COPY (``sql`` names the columns), several times faster than a
     multi-row INSERT. A unique violation surfaces as Django's ``IntegrityError``, as from an INSERT."""
     with connection.cursor() as cursor, connection.wrap_database_errors, cursor.cursor.copy(sql) as copy:
         write = copy.write_row
         for row in rows:
             write(row)
+
+
+def _iso_times(rows: list[tuple[Any, ...]], times: tuple[int, ...]) -> list[list[Any]]:
+    """Rows with their datetimes as ISO 8601 text, for COPY: psycopg's dumper takes five times as long as
+    ``isoformat`` for an aware datetime, a tenth of a batch's time with three of them an entry. The datetime
+    one row shares with the row before (a batch's ``received_at``) is written once."""
+    out = []
+    last: Any = None
+    text = ""
+    for row in rows:
+        values = list(row)
+        for i in times:
+            value = values[i]
+            if value is not None:
+                if value is not last:
+                    last, text = value, value.isoformat()
+                values[i] = text
+        out.append(values)
+    return out
 
 
 def _store(fresh: list[tuple[int, EntryInput, tuple[Any, ...]]]) -> None:
@@ -613,8 +632,8 @@ def _store(fresh: list[tuple[int, EntryInput, tuple[Any, ...]]]) -> None:
         return
     sql = _sql()
     if connection.vendor == "postgresql":
-        _copy(sql.copy_keys, keys)
-        _copy(sql.copy_decisions, rows)
+        _copy(sql.copy_keys, _iso_times(keys, _KEY_TIMES))
+        _copy(sql.copy_decisions, _iso_times(rows, _DECISION_TIMES))
     else:
         with connection.cursor() as cursor:
             cursor.executemany(sql.insert_key, _sqlite_rows(keys, _KEY_TIMES))
