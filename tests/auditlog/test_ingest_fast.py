@@ -33,6 +33,22 @@ def test_single_post_and_batch__same_row_stored(agent_client: APIClient) -> None
         "plain": {"decision": {"action": "escalate", "confidence": 0.9, "thresholdUsed": 0.85}},
         "answered": {"humanResponse": {**response, "respondedAt": "2026-03-02T09:30:00+01:00"}},
         "weakest": {"decision": {"action": "auto-resolve", "confidence": 0.1, "thresholdUsed": 0.6}},
+        # What text and binary COPY could each get wrong: escapes, non-ASCII, extreme floats, offsets, microseconds.
+        "awkward": {
+            "timestamp": "2026-03-02T13:29:59.123456+05:30",
+            "sessionId": "sess\tion \\ \"q\" é 🚀",
+            "decision": {
+                "confidence": 0.1 + 0.2,
+                "reasoning": "line one\nline two\ttabbed \\N not null, \\x01 ünïcødé 🚀",
+                "shadowAction": "escalate",
+            },
+            "context": {
+                "inputHash": "sha256:\\.",
+                "features": {"größe": -1.5e10, "tiny": 5e-324, "neg_zero": -0.0, "tab\tname": 1.5},
+                "matchedRules": ["back\\slash", "quote\"d", "ünï"],
+            },
+            "humanResponse": {**response, "respondedAt": "2026-03-02T09:00:00.000001Z", "timeToRespond": 2.5},
+        },
     }
     for name, overrides in bodies.items():
         one = agent_client.post("/api/v1/decisions", entry(id=f"one-{name}", **overrides), format="json")
@@ -42,6 +58,8 @@ def test_single_post_and_batch__same_row_stored(agent_client: APIClient) -> None
         )
         assert batch.json()["results"] == [{"id": f"batch-{name}", "status": "created"}]
         assert stored(f"one-{name}") == stored(f"batch-{name}")
+        keys = DecisionKey.objects.filter(entry_id__in=[f"one-{name}", f"batch-{name}"]).values_list("timestamp")
+        assert len(set(keys)) == 1 and len(keys) == 2
         read_one = agent_client.get(f"/api/v1/decisions/one-{name}").json()
         read_batch = agent_client.get(f"/api/v1/decisions/batch-{name}").json()
         assert {**read_one, "id": None} == {**read_batch, "id": None}
