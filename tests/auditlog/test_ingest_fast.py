@@ -36,7 +36,7 @@ def test_single_post_and_batch__same_row_stored(agent_client: APIClient) -> None
         # What text and binary COPY could each get wrong: escapes, non-ASCII, extreme floats, offsets, microseconds.
         "awkward": {
             "timestamp": "2026-03-02T13:29:59.123456+05:30",
-            "sessionId": "sess\tion \\ \"q\" é 🚀",
+            "sessionId": 'sess\tion \\ "q" é 🚀',
             "decision": {
                 "confidence": 0.1 + 0.2,
                 "reasoning": "line one\nline two\ttabbed \\N not null, \\x01 ünïcødé 🚀",
@@ -45,7 +45,7 @@ def test_single_post_and_batch__same_row_stored(agent_client: APIClient) -> None
             "context": {
                 "inputHash": "sha256:\\.",
                 "features": {"größe": -1.5e10, "tiny": 5e-324, "neg_zero": -0.0, "tab\tname": 1.5},
-                "matchedRules": ["back\\slash", "quote\"d", "ünï"],
+                "matchedRules": ["back\\slash", 'quote"d', "ünï"],
             },
             "humanResponse": {**response, "respondedAt": "2026-03-02T09:00:00.000001Z", "timeToRespond": 2.5},
         },
