@@ -136,6 +136,14 @@ class Decision(DecisionRecord):
                 name="decision_queue_agent_pending",
                 condition=Q(queued=True, response_action__isnull=True),
             ),
+            # Serves the tuner's cluster samples (tuner.selectors.cluster_samples): the pick of every k-th responded
+            # decision of a label reads this index alone (an index-only scan), not the window's whole rows again.
+            models.Index(
+                fields=["agent", "timestamp", "seq"],
+                name="decision_agent_responded",
+                include=["action", "response_action", "modified_action"],
+                condition=Q(response_action__isnull=False),
+            ),
             # Serves the watchdog: responses counted per config version.
             models.Index(
                 fields=["config_version", "response_action"],

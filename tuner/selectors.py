@@ -7,11 +7,12 @@ A cycle's reads of its window run inside ``window_reads``: on PostgreSQL one tra
 (``loopsite.replica``). The window is always the plain range ``timestamp >= start AND timestamp < end``, so the
 decision log's weekly partitions prune."""
 
+import json
 import zoneinfo
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ from django.db.models import (
 )
 from django.db.models import Window as SqlWindow
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Mod, RowNumber, TruncWeek
+from django.db.models.functions import Cast, Mod, RowNumber
 from django.utils.dateparse import parse_datetime
 
 from auditlog.models import Decision, ReviewReason
@@ -115,9 +116,16 @@ def window_decisions(*, agent: Agent, window: Window) -> QuerySet[Decision]:
 # a few thousand groups, a few MB. It costs nothing elsewhere in the transaction: the samples' window function must
 # sort its few thousand rows either way, and the evidence look-ups read the window's end by its index. The
 # work_mem gives those hash tables and sorts room in memory; JIT compiling costs tens of milliseconds a query and
-# buys nothing on one pass.
+# buys nothing on one pass. The same estimate keeps the planner from aggregating in parallel workers (it sees no
+# rows saved), so left alone it scans a 20M-decision window in one process; ``parallel_tuple_cost = 0`` lets one
+# worker read and compute the rows while this process aggregates them (12.9 s to 6.6 s at 20M, docs/bench-tuner.md).
+# One worker, not more: the aggregating process is then the bottleneck, and more workers only take CPU from it
+# (7.8 s with two on two cores).
 TUNER_WORK_MEM = "64MB"
-TUNER_SETTINGS_SQL = f"SET LOCAL work_mem = '{TUNER_WORK_MEM}'; SET LOCAL jit = off; SET LOCAL enable_sort = off"
+TUNER_SETTINGS_SQL = (
+    f"SET LOCAL work_mem = '{TUNER_WORK_MEM}'; SET LOCAL jit = off; SET LOCAL enable_sort = off; "
+    "SET LOCAL parallel_tuple_cost = 0; SET LOCAL max_parallel_workers_per_gather = 1"
+)
 
 
 @contextmanager
@@ -302,18 +310,37 @@ class Population:
     score: Any
 
 
+def week_starts(*, window: Window, tz: zoneinfo.ZoneInfo) -> list[datetime]:
+    """The local Mondays at midnight in ``tz`` of the weeks the window touches, the first at or before its start."""
+    first = window.start.astimezone(tz).date()
+    day = first - timedelta(days=first.weekday())
+    starts = [datetime.combine(day, time.min, tzinfo=tz)]
+    while (following := datetime.combine(day + timedelta(days=7 * len(starts)), time.min, tzinfo=tz)) < window.end:
+        starts.append(following)
+    return starts
+
+
+def week_number(starts: Sequence[datetime]) -> Case:
+    """Which of ``starts``'s weeks a decision falls in (0 for the first): the week ``TruncWeek`` in the agent's
+    timezone gives it, found by comparing its timestamp with each Monday's midnight (a local midnight that a
+    daylight-saving change skips counts from the change). Converting every row to local time to truncate it, as
+    ``TruncWeek`` does, was a quarter of the aggregate pass's time."""
+    whens = [When(timestamp__lt=start, then=Value(i)) for i, start in enumerate(starts[1:])]
+    return Case(*whens, default=Value(len(starts) - 1), output_field=IntegerField())
+
+
 def _scan_sql(
-    *, agent: Agent, window: Window, tz: zoneinfo.ZoneInfo, populations: list[Population]
+    *, agent: Agent, window: Window, weeks: Sequence[datetime], populations: list[Population]
 ) -> tuple[str, list[Any], str]:
     """The one ``GROUP BY`` over the window (``SCAN_COLUMNS``), its parameters and the database alias it reads.
 
-    The per-row expressions are the ORM's (the week in the agent's timezone, a rule's JSON score, its
+    The per-row expressions are the ORM's (the week's number, ``week_number``, a rule's JSON score, its
     matched-rules filter), compiled for the database the window is read from; a rule-based agent's rows are
     fanned out to one row per slice they belong to inside the same scan (a lateral VALUES list on PostgreSQL,
     a join to the slice numbers on SQLite), never read twice."""
     qs = window_decisions(agent=agent, window=window).order_by()
     columns: dict[str, Any] = {
-        "wk": TruncWeek("timestamp", tzinfo=tz),
+        "wk": week_number(weeks),
         "tn": F("threshold_name"),
         "ac": F("action"),
         "rr": F("review_reason"),
@@ -370,15 +397,6 @@ def _scan_sql(
         f"FROM ({inner_sql}) x {fan_out} WHERE {member} {group}"
     )
     return sql, list(params), alias
-
-
-def _week_key(value: Any) -> str:
-    """A truncated week as ``WeekStats.week_start`` spells it: its Monday (the database's local date)."""
-    if isinstance(value, datetime):
-        return value.date().isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value)[:10]
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -450,7 +468,9 @@ def window_scan(
             if found is not None:
                 member = Q(response_action__isnull=False) & (found.gated | found.below)
                 populations.append(Population(name, member, found.score))
-    sql, params, alias = _scan_sql(agent=agent, window=window, tz=tz, populations=populations)
+    starts = week_starts(window=window, tz=tz)
+    sql, params, alias = _scan_sql(agent=agent, window=window, weeks=starts, populations=populations)
+    week_keys = [start.date().isoformat() for start in starts]  # as WeekStats.week_start spells a week
     with _tuned(alias), connections[alias].cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -477,7 +497,7 @@ def window_scan(
             label = labels[ra, ac, ma] = label_of(actions, ra, ac, ma)
         if k == 0:
             decisions += n
-            week = weekly.setdefault(_week_key(wk), dict.fromkeys(WEEK_FIELDS, 0))
+            week = weekly.setdefault(week_keys[int(wk)], dict.fromkeys(WEEK_FIELDS, 0))
             week["decisions"] += n
             if qd:
                 queued += n
@@ -677,6 +697,62 @@ class ClusterRows:
     total: int  # rows of this kind in the window (the sample's scale)
 
 
+def _sample_rows(*, agent: Agent, window: Window, steps: Mapping[str, int], limit: int) -> list[tuple[Any, ...]]:
+    """The picked rows of ``cluster_samples``: (label, rank, entry id, confidence, threshold, features[, rules]).
+
+    Two steps in one statement. The pick reads only what the index ``decision_agent_responded`` holds (the agent,
+    time and seq of each responded decision, and the three columns its label comes from), so on PostgreSQL it is
+    an index-only scan of the responded decisions instead of a second read of the whole window; only the at most
+    ``limit`` rows a label keeps are then read from the table, each by its primary key (a lateral join, so each
+    look-up prunes to its own week's partition)."""
+    actions = list(agent.actions)
+    pick = label_expression(
+        actions,
+        {label: Mod(F("seq"), Value(step)) if step > 1 else Value(0) for label, step in steps.items()},
+        output_field=IntegerField(),
+    )
+    order = [F("timestamp").asc(), F("seq").asc()]
+    picks = (
+        window_decisions(agent=agent, window=window)
+        .filter(response_action__isnull=False)
+        .annotate(pick=pick)
+        .filter(pick=0)
+        .annotate(label=label_expression(actions))
+        .annotate(rank=SqlWindow(RowNumber(), partition_by=[F("label")], order_by=order))
+        .filter(rank__lte=limit)
+        .order_by()
+        .values_list("label", "rank", "seq", "timestamp")
+    )
+    alias = picks.db
+    connection = connections[alias]
+    picks_sql, params = picks.query.get_compiler(using=alias).as_sql()
+    q = connection.ops.quote_name
+    columns = ["entry_id", "confidence", "threshold_name", "features"]
+    if agent.rule_based:
+        columns.append("matched_rules")  # clustered by rule combination; a scored agent's are not read
+    wanted = ", ".join(f"d.{q(c)}" for c in columns)
+    look_up = f"{q(Decision._meta.db_table)} d WHERE d.{q('seq')} = s.c2"
+    if connection.vendor == "postgresql":
+        # LIMIT 1 (a primary key gives one row anyway) keeps the planner from flattening the lateral subquery
+        # into a join it could then answer by hashing a scan of the whole window.
+        join = f"CROSS JOIN LATERAL (SELECT {wanted} FROM {look_up} AND d.{q('timestamp')} = s.c3 LIMIT 1) d"
+    else:
+        join = f"JOIN {look_up.replace(' WHERE ', ' ON ')}"
+    sql = f"WITH s(c0, c1, c2, c3) AS ({picks_sql}) SELECT s.c0, s.c1, {wanted} FROM s {join}"
+    with _tuned(alias), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    json_at = [i for i, c in enumerate(columns, start=2) if c in ("features", "matched_rules")]
+    out = []
+    for row in rows:
+        values = list(row)
+        for i in json_at:  # JSON comes back as its text from a plain cursor, as the fields read it
+            if isinstance(values[i], str):
+                values[i] = json.loads(values[i])
+        out.append(tuple(values))
+    return out
+
+
 def cluster_samples(
     *, agent: Agent, window: Window, limit: int, kinds: Sequence[str] = LABELS
 ) -> dict[str, ClusterRows]:
@@ -700,28 +776,8 @@ def cluster_samples(
     steps = {label: -(-totals[label] // limit) for label in kinds if totals.get(label)}
     picked: dict[str, list[tuple[Any, ...]]] = {label: [] for label in kinds}
     if steps:
-        pick = label_expression(
-            actions,
-            {label: Mod(F("seq"), Value(step)) if step > 1 else Value(0) for label, step in steps.items()},
-            output_field=IntegerField(),
-        )
-        order = [F("timestamp").asc(), F("seq").asc()]
-        qs = (
-            window_decisions(agent=agent, window=window)
-            .filter(response_action__isnull=False)
-            .annotate(pick=pick)
-            .filter(pick=0)
-            .annotate(label=label_expression(actions))
-            .annotate(rank=SqlWindow(RowNumber(), partition_by=[F("label")], order_by=order))
-            .filter(rank__lte=limit)
-            .order_by()
-        )
-        columns: tuple[str, ...] = ("label", "rank", "entry_id", "confidence", "threshold_name", "features")
-        if agent.rule_based:
-            columns += ("matched_rules",)  # clustered by rule combination; a scored agent's are not read
-        with _tuned(qs.db):
-            for row in qs.values_list(*columns):
-                picked[str(row[0])].append(row)
+        for row in _sample_rows(agent=agent, window=window, steps=steps, limit=limit):
+            picked[str(row[0])].append(row)
     out = {}
     for label in kinds:
         rows = sorted(picked[label], key=lambda r: int(r[1]))  # by (timestamp, seq), as ranked

@@ -9,7 +9,7 @@ reads run in one transaction with the tuner's ``work_mem`` and ``jit``."""
 import random
 import threading
 import zoneinfo
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import numpy as np
@@ -184,6 +184,44 @@ def test_window_scan__rule_based_agent__each_threshold_its_own_populations_in_th
     assert scan.counts.responded == responded.count()
 
 
+@pytest.mark.parametrize(
+    "tz, monday",
+    [
+        ("America/New_York", "2025-03-10"),  # clocks forward the Sunday before, at 2:00
+        ("America/New_York", "2025-11-03"),  # and back
+        ("America/Havana", "2025-03-10"),  # forward at midnight: the Sunday has no 0:00
+        ("Australia/Lord_Howe", "2025-04-07"),  # back by half an hour
+        ("Asia/Kathmandu", "2025-03-03"),  # +5:45
+        ("UTC", "2025-03-03"),
+    ],
+)
+def test_week_number__the_week_truncweek_gives__around_monday_midnight_and_daylight_saving(
+    tz: str, monday: str
+) -> None:
+    """The scan numbers a decision's week by comparing its timestamp with each local Monday's midnight; every
+    15 minutes from the Saturday to the Tuesday around a Monday, that is the week the database's ``TruncWeek``
+    in the agent's timezone gives."""
+    zone = zoneinfo.ZoneInfo(tz)
+    agent, _ = make_agent(f"weeks-{tz.replace('/', '-')}-{monday}", timezone=tz)
+    first = datetime.combine(date.fromisoformat(monday) - timedelta(days=2), time.min, tzinfo=UTC)
+    at = [first + timedelta(minutes=15 * i) for i in range(4 * 24 * 4)]
+    log_rows(agent, [{"confidence": 0.5, "at": t, "response": None} for t in at])
+    window = selectors.Window(cycle=date.fromisoformat(monday), start=at[0], end=at[-1] + timedelta(seconds=1))
+    starts = selectors.week_starts(window=window, tz=zone)
+    rows = (
+        selectors.window_decisions(agent=agent, window=window)
+        .annotate(number=selectors.week_number(starts), week=TruncWeek("timestamp", tzinfo=zone))
+        .values_list("timestamp", "number", "week")
+    )
+    got = {t: (starts[n].date(), week.date()) for t, n, week in rows}
+    assert len(got) == len(at)
+    assert [t for t, (mine, theirs) in got.items() if mine != theirs] == []
+    assert {mine for mine, _ in got.values()} == {
+        date.fromisoformat(monday) - timedelta(days=7),
+        date.fromisoformat(monday),
+    }
+
+
 # ------------------------------------------------------------------------------------------------ evidence
 
 
@@ -251,6 +289,87 @@ def test_latest_ids__the_band_s_decisions_all_early_in_the_window__widened_until
     assert selectors.evidence_entries(window=plain, **args) == (count, ids)
 
 
+# ------------------------------------------------------------------------------------------------ the samples
+
+
+def reference_samples(agent: Agent, window: selectors.Window, *, limit: int) -> dict[str, list[tuple[Any, ...]]]:
+    """``cluster_samples`` read the plain way: every responded decision of the window in Python, each label's rows
+    oldest first (by timestamp, then seq), every k-th by seq (k = ceil(total / limit)), the first ``limit`` kept."""
+    actions = list(agent.actions)
+    rows: dict[str, list[Any]] = {}
+    for d in selectors.window_decisions(agent=agent, window=window).filter(response_action__isnull=False):
+        label = selectors.label_of(actions, d.response_action, d.action, d.modified_action)
+        rows.setdefault(str(label), []).append(d)
+    out = {}
+    for label in selectors.LABELS:
+        mine = sorted(rows.get(label, []), key=lambda d: (d.timestamp, d.seq))
+        step = -(-len(mine) // limit) if mine else 1
+        kept = [d for d in mine if d.seq % step == 0][:limit]
+        out[label] = [
+            (d.entry_id, d.confidence, d.threshold_name, d.features, d.matched_rules if agent.rule_based else [])
+            for d in kept
+        ]
+    return out
+
+
+def got_samples(samples: dict[str, selectors.ClusterRows]) -> dict[str, list[tuple[Any, ...]]]:
+    return {
+        label: list(zip(s.entry_ids, s.confidences, s.thresholds, s.features, s.rules, strict=True))
+        for label, s in samples.items()
+    }
+
+
+@pytest.mark.parametrize("limit", [7, 40, 5000])
+def test_cluster_samples__every_k_th_of_each_label_oldest_first__as_read_the_plain_way(limit: int) -> None:
+    """Modified responses count by the action they moved to; 5000 is more than any label has (all of them)."""
+    agent = scored_agent()
+    window = selectors.cycle_window(agent=agent, now=NOW)
+    scanned = selectors.window_scan(agent=agent, window=window, definitions=threshold_definitions(agent=agent)).window
+    want = reference_samples(agent, window, limit=limit)
+    assert all(want.values())
+    assert got_samples(selectors.cluster_samples(agent=agent, window=scanned, limit=limit)) == want
+    assert got_samples(selectors.cluster_samples(agent=agent, window=window, limit=limit)) == want
+
+
+def test_cluster_samples__rule_based_agent__with_the_matched_rules() -> None:
+    agent = rules_agent()
+    log_rule_rows(agent, two_rules_rows())
+    window = selectors.cycle_window(agent=agent, now=NOW)
+    want = reference_samples(agent, window, limit=30)
+    assert any(rules for rows in want.values() for *_, rules in rows)
+    assert got_samples(selectors.cluster_samples(agent=agent, window=window, limit=30)) == want
+
+
+@pytest.mark.configured  # the plan is PostgreSQL's; SQLite has no index-only scan to ask for
+def test_cluster_samples__postgresql__the_pick_reads_the_responded_index_alone() -> None:
+    """At 20M decisions the samples' query was a second read of the whole window, a pass's worth of time
+    (docs/bench-tuner.md). Its pick now reads only the columns ``decision_agent_responded`` holds, so PostgreSQL
+    can answer it with an index-only scan of the responded decisions; the table is read for the kept rows only,
+    by primary key. With scans of the table's rows made costly, the plan shows that no column outside the index
+    is read for the pick: it failed while the query read the rows' features in the same scan."""
+    agent = scored_agent()
+    window = selectors.cycle_window(agent=agent, now=NOW)
+    with CaptureQueriesContext(connection) as queries:
+        selectors.cluster_samples(agent=agent, window=window, limit=40)
+    sample_sql = [q["sql"] for q in queries.captured_queries if "ROW_NUMBER" in q["sql"].upper()]
+    assert len(sample_sql) == 1, sample_sql
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        cursor.execute("EXPLAIN " + sample_sql[0])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        # The index's copy on each weekly partition (and the default one) has a name of its own.
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'decision_agent_responded'"
+        )
+        copies = {row[0] for row in cursor.fetchall()}
+    scans = [line.strip() for line in plan.splitlines() if " Scan " in line and "_pkey " not in line]
+    assert scans and all(
+        line.split(" on ")[0].removeprefix("->  ").removeprefix("Index Only Scan using ") in copies for line in scans
+    ), plan
+
+
 # ------------------------------------------------------------------------------------------------ the cycle
 
 
@@ -307,6 +426,8 @@ def test_cycle__postgresql__window_read_in_one_snapshot_with_the_tuner_s_work_me
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT current_setting('work_mem'), current_setting('jit'), current_setting('enable_sort'), "
+                    "current_setting('parallel_tuple_cost') || '/' "
+                    "|| current_setting('max_parallel_workers_per_gather'), "
                     "pg_current_snapshot()::text, pg_backend_pid()"
                 )
                 seen.append((function.__name__, *cursor.fetchone(), connection.in_atomic_block))
@@ -324,10 +445,10 @@ def test_cycle__postgresql__window_read_in_one_snapshot_with_the_tuner_s_work_me
     run = tuner_cycle_run(agent=agent, now=NOW, generator=StatisticalGenerator())
     assert run.status == run.Status.DONE
     assert [s[0] for s in seen] == ["window_scan", "cluster_samples"]
-    for _, work_mem, jit, enable_sort, _, _, atomic in seen:
-        assert (work_mem, jit, enable_sort, atomic) == (selectors.TUNER_WORK_MEM, "off", "off", True)
+    for _, work_mem, jit, enable_sort, parallel, _, _, atomic in seen:
+        assert (work_mem, jit, enable_sort, parallel, atomic) == (selectors.TUNER_WORK_MEM, "off", "off", "0/1", True)
     # One snapshot, read by two connections.
-    assert seen[0][4] == seen[1][4] and seen[0][5] != seen[1][5]
+    assert seen[0][5] == seen[1][5] and seen[0][6] != seen[1][6]
     # SET LOCAL ended with it: the connection is back to its own settings.
     with connection.cursor() as cursor:
         cursor.execute(settings)
