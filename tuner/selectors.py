@@ -118,7 +118,7 @@ def window_decisions(*, agent: Agent, window: Window) -> QuerySet[Decision]:
 # work_mem gives those hash tables and sorts room in memory; JIT compiling costs tens of milliseconds a query and
 # buys nothing on one pass. The same estimate keeps the planner from aggregating in parallel workers (it sees no
 # rows saved), so left alone it scans a 20M-decision window in one process; ``parallel_tuple_cost = 0`` lets one
-# worker read and compute the rows while this process aggregates them (12.9 s to 6.6 s at 20M, docs/bench-tuner.md).
+# worker read and compute the rows while this process aggregates them (10.3 s to 6.6 s at 20M, docs/bench-tuner.md).
 # One worker, not more: the aggregating process is then the bottleneck, and more workers only take CPU from it
 # (7.8 s with two on two cores).
 TUNER_WORK_MEM = "64MB"
