@@ -261,7 +261,6 @@ def main() -> None:
         f"{'/ pass':>7} {'/ COPY':>7} {'run s':>7} {'/ pass':>7} {'peak MiB':>9}  proposals"
     )
     for n in sizes:
-        settle()
         # Committed, as in production: the cycle reads its cluster samples on a second connection (tuner.beside),
         # which could not see the rows of an open transaction.
         agent, cycle_s = _one_size(n)

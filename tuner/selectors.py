@@ -7,7 +7,6 @@ A cycle's reads of its window run inside ``window_reads``: on PostgreSQL one tra
 (``loopsite.replica``). The window is always the plain range ``timestamp >= start AND timestamp < end``, so the
 decision log's weekly partitions prune."""
 
-import json
 import zoneinfo
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -32,7 +31,7 @@ from django.db.models import (
     When,
 )
 from django.db.models import Window as SqlWindow
-from django.db.models.fields.json import KeyTextTransform
+from django.db.models.fields.json import JSONField, KeyTextTransform
 from django.db.models.functions import Cast, Mod, RowNumber
 from django.utils.dateparse import parse_datetime
 
@@ -731,24 +730,27 @@ def _sample_rows(*, agent: Agent, window: Window, steps: Mapping[str, int], limi
     if agent.rule_based:
         columns.append("matched_rules")  # clustered by rule combination; a scored agent's are not read
     wanted = ", ".join(f"d.{q(c)}" for c in columns)
-    look_up = f"{q(Decision._meta.db_table)} d WHERE d.{q('seq')} = s.c2"
+    table, same_seq = q(Decision._meta.db_table), f"d.{q('seq')} = s.c2"
     if connection.vendor == "postgresql":
         # LIMIT 1 (a primary key gives one row anyway) keeps the planner from flattening the lateral subquery
         # into a join it could then answer by hashing a scan of the whole window.
-        join = f"CROSS JOIN LATERAL (SELECT {wanted} FROM {look_up} AND d.{q('timestamp')} = s.c3 LIMIT 1) d"
+        same_row = f"{same_seq} AND d.{q('timestamp')} = s.c3"
+        join = f"CROSS JOIN LATERAL (SELECT {wanted} FROM {table} d WHERE {same_row} LIMIT 1) d"
     else:
-        join = f"JOIN {look_up.replace(' WHERE ', ' ON ')}"
+        join = f"JOIN {table} d ON {same_seq}"
     sql = f"WITH s(c0, c1, c2, c3) AS ({picks_sql}) SELECT s.c0, s.c1, {wanted} FROM s {join}"
     with _tuned(alias), connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    json_at = [i for i, c in enumerate(columns, start=2) if c in ("features", "matched_rules")]
+    # A plain cursor gives JSON as its text: each JSON column is read as its field reads it.
+    fields = {i: Decision._meta.get_field(c) for i, c in enumerate(columns, start=2)}
+    json_fields = {i: f for i, f in fields.items() if isinstance(f, JSONField)}
     out = []
     for row in rows:
         values = list(row)
-        for i in json_at:  # JSON comes back as its text from a plain cursor, as the fields read it
+        for i, json_field in json_fields.items():
             if isinstance(values[i], str):
-                values[i] = json.loads(values[i])
+                values[i] = json_field.from_db_value(values[i], json_field.cached_col, connection)
         out.append(tuple(values))
     return out
 
