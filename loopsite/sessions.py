@@ -10,6 +10,7 @@ adapts it. Writes, deletes, key cycling and expiry are Django's own, unchanged.
 from functools import cache
 from typing import Any
 
+from django.contrib.auth import BACKEND_SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.db import connections, router
 from django.utils import timezone
@@ -27,6 +28,18 @@ def _select_sql(alias: str, vendor: str) -> str:
     return f"SELECT {data} FROM {quote(meta.db_table)} WHERE {key} = %s AND {expires} > %s"
 
 
+# Sessions signed in before ``people.backends.UserBackend`` replaced Django's ModelBackend name that one; the user
+# is read by its replacement, so they stay signed in.
+_RENAMED_BACKENDS = {"django.contrib.auth.backends.ModelBackend": "people.backends.UserBackend"}
+
+
+def _backend_renamed(data: dict[str, Any]) -> dict[str, Any]:
+    backend = data.get(BACKEND_SESSION_KEY)
+    if backend in _RENAMED_BACKENDS:
+        data[BACKEND_SESSION_KEY] = _RENAMED_BACKENDS[backend]
+    return data
+
+
 class SessionStore(DatabaseSessionStore):
     def load(self) -> dict[str, Any]:
         alias = router.db_for_read(self.model)
@@ -39,4 +52,4 @@ class SessionStore(DatabaseSessionStore):
             # As Django's: an unknown or expired key is forgotten, so a new session gets a new key.
             self._session_key = None
             return {}
-        return self.decode(row[0])
+        return _backend_renamed(self.decode(row[0]))

@@ -3,6 +3,7 @@
 An agent with designated approvers narrows the second: only they (and admins) decide its proposals, lock it and roll
 it back. That scope is the approval gate's, in ``approvals.guard.approver_check``."""
 
+from collections.abc import Iterable
 from enum import StrEnum
 from functools import cache
 from typing import Any
@@ -26,10 +27,10 @@ def role_groups_ensure() -> dict[Role, Group]:
     return {role: Group.objects.get_or_create(name=name)[0] for role, name in GROUP_NAMES.items()}
 
 
-@cache
-def _group_names_sql(alias: str) -> str:
+def group_names_select(alias: str, user: str, aggregate: str = "{}") -> str:
     """``user.groups.values_list("name")`` as the ORM writes it, from the models' metadata: the names of the groups
-    joined through the user model's ``groups`` table, for one user."""
+    joined through the user model's ``groups`` table, for the user whose id is the SQL expression ``user`` (``%s``,
+    or a column of an outer query); ``aggregate`` wraps the name column (``array_agg({})``: one row of them)."""
     groups = get_user_model()._meta.get_field("groups")
     assert isinstance(groups, ManyToManyField)
     quote = connections[alias].ops.quote_name
@@ -37,19 +38,31 @@ def _group_names_sql(alias: str) -> str:
     link = quote(groups.m2m_db_table())
     name = quote(Group._meta.get_field("name").column)  # type: ignore[union-attr,arg-type]
     return (
-        f"SELECT {group}.{name} FROM {group} INNER JOIN {link} "
+        f"SELECT {aggregate.format(f'{group}.{name}')} FROM {group} INNER JOIN {link} "
         f"ON {group}.{quote(Group._meta.pk.column)} = {link}.{quote(groups.m2m_reverse_name())} "  # type: ignore[union-attr,arg-type]
-        f"WHERE {link}.{quote(groups.m2m_column_name())} = %s"
+        f"WHERE {link}.{quote(groups.m2m_column_name())} = {user}"
     )
+
+
+@cache
+def _group_names_sql(alias: str) -> str:
+    return group_names_select(alias, "%s")
 
 
 def _group_names(user: Any) -> set[str]:
     """The names of the user's groups, read now (every request reads them afresh: a role taken away counts at the
-    next request). One plain SELECT: through the ORM, compiling the query cost some four times the round trip."""
+    next request). One plain SELECT: through the ORM, compiling the query cost some four times the round trip.
+    A user read by ``people.backends.UserBackend`` comes with them (``with_group_names``)."""
     alias = router.db_for_read(Group, instance=user)
     with connections[alias].cursor() as cursor:
         cursor.execute(_group_names_sql(alias), [user.pk])
         return {name for (name,) in cursor.fetchall()}
+
+
+def with_group_names(user: Any, names: Iterable[str]) -> Any:
+    """``user`` carrying the names of its groups, read with it: its role checks in this request use them."""
+    user._loopsite_groups = set(names)
+    return user
 
 
 def _in_group(user: AbstractBaseUser | AnonymousUser, group: str) -> bool:
