@@ -7,20 +7,23 @@ page at any depth is one short index range scan: the cursor is the last row's (t
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.core.cache import cache
-from django.db import connection
-from django.db.models import Count, Q, QuerySet
+from django.db import connection, connections
+from django.db.models import Count, Field, Q, QuerySet
 
 from auditlog.exceptions import InvalidEntry
 from auditlog.labels import binary_meaning
 from auditlog.models import Decision
 from loopsite.cache import stamp_get
+from loopsite.rows import converted, converters
 from loopsite.rules import rule
 from thresholds.models import Agent
 
@@ -93,7 +96,7 @@ class FeatureValue:
 
 @dataclass
 class QueueItem:
-    decision: Decision
+    decision: "Decision | QueueRow"  # a model instance when amending (it shows the answer given)
     agent_id: str
     actions: list[str]
     binary_mode: bool
@@ -259,6 +262,80 @@ ITEM_COLUMNS = (
 AGENT_COLUMNS = ("agent_id", "actions", "binary_mode")
 
 
+class QueueRow:
+    """A pending decision as a queue item reads it: the ``ITEM_COLUMNS`` as attributes, with the values a queryset
+    would give them. The list is read with a plain cursor (``_queue_rows``), not as model instances."""
+
+    __slots__ = ITEM_COLUMNS
+    seq: int
+    timestamp: datetime
+    entry_id: str
+    agent_id: int
+    action: str
+    confidence: float | None
+    threshold_used: float
+    threshold_name: str
+    reasoning: str
+    features: dict[str, Any]
+    matched_rules: list[str]
+    claimed_by: str | None
+    claimed_until: datetime | None
+    # Pending, so not answered (an item shown again to change its answer is a ``Decision``).
+    response_action: str | None = None
+    modified_action: str | None = None
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        for name, value in zip(ITEM_COLUMNS, values, strict=True):
+            setattr(self, name, value)
+
+
+def _queue_rows(qs: QuerySet[Decision], *, newest_first: bool, limit: int) -> list[QueueRow]:
+    """The first ``limit`` rows of ``qs`` (its conditions, the ORM's: ``queue_filtered`` and ``_after``) in the
+    queue's order. The conditions are compiled by the ORM; the rest of the statement (columns, order, limit) is
+    written here once per process, and the rows are converted as the ORM converts them (``loopsite.rows``) into
+    ``QueueRow``: through a queryset, building the whole statement and a model instance per row cost about as much
+    as the query itself (docs/bench-queue.md)."""
+    joined = sorted(a for a, uses in qs.query.alias_refcount.items() if uses and a != qs.query.base_table)
+    if joined:  # the statement reads the decision table alone (a join the ORM set up and trimmed is unused)
+        raise ValueError(f"the queue's conditions join other tables: {joined}")
+    alias = qs.db
+    connection = connections[alias]
+    compiler = qs.query.get_compiler(using=alias)
+    where, params = compiler.compile(qs.query.where)
+    with connection.cursor() as cursor:
+        cursor.execute(_queue_select(alias, newest_first).format(where=where), [*params, limit])
+        rows = cursor.fetchall()
+    plan = converters(connection, _ITEM_FIELDS)
+    return [QueueRow(converted(connection, row, plan)) for row in rows]
+
+
+_ITEM_FIELDS: "list[Field[Any, Any]]" = [Decision._meta.get_field(name) for name in ITEM_COLUMNS]  # type: ignore[misc]
+
+
+@functools.cache
+def _queue_select(alias: str, newest_first: bool) -> str:
+    """The list's statement around its conditions (``{where}``)."""
+    quote = connections[alias].ops.quote_name
+    table = quote(Decision._meta.db_table)
+    columns = ", ".join(f"{table}.{quote(f.column)}" for f in _ITEM_FIELDS)  # type: ignore[union-attr,arg-type]
+    way = "DESC" if newest_first else "ASC"
+    order = f"{table}.{quote('timestamp')} {way}, {table}.{quote('seq')} {way}"
+    return f"SELECT {columns} FROM {table} WHERE {{where}} ORDER BY {order} LIMIT %s"
+
+
+def _agents(alias: str) -> list[Agent]:
+    """Every agent with the columns the page uses (``AGENT_COLUMNS``), by agent id, with one plain statement."""
+    return sorted(Agent.objects.using(alias).raw(_agents_sql(alias)), key=lambda a: a.agent_id)
+
+
+@functools.cache
+def _agents_sql(alias: str) -> str:
+    quote = connections[alias].ops.quote_name
+    fields = [Agent._meta.get_field(name) for name in ("id", *AGENT_COLUMNS)]
+    columns = ", ".join(quote(f.column) for f in fields)  # type: ignore[union-attr,arg-type]
+    return f"SELECT {columns} FROM {quote(Agent._meta.db_table)}"
+
+
 def queue_page(
     *,
     filters: QueueFilters,
@@ -270,14 +347,14 @@ def queue_page(
 ) -> QueuePage:
     """One page of the queue, oldest first (or newest first), starting after ``cursor``."""
     qs = _after(queue_filtered(filters=filters, reviewer=reviewer, now=now), cursor, newest_first=newest_first)
-    order = ("-timestamp", "-seq") if newest_first else ("timestamp", "seq")
-    rows = list(qs.order_by(*order).only(*ITEM_COLUMNS)[: limit + 1])
+    rows = _queue_rows(qs, newest_first=newest_first, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
-    agents = {a.pk: a for a in Agent.objects.only(*AGENT_COLUMNS)}
+    agents = _agents(qs.db)
+    by_pk = {a.pk: a for a in agents}
     items = []
     for d in rows:
-        agent = agents[d.agent_id]
+        agent = by_pk[d.agent_id]
         items.append(
             QueueItem(
                 decision=d,
@@ -295,7 +372,7 @@ def queue_page(
         next_cursor=next_cursor,
         filters=filters,
         cursor=cursor,
-        agents=sorted(agents.values(), key=lambda a: a.agent_id),
+        agents=agents,
         newest_first=newest_first,
     )
 
