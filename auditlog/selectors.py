@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.core.cache import cache
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, connections
 from django.db.models import Count, Field, Q, QuerySet
 
@@ -301,9 +302,13 @@ def _queue_rows(qs: QuerySet[Decision], *, newest_first: bool, limit: int) -> li
     alias = qs.db
     connection = connections[alias]
     compiler = qs.query.get_compiler(using=alias)
-    where, params = compiler.compile(qs.query.where)
+    try:
+        where, params = compiler.compile(qs.query.where)
+    except EmptyResultSet:  # conditions nothing can meet
+        return []
+    head, tail = _queue_select(alias, newest_first)
     with connection.cursor() as cursor:
-        cursor.execute(_queue_select(alias, newest_first).format(where=where), [*params, limit])
+        cursor.execute(f"{head}{where}{tail}", [*params, limit])
         rows = cursor.fetchall()
     plan = converters(connection, _ITEM_FIELDS)
     return [QueueRow(converted(connection, row, plan)) for row in rows]
@@ -313,14 +318,14 @@ _ITEM_FIELDS: "list[Field[Any, Any]]" = [Decision._meta.get_field(name) for name
 
 
 @functools.cache
-def _queue_select(alias: str, newest_first: bool) -> str:
-    """The list's statement around its conditions (``{where}``)."""
+def _queue_select(alias: str, newest_first: bool) -> tuple[str, str]:
+    """The list's statement before its conditions and after them."""
     quote = connections[alias].ops.quote_name
     table = quote(Decision._meta.db_table)
     columns = ", ".join(f"{table}.{quote(f.column)}" for f in _ITEM_FIELDS)  # type: ignore[union-attr,arg-type]
     way = "DESC" if newest_first else "ASC"
     order = f"{table}.{quote('timestamp')} {way}, {table}.{quote('seq')} {way}"
-    return f"SELECT {columns} FROM {table} WHERE {{where}} ORDER BY {order} LIMIT %s"
+    return f"SELECT {columns} FROM {table} WHERE ", f" ORDER BY {order} LIMIT %s"
 
 
 def _agents(alias: str) -> list[Agent]:

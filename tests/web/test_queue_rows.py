@@ -77,3 +77,12 @@ def test_queue_rows__as_the_queryset_reads_them(logged: Any, filters: dict[str, 
         assert len(shown) == 16  # 18 logged, 2 claimed by someone else
         assert [a.agent_id for a in pages[0].agents] == ["other", "triage"]
         assert {d.agent_id for d in shown} == {a.pk for a in pages[0].agents}
+
+
+def test_queue_rows__conditions_nothing_can_meet__no_rows(logged: Any) -> None:
+    from auditlog.selectors import _queue_rows, queue_filtered
+
+    qs = queue_filtered(filters=QueueFilters(**NO_FILTERS), reviewer="rita", now=timezone.now())
+
+    assert len(_queue_rows(qs, newest_first=False, limit=5)) == 5
+    assert _queue_rows(qs.filter(seq__in=[]), newest_first=False, limit=5) == []
