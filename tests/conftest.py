@@ -12,6 +12,9 @@ from rest_framework.test import APIClient
 
 from tests.factories import NOW, make_agent, user_with_role
 
+# Every user the tests make has a password: hashed once, not a million times (tests/hashers.py).
+settings.PASSWORD_HASHERS = ["tests.hashers.OneIterationPBKDF2"]
+
 _real_connect = socket.socket.connect
 
 
