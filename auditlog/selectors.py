@@ -263,6 +263,9 @@ ITEM_COLUMNS = (
 AGENT_COLUMNS = ("agent_id", "actions", "binary_mode")
 
 
+_ITEM_FIELDS: "list[Field[Any, Any]]" = [Decision._meta.get_field(name) for name in ITEM_COLUMNS]  # type: ignore[misc]
+
+
 class QueueRow:
     """A pending decision as a queue item reads it: the ``ITEM_COLUMNS`` as attributes, with the values a queryset
     would give them. The list is read with a plain cursor (``_queue_rows``), not as model instances."""
@@ -312,9 +315,6 @@ def _queue_rows(qs: QuerySet[Decision], *, newest_first: bool, limit: int) -> li
         rows = cursor.fetchall()
     plan = converters(connection, _ITEM_FIELDS)
     return [QueueRow(converted(connection, row, plan)) for row in rows]
-
-
-_ITEM_FIELDS: "list[Field[Any, Any]]" = [Decision._meta.get_field(name) for name in ITEM_COLUMNS]  # type: ignore[misc]
 
 
 @functools.cache

@@ -1,8 +1,9 @@
 """Rows read with a plain cursor, converted as the ORM converts them.
 
-A few hot reads (the signed-in user, the review queue's page) run SQL on a cursor rather than through a queryset,
-whose building, compiling and per-row machinery cost more than the round trip. Their values must still be what a
-queryset would hand out: SQLite's text datetimes made aware, its 0 and 1 made booleans, JSON decoded by its field.
+A few reads (the signed-in user, the review queue's page, the tuner's cluster samples) run SQL on a cursor, not
+through a queryset, whose building, compiling and per-row machinery cost more than the round trip. Their values
+must still be what a queryset would hand out: SQLite's text datetimes made aware, its 0 and 1 made booleans, JSON
+decoded by its field.
 ``converters`` lists, for each selected field, the backend's and the field's own converters, as the query compiler
 applies them (``SQLCompiler.get_converters``).
 """

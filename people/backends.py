@@ -27,17 +27,15 @@ _AGGREGATES = {"postgresql": "array_agg({})", "sqlite": "json_group_array({})"}
 
 
 @cache
-def _user_sql(alias: str, vendor: str) -> tuple[str, tuple[str, ...]]:
-    """The user's columns and group names by primary key, and the fields' attribute names in column order."""
-    user_model = get_user_model()
-    meta = user_model._meta
+def _user_sql(alias: str, vendor: str) -> str:
+    """The user's columns (``concrete_fields``, in order) and group names, by primary key."""
+    meta = get_user_model()._meta
     quote = connections[alias].ops.quote_name
     table = quote(meta.db_table)  # type: ignore[arg-type]
-    fields = meta.concrete_fields
-    columns = ", ".join(f"{table}.{quote(f.column)}" for f in fields)  # type: ignore[arg-type]
+    columns = ", ".join(f"{table}.{quote(f.column)}" for f in meta.concrete_fields)  # type: ignore[arg-type]
     pk = f"{table}.{quote(meta.pk.column)}"  # type: ignore[union-attr,arg-type]
     groups = group_names_select(alias, pk, _AGGREGATES[vendor])
-    return f"SELECT {columns}, ({groups}) FROM {table} WHERE {pk} = %s", tuple(f.attname for f in fields)
+    return f"SELECT {columns}, ({groups}) FROM {table} WHERE {pk} = %s"
 
 
 class UserBackend(ModelBackend):
@@ -45,19 +43,19 @@ class UserBackend(ModelBackend):
         user_model = get_user_model()
         alias = router.db_for_read(user_model)
         connection = connections[alias]
-        sql, names = _user_sql(alias, connection.vendor)
         try:
             pk = user_model._meta.pk.to_python(user_id)  # type: ignore[union-attr]
         except (ValidationError, TypeError, ValueError):  # a session naming no valid id has no user
             return None
         with connection.cursor() as cursor:
-            cursor.execute(sql, [pk])
+            cursor.execute(_user_sql(alias, connection.vendor), [pk])
             row = cursor.fetchone()
         if row is None:
             return None
         *values, groups = row
-        plan = converters(connection, user_model._meta.concrete_fields)
-        user = user_model.from_db(alias, list(names), converted(connection, values, plan))
+        fields = user_model._meta.concrete_fields
+        values = converted(connection, values, converters(connection, fields))
+        user = user_model.from_db(alias, [f.attname for f in fields], values)
         if isinstance(groups, str):
             groups = json.loads(groups)
         user = with_group_names(user, (g for g in groups or () if g is not None))

@@ -72,9 +72,7 @@ def _in_group(user: AbstractBaseUser | AnonymousUser, group: str) -> bool:
         return group in cached
     if not getattr(user, "is_authenticated", False) or not hasattr(user, "groups"):
         return False
-    cached = _group_names(user)
-    user._loopsite_groups = cached  # type: ignore[union-attr]
-    return group in cached
+    return group in with_group_names(user, _group_names(user))._loopsite_groups
 
 
 def is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:

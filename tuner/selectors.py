@@ -31,13 +31,14 @@ from django.db.models import (
     When,
 )
 from django.db.models import Window as SqlWindow
-from django.db.models.fields.json import JSONField, KeyTextTransform
+from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Mod, RowNumber
 from django.utils.dateparse import parse_datetime
 
 from auditlog.models import Decision, ReviewReason
 from auditlog.selectors import rule_filter
 from loopsite.replica import lagging_reads
+from loopsite.rows import converted, converters
 from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
 from tuner.analysis import BINS, ReplayData, WeekStats
 from tuner.clusters import cluster_as_dict, cluster_sentence, cluster_trends
@@ -742,17 +743,10 @@ def _sample_rows(*, agent: Agent, window: Window, steps: Mapping[str, int], limi
     with _tuned(alias), connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    # A plain cursor gives JSON as its text: each JSON column is read as its field reads it.
-    fields = {i: Decision._meta.get_field(c) for i, c in enumerate(columns, start=2)}
-    json_fields = {i: f for i, f in fields.items() if isinstance(f, JSONField)}
-    out = []
-    for row in rows:
-        values = list(row)
-        for i, json_field in json_fields.items():
-            if isinstance(values[i], str):
-                values[i] = json_field.from_db_value(values[i], json_field.cached_col, connection)
-        out.append(tuple(values))
-    return out
+    # A plain cursor gives JSON as its text: the columns are converted as the ORM converts them.
+    fields = [Decision._meta.get_field(c) for c in columns]
+    plan = [(i + 2, col, found) for i, col, found in converters(connection, fields)]  # type: ignore[arg-type]
+    return [tuple(converted(connection, row, plan)) for row in rows]
 
 
 def cluster_samples(
