@@ -18,10 +18,14 @@ For each size:
 4. Times ``tuner_cycle_run`` with the statistical generator (the default, offline), in a process that has run one
    small cycle first (2,000 decisions, untimed), as a worker has: a first cycle also loads scikit-learn's and
    SciPy's modules.
-   The cycle is then timed twice more, as the pass is timed three times: its computation (``cycle_compute``,
-   reads only) again, plus the full run's own time outside it (claim and store); the best of the three counts.
-5. Prints the times, the cycle's ratio to the aggregate pass (target: <= 3 x) and to the COPY (earlier target:
-   <= 5 x), the full run alone and its ratio to the pass, and the peak RSS so far (target: < 1 GiB).
+   The cycle is then timed ``--tries`` - 1 times more: its computation (``cycle_compute``, reads only) again,
+   plus the full run's own time outside it (claim and store). Right before each cycle the pass is timed once
+   more, so every cycle has its reference measured next to it: this machine's speed drifts by a third within
+   minutes, and a pass timed only before all the cycles could meet a quieter or a busier machine than they do.
+5. Prints the best pass (of all its timings) and the best cycle, the cycle's ratio to the pass (target: <= 3 x)
+   and the median of the ratios of each cycle to the pass timed just before it ("pairs"), the ratio to the COPY
+   (earlier target: <= 5 x), the full run alone and its ratio to the pass, and the peak RSS so far (target:
+   < 1 GiB).
 At the end it prints the per-size cycle times divided by N (target: not growing: linear or better).
 Each size's rows are committed, as in production, because the cycle reads its cluster samples on a second
 connection in its snapshot (``tuner.beside``), which could not see an open transaction's rows. Once timed, the
@@ -41,6 +45,7 @@ import io  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
+import statistics  # noqa: E402
 import time  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
 
@@ -223,22 +228,27 @@ def warm_up_worker() -> None:
     forget(agent)
 
 
-def _one_size(n: int) -> tuple[Agent, float]:
+def _one_size(n: int, tries: int) -> tuple[Agent, float]:
     agent = _agent(n)
     loaded = load(agent, n, seed=n)
     settle()
     warm(agent)
     copy_s, copied = copy_out(agent)
-    pass_s, _ = aggregate_pass(agent)
-    times, run = timed_cycle(agent, now=NOW)
-    cycle_s, run_s = min(times), times[0]  # the best of three, as the pass
+    first_pass_s, _ = aggregate_pass(agent)
+    passes: list[float] = []
+    times, run = timed_cycle(
+        agent, now=NOW, tries=tries, before=lambda: passes.append(aggregate_pass(agent, tries=1)[0])
+    )
+    pass_s, cycle_s, run_s = min(first_pass_s, *passes), min(times), times[0]
+    # Each cycle against the pass timed just before it (a repeat proposing otherwise is not kept: then no pairs).
+    pairs = statistics.median(c / p for c, p in zip(times, passes, strict=True)) if len(times) == len(passes) else 0.0
     proposals = ", ".join(
         f"{p['thresholdName']} {p['currentValue']}->{p['proposedValue']} ({p['confidence']})"
         for p in (run.output or {}).get("proposals", [])
     )
     print(
         f"{n:>10} {loaded:>8.1f} {copy_s:>10.2f} {copied / 2**20:>8.1f} {pass_s:>7.2f} {cycle_s:>8.2f} "
-        f"{cycle_s / pass_s:>7.2f} {cycle_s / copy_s:>7.2f} {run_s:>7.2f} {run_s / pass_s:>7.2f} "
+        f"{cycle_s / pass_s:>7.2f} {pairs:>6.2f} {cycle_s / copy_s:>7.2f} {run_s:>7.2f} {run_s / pass_s:>7.2f} "
         f"{peak_rss_mib():>9.0f}  {proposals or run.output}",
         flush=True,
     )
@@ -249,21 +259,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="250000,1000000,4000000", help="comma-separated decision counts")
     parser.add_argument("--keep", action="store_true", help="keep the agents and rows afterwards")
+    parser.add_argument("--tries", type=int, default=5, help="cycles timed per size, each after a pass (>= 2)")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         raise SystemExit("set DATABASE_URL to a PostgreSQL database (the benchmark compares with COPY)")
     settings.ANTHROPIC_API_KEY = ""
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.tries < 2:
+        parser.error("--tries must be at least 2")
     warm_up_worker()
     results = []
     print(
         f"{'decisions':>10} {'load s':>8} {'COPY TO s':>10} {'MiB out':>8} {'pass s':>7} {'cycle s':>8} "
-        f"{'/ pass':>7} {'/ COPY':>7} {'run s':>7} {'/ pass':>7} {'peak MiB':>9}  proposals"
+        f"{'/ pass':>7} {'pairs':>6} {'/ COPY':>7} {'run s':>7} {'/ pass':>7} {'peak MiB':>9}  proposals"
     )
     for n in sizes:
         # Committed, as in production: the cycle reads its cluster samples on a second connection (tuner.beside),
         # which could not see the rows of an open transaction.
-        agent, cycle_s = _one_size(n)
+        agent, cycle_s = _one_size(n, args.tries)
         results.append((n, cycle_s))
         if not args.keep:
             forget(agent)

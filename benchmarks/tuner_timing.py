@@ -2,15 +2,20 @@
 takes the best of each, ``benchmarks/month.py`` the median). Not a test."""
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 
-def timed_cycle(agent: Any, *, now: datetime, tries: int = 3) -> tuple[list[float], Any]:
+def timed_cycle(
+    agent: Any, *, now: datetime, tries: int = 3, before: Callable[[], object] | None = None
+) -> tuple[list[float], Any]:
     """Seconds for up to ``tries`` cycles, the full run's first, and the run. A cycle is stored once per week, so
     the full run (``tuner_cycle_run``: claim, compute, store) is timed once; the other tries repeat its computation
     (``cycle_compute``, reads only) and add the run's own time outside it (the claim and the store). A repeat
-    counts only if it proposes what the run proposed."""
+    counts only if it proposes what the run proposed. ``before`` runs ahead of each try, untimed here: a
+    benchmark times its reference there, so each cycle has one measured next to it, on a machine whose speed
+    drifts within minutes."""
     from tuner import selectors, services
     from tuner.generators import StatisticalGenerator
     from tuner.services import tuner_cycle_run
@@ -26,6 +31,8 @@ def timed_cycle(agent: Any, *, now: datetime, tries: int = 3) -> tuple[list[floa
             computed.append(time.monotonic() - began)
 
     services.cycle_compute = timed  # type: ignore[assignment]
+    if before is not None:
+        before()
     try:
         began = time.monotonic()
         run = tuner_cycle_run(agent=agent, now=now, generator=StatisticalGenerator())
@@ -39,6 +46,8 @@ def timed_cycle(agent: Any, *, now: datetime, tries: int = 3) -> tuple[list[floa
     proposed = [(p["thresholdName"], round(p["proposedValue"], 6)) for p in (run.output or {}).get("proposals", [])]
     times = [run_s]
     for _ in range(tries - 1):
+        if before is not None:
+            before()
         began = time.monotonic()
         result = original(agent=agent, window=window, now=now, since=since, generator=StatisticalGenerator())
         again_s = time.monotonic() - began

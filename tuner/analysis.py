@@ -116,11 +116,14 @@ def replay_curves(
     negatives: NDArray[np.float64], positives: NDArray[np.float64], weights: NDArray[np.float64]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """False alarms and raw misses for every grid index 0..BINS+1: ``fa[k]`` = weighted negatives in bins >= k,
-    ``miss[k]`` = weighted positives in bins < k (every sampled escalation counted as a real miss)."""
+    ``miss[k]`` = weighted positives in bins < k (every sampled escalation counted as a real miss). Histograms of
+    shape (K, BINS + 1) give curves of shape (BINS + 2,); a stack of them (R, K, BINS + 1), one per resample, gives
+    (R, BINS + 2)."""
     neg = weights @ negatives
     pos = weights @ positives
-    fa = np.concatenate([np.cumsum(neg[::-1])[::-1], [0.0]])
-    miss = np.concatenate([[0.0], np.cumsum(pos)])
+    edge = np.zeros((*neg.shape[:-1], 1))
+    fa = np.concatenate([np.cumsum(neg[..., ::-1], axis=-1)[..., ::-1], edge], axis=-1)
+    miss = np.concatenate([edge, np.cumsum(pos, axis=-1)], axis=-1)
     return fa, miss
 
 
@@ -226,18 +229,35 @@ def real_cases(
     the floor's lower bound (``rate_fit`` with ``bound="lower"``), so few confirmed cases are written off as slips
     on little evidence; one action below, where escalations are today's misses and each sampled one weighs
     1 / sample rate, ``bound="upper"``: only escalations the data cannot put down to slips count."""
-    out = np.zeros((2, negatives.shape[1]))
-    floors = []
+    excess, floors = real_cases_stacked(negatives[None], positives[None], weights, gated, cap=cap)
+    return excess[0], (float(floors[0, 0]), float(floors[0, 1]))
+
+
+def real_cases_stacked(
+    negatives: NDArray[np.float64],
+    positives: NDArray[np.float64],
+    weights: NDArray[np.float64],
+    gated: NDArray[np.bool_],
+    *,
+    cap: float,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``real_cases`` for a stack of R histograms (R, K, BINS + 1), the bootstrap's resamples: the real cases
+    (R, 2, BINS + 1) and the floors (R, 2). Only the fits go one resample at a time."""
+    stack = negatives.shape[0]
+    out = np.zeros((stack, 2, negatives.shape[-1]))
+    floors = np.zeros((stack, 2))
     for row, population in enumerate((True, False)):
         rows = gated == population
-        total = weights[rows] @ (positives[rows] + negatives[rows])
-        raw_pos = positives[rows].sum(axis=0)
-        fitted, f = rate_fit(
-            raw_pos, raw_pos + negatives[rows].sum(axis=0), cap=cap, bound="lower" if population else "upper"
-        )
-        out[row] = total * np.clip((fitted - f) / (1.0 - 2.0 * f), 0.0, 1.0)
-        floors.append(f)
-    return out, (floors[0], floors[1])
+        pos, neg = positives[:, rows], negatives[:, rows]
+        total = weights[rows] @ (pos + neg)
+        raw_pos = pos.sum(axis=1)
+        raw_all = raw_pos + neg.sum(axis=1)
+        bound = "lower" if population else "upper"
+        for r in range(stack):
+            fitted, f = rate_fit(raw_pos[r], raw_all[r], cap=cap, bound=bound)
+            out[r, row] = total[r] * np.clip((fitted - f) / (1.0 - 2.0 * f), 0.0, 1.0)
+            floors[r, row] = f
+    return out, floors
 
 
 def real_misses(excess: NDArray[np.float64], k: int) -> float:
@@ -358,17 +378,16 @@ class _Curves:
 
     @classmethod
     def build(cls, data: ReplayData, k0: int, *, cap: float, resamples: int = 0, seed: int = 0) -> "_Curves":
-        rows = []
+        """The point estimate (one row), or ``resamples`` rows of the bootstrap: each row redraws every histogram
+        cell, negatives then positives, from a Poisson of its count (the order a loop over resamples would draw
+        in, so the figures do not depend on drawing them all at once)."""
         if resamples == 0:
-            rows.append(_curves_row(data.negatives, data.positives, data.weights, data.gated, k0, cap))
+            negatives, positives = data.negatives[None], data.positives[None]
         else:
-            rng = np.random.default_rng(seed)
-            for _ in range(resamples):
-                negatives = rng.poisson(data.negatives).astype(float)
-                positives = rng.poisson(data.positives).astype(float)
-                rows.append(_curves_row(negatives, positives, data.weights, data.gated, k0, cap))
-        fa, miss, lost, real, floors = (np.array(part) for part in zip(*rows, strict=True))
-        return cls(fa, miss, lost, real, floors)
+            counts = np.stack([data.negatives, data.positives])
+            drawn = np.random.default_rng(seed).poisson(counts, size=(resamples, *counts.shape)).astype(float)
+            negatives, positives = drawn[:, 0], drawn[:, 1]
+        return cls(*_curves(negatives, positives, data.weights, data.gated, k0, cap))
 
     def checks(
         self,
@@ -423,28 +442,32 @@ class _Curves:
         return beats
 
 
-def _curves_row(
+def _curves(
     negatives: NDArray[np.float64],
     positives: NDArray[np.float64],
     weights: NDArray[np.float64],
     gated: NDArray[np.bool_],
     k0: int,
     cap: float,
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], float, tuple[float, float]]:
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """``_Curves``' arrays for a stack of R histograms (R, K, BINS + 1): fa, miss and lost (R, BINS + 2), the
+    real cases (R,) and the floors (R, 2)."""
     fa, _ = replay_curves(negatives, positives, weights)
-    excess, floors = real_cases(negatives, positives, weights, gated, cap=cap)
-    pre = np.concatenate([np.zeros((2, 1)), np.cumsum(excess, axis=1)], axis=1)  # (2, BINS + 2)
-    today = float(np.maximum(0.0, pre[:, k0]).sum())
-    delta = pre - pre[:, [k0]]
-    lost_real = np.maximum(0.0, delta).sum(axis=0)  # a rise: the real cases each population loses
-    caught = np.maximum(0.0, -delta).sum(axis=0)  # a fall: the real misses it catches
+    excess, floors = real_cases_stacked(negatives, positives, weights, gated, cap=cap)
+    stack = len(negatives)
+    pre = np.concatenate([np.zeros((stack, 2, 1)), np.cumsum(excess, axis=2)], axis=2)  # (R, 2, BINS + 2)
+    today = np.maximum(0.0, pre[:, :, k0]).sum(axis=1)[:, None]
+    delta = pre - pre[:, :, [k0]]
+    lost_real = np.maximum(0.0, delta).sum(axis=1)  # a rise: the real cases each population loses
+    caught = np.maximum(0.0, -delta).sum(axis=1)  # a fall: the real misses it catches
     index = np.arange(BINS + 2)
     miss = np.where(index > k0, today + lost_real, today - np.minimum(today, caught))
-    confirmed = np.concatenate([[0.0], np.cumsum(weights[gated] @ positives[gated])])
-    caught_today = confirmed[-1] - confirmed[k0]
-    band = np.maximum(0.0, confirmed - confirmed[k0])
-    lost = band / caught_today if caught_today > 0 else np.where(band > 0, np.inf, 0.0)
-    return fa, miss, lost, float(np.maximum(0.0, pre[:, -1]).sum()), floors
+    confirmed = np.concatenate([np.zeros((stack, 1)), np.cumsum(weights[gated] @ positives[:, gated], axis=1)], axis=1)
+    caught_today = (confirmed[:, -1] - confirmed[:, k0])[:, None]
+    band = np.maximum(0.0, confirmed - confirmed[:, [k0]])
+    some = caught_today > 0
+    lost = np.where(some, band / np.where(some, caught_today, 1.0), np.where(band > 0, np.inf, 0.0))
+    return fa, miss, lost, np.maximum(0.0, pre[:, :, -1]).sum(axis=1), floors
 
 
 @dataclass(frozen=True)

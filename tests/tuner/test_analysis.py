@@ -515,3 +515,40 @@ def test_noise_floor__at_the_cap__edge() -> None:
     at_cap = np.where(totals > 0, 100 * cap, 0.0)
     assert noise_floor(at_cap, totals, cap=cap) == pytest.approx(cap)  # a flat 5 %: slips
     assert noise_floor(at_cap * 1.002, totals, cap=cap) == 0.0  # a flat 5.01 %: not slips, nothing subtracted
+
+
+def _noisy_histograms(seed: int) -> ReplayData:
+    rng = np.random.default_rng(seed)
+    k = 4
+    negatives = rng.poisson(rng.uniform(0, 12, (k, BINS + 1))) * (rng.random((k, BINS + 1)) < 0.6)
+    positives = rng.poisson(np.linspace(0, 6, BINS + 1), (k, BINS + 1)) * (rng.random((k, BINS + 1)) < 0.4)
+    return ReplayData(
+        negatives.astype(float), positives.astype(float), np.array([1.0, 1.0, 4.0, 1.0]), np.array([1, 0, 0, 1], bool)
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_bootstrap__drawn_as_one_stack__each_resample_as_if_drawn_and_replayed_alone(seed: int) -> None:
+    """The bootstrap draws its resamples in one call and replays them as one stack; every row must equal the
+    resample a loop would have drawn (negatives, then positives, from the same generator) replayed on its own."""
+    from tuner.analysis import _Curves, real_cases, replay_curves
+
+    data = _noisy_histograms(seed)
+    k0, cap = 500 + 100 * seed, 0.05
+    boot = _Curves.build(data, k0, cap=cap, resamples=9, seed=seed)
+    rng = np.random.default_rng(seed)
+    for r in range(9):
+        alone = ReplayData(
+            rng.poisson(data.negatives).astype(float),
+            rng.poisson(data.positives).astype(float),
+            data.weights,
+            data.gated,
+        )
+        point = _Curves.build(alone, k0, cap=cap)
+        for name in ("fa", "miss", "lost", "real", "floors"):
+            assert np.array_equal(getattr(boot, name)[r], getattr(point, name)[0]), (name, r)
+        fa, _ = replay_curves(alone.negatives, alone.positives, alone.weights)
+        excess, floors = real_cases(alone.negatives, alone.positives, alone.weights, alone.gated, cap=cap)
+        assert np.array_equal(boot.fa[r], fa)
+        assert boot.real[r] == pytest.approx(np.maximum(0.0, excess.sum(axis=1)).sum(), rel=1e-12)
+        assert tuple(boot.floors[r]) == floors
