@@ -328,9 +328,39 @@ def _queue_select(alias: str, newest_first: bool) -> tuple[str, str]:
     return f"SELECT {columns} FROM {table} WHERE ", f" ORDER BY {order} LIMIT %s"
 
 
-def _agents(alias: str) -> list[Agent]:
-    """Every agent with the columns the page uses (``AGENT_COLUMNS``), by agent id, with one plain statement."""
-    return sorted(Agent.objects.using(alias).raw(_agents_sql(alias)), key=lambda a: a.agent_id)
+# --- The agents the page names, kept in process under a stamp ------------------------------------------------
+#
+# Every page needs every agent (the filter's list, and each item's actions and binary mode): a round trip a page,
+# for rows that change when an agent is registered or edited. So each process keeps them under a stamp in the shared
+# cache, read in the page's one round trip to it (``queue_cache_keys``); every save or delete of an agent deletes
+# the stamp once it commits (``auditlog.services.queue_agents_changed``, on the model's signals: whatever path
+# changed it), and each process
+# reads them again at its next page. The stamp is read before the agents, so a change committed after that read
+# deletes the stamp the copy was kept under. Unreachable, the cache vouches for nothing: the agents are read.
+
+QUEUE_AGENTS_STAMP = "queue-agents:stamp"
+QUEUE_AGENTS_STAMP_SECONDS = 7 * 24 * 3600
+_agents_kept: dict[str, tuple[str, list[Agent]]] = {}  # database alias -> (stamp, agents)
+
+
+def queue_cache_keys(*, reviewer: str) -> list[str]:
+    """What one queue page reads from the shared cache, in one ``get_many``: the agents' stamp and the
+    reviewer's kept last answer with its stamp. The page passes what it read to ``queue_page`` and
+    ``last_answer`` as ``seen``."""
+    return [QUEUE_AGENTS_STAMP, *last_answer_keys(reviewer)]
+
+
+def _agents(alias: str, seen: dict[str, Any] | None = None) -> list[Agent]:
+    """Every agent with the columns the page uses (``AGENT_COLUMNS``), by agent id: this process's copy while its
+    stamp holds, else one plain statement."""
+    stamp = stamp_get(QUEUE_AGENTS_STAMP, timeout=QUEUE_AGENTS_STAMP_SECONDS, seen=(seen or {}).get(QUEUE_AGENTS_STAMP))
+    kept = _agents_kept.get(alias)
+    if stamp is not None and kept is not None and kept[0] == stamp:
+        return kept[1]
+    agents = sorted(Agent.objects.using(alias).raw(_agents_sql(alias)), key=lambda a: a.agent_id)
+    if stamp is not None:
+        _agents_kept[alias] = (stamp, agents)
+    return agents
 
 
 @functools.cache
@@ -349,13 +379,15 @@ def queue_page(
     cursor: Cursor | None = None,
     limit: int = PAGE_SIZE,
     newest_first: bool = False,
+    seen: dict[str, Any] | None = None,
 ) -> QueuePage:
-    """One page of the queue, oldest first (or newest first), starting after ``cursor``."""
+    """One page of the queue, oldest first (or newest first), starting after ``cursor``. ``seen``: what the page
+    already read from the shared cache (``queue_cache_keys``)."""
     qs = _after(queue_filtered(filters=filters, reviewer=reviewer, now=now), cursor, newest_first=newest_first)
     rows = _queue_rows(qs, newest_first=newest_first, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
-    agents = _agents(qs.db)
+    agents = _agents(qs.db, seen)
     by_pk = {a.pk: a for a in agents}
     items = []
     for d in rows:
@@ -429,6 +461,12 @@ def _reviewer_key(reviewer: str) -> str:
     return hashlib.blake2b(reviewer.encode(), digest_size=16).hexdigest()
 
 
+def last_answer_keys(reviewer: str) -> tuple[str, str]:
+    """The shared cache's keys of the reviewer's last answer: its stamp, and the copy kept under it."""
+    hours = int(rule("AMEND_WINDOW_HOURS"))
+    return last_answer_stamp_key(reviewer), f"queue-last-answer:v1:{hours}:{_reviewer_key(reviewer)}"
+
+
 def last_answer_stamp_key(reviewer: str) -> str:
     """The cache key whose deletion makes the reviewer's kept last answer be read again."""
     return f"queue-last-answer:stamp:{_reviewer_key(reviewer)}"
@@ -468,13 +506,12 @@ def _last_answer_kept(kept: tuple[Any, ...], *, reviewer: str, since: datetime) 
     return answer
 
 
-def last_answer(*, reviewer: str, now: datetime) -> LastAnswer | None:
-    """The reviewer's latest answer while they may still change it (the queue's undo key)."""
-    hours = int(rule("AMEND_WINDOW_HOURS"))
-    since = now - timedelta(hours=hours)
-    stamp_key = last_answer_stamp_key(reviewer)
-    key = f"queue-last-answer:v1:{hours}:{_reviewer_key(reviewer)}"
-    got = cache.get_many([stamp_key, key])  # one round trip for both
+def last_answer(*, reviewer: str, now: datetime, seen: dict[str, Any] | None = None) -> LastAnswer | None:
+    """The reviewer's latest answer while they may still change it (the queue's undo key). ``seen``: the page's
+    read of ``last_answer_keys`` (and more) from the shared cache, made in one round trip with its other keys."""
+    since = now - timedelta(hours=int(rule("AMEND_WINDOW_HOURS")))
+    stamp_key, key = last_answer_keys(reviewer)
+    got = seen if seen is not None else cache.get_many([stamp_key, key])  # one round trip for both
     seen, kept = got.get(stamp_key), got.get(key)
     if seen is not None and isinstance(kept, tuple) and len(kept) == 3 and kept[0] == seen:
         answer = _last_answer_kept(kept, reviewer=reviewer, since=since)

@@ -24,7 +24,7 @@ from auditlog.entry import (
 )
 from auditlog.exceptions import AlreadyResponded, AmbiguousEntryId, DecisionNotFound, EntryConflict, InvalidEntry
 from auditlog.models import Decision, DecisionKey, ResponseRevision, ReviewReason
-from auditlog.selectors import last_answer_stamp_key
+from auditlog.selectors import QUEUE_AGENTS_STAMP, last_answer_stamp_key
 from loopsite.cache import stamps_delete
 from loopsite.exceptions import DomainError, Forbidden
 from loopsite.rules import rule
@@ -350,6 +350,15 @@ def last_answers_changed(responder_ids: Iterable[str | None]) -> None:
     if connection.in_atomic_block:
         cache.delete_many(keys)
     transaction.on_commit(lambda: stamps_delete(*keys), robust=True)
+
+
+def queue_agents_changed(**_signal: Any) -> None:
+    """Called when an agent is saved or deleted (``auditlog.apps`` connects it to the model's signals, so every
+    path counts): every process reads the queue's agents (``auditlog.selectors._agents``) again at its next page,
+    once the change commits, and reads in the same transaction at once."""
+    if connection.in_atomic_block:
+        cache.delete(QUEUE_AGENTS_STAMP)
+    transaction.on_commit(lambda: stamps_delete(QUEUE_AGENTS_STAMP), robust=True)
 
 
 def _agent_for(entry: EntryInput, acting_agent: Agent | None, known: dict[str, Agent] | None = None) -> Agent:

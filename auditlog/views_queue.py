@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
@@ -48,10 +49,12 @@ from auditlog.selectors import (
     QueueItem,
     amend_item,
     last_answer,
+    queue_cache_keys,
     queue_page,
     queue_stats,
     week_rate_note_responses,
 )
+from loopsite.links import url_for
 from loopsite.rules import rule
 from people.roles import is_reviewer
 
@@ -388,12 +391,14 @@ def _body_context(
     now = timezone.now()
     reviewer = _reviewer(request)
     filters = _filters(data)
+    seen = cache.get_many(queue_cache_keys(reviewer=reviewer))  # the page's one round trip to the shared cache
     page = queue_page(
         filters=filters,
         reviewer=reviewer,
         now=now,
         cursor=Cursor.decode(data.get("after")),
         newest_first=_newest_first(request),
+        seen=seen,
     )
     asked = str(data.get("amend") or "")
     # Without ``?amend=`` there is nothing to show again (and no second read of the reviewer's last answer).
@@ -404,12 +409,12 @@ def _body_context(
     )
     if amending is not None:
         page.items.insert(0, amending)
-    undo = None if amending is not None else last_answer(reviewer=reviewer, now=now)
+    undo = None if amending is not None else last_answer(reviewer=reviewer, now=now, seen=seen)
     filter_query = filters.as_query()
     filter_qs = urlencode(filter_query)
     # The page's links, reversed once here rather than by a {% url %} at each use.
-    urls = {name: reverse(f"queue-{name}") for name in ("respond", "stats", "claim")}
-    urls["queue"] = reverse("queue")
+    urls = {name: url_for(f"queue-{name}") for name in ("respond", "stats", "claim")}
+    urls["queue"] = url_for("queue")
     next_url = ""
     if page.next_cursor is not None:
         next_url = urls["queue"] + "?" + urlencode({**filter_query, "after": page.next_cursor.encode()})

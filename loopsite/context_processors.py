@@ -1,18 +1,24 @@
 """Template context shared by every page: the navigation, built from the routes that exist, with what waits."""
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from django.core.cache import cache
 from django.http import HttpRequest
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch
 
 from approvals.pending import proposals_pending_for
 from auditlog.selectors import queue_pending_count
+from loopsite.links import url_for
 from people.roles import is_approver, is_reviewer, is_staff
 
-# The menu's figures are read on every page: kept this long rather than counted each time.
+# The menu's figures are read on every page: kept this long in the shared cache rather than counted each time, and
+# each process keeps what it read for NAV_LOCAL_SECONDS more rather than asking the cache on every page (a round
+# trip a page). A badge may then lag by 20 seconds at most.
 NAV_COUNT_SECONDS = 15
+NAV_LOCAL_SECONDS = 5
+_kept: dict[str, tuple[float, int]] = {}  # cache key -> (monotonic time it expires, count)
 
 Check = Callable[[Any], bool]
 
@@ -44,27 +50,39 @@ NAV_ITEMS: tuple[tuple[tuple[str, ...], str, Check], ...] = (
 def _first_url(names: tuple[str, ...]) -> str | None:
     for name in names:
         try:
-            return reverse(name)
+            return url_for(name)
         except NoReverseMatch:
             continue
     return None
 
 
-def _queue_count(user: Any) -> int:
-    cached = cache.get("nav-queue-pending")
+def _kept_count(key: str, count: Callable[[], int]) -> int:
+    """The figure under ``key``: this process's copy, else the shared cache's, else ``count()`` kept in both."""
+    now = time.monotonic()
+    kept = _kept.get(key)
+    if kept is not None and kept[0] > now:
+        return kept[1]
+    cached = cache.get(key)
     if cached is None:
-        cached = queue_pending_count()
-        cache.set("nav-queue-pending", cached, timeout=NAV_COUNT_SECONDS)
+        cached = count()
+        cache.set(key, cached, timeout=NAV_COUNT_SECONDS)
+    if len(_kept) > 10_000:  # one key per approver: forget them all rather than grow without bound
+        _kept.clear()
+    _kept[key] = (now + NAV_LOCAL_SECONDS, int(cached))
     return int(cached)
+
+
+def nav_counts_forget() -> None:
+    """Drop this process's copies of the figures (tests, which clear the shared cache between them)."""
+    _kept.clear()
+
+
+def _queue_count(user: Any) -> int:
+    return _kept_count("nav-queue-pending", queue_pending_count)
 
 
 def _proposal_count(user: Any) -> int:
-    key = f"nav-proposals-pending:{user.pk}"
-    cached = cache.get(key)
-    if cached is None:
-        cached = proposals_pending_for(user=user).count()
-        cache.set(key, cached, timeout=NAV_COUNT_SECONDS)
-    return int(cached)
+    return _kept_count(f"nav-proposals-pending:{user.pk}", lambda: proposals_pending_for(user=user).count())
 
 
 # What a link's badge counts: queue items pending review, proposals this user may decide.

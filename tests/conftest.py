@@ -63,9 +63,13 @@ def _isolated_cache(settings: Any) -> Iterator[None]:
     else:
         # The machine's Redis is never flushed: tests keep to keys of their own, and clear() deletes only those.
         settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": f"loopsite-tests-{os.getpid()}"}}
+    from loopsite.context_processors import nav_counts_forget
+
     cache.clear()
+    nav_counts_forget()  # this process's copies of the menu's figures, read from the cache just cleared
     yield
     cache.clear()
+    nav_counts_forget()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from django.template.loader import render_to_string
 from django.test import Client
 
 from approvals.services import proposal_decide
+from loopsite.context_processors import nav_counts_forget
 from tests.factories import NOW, make_agent, make_proposal, user_with_role
 from tests.web.conftest import log_pending, signed_in
 
@@ -159,7 +160,11 @@ def test_menu__nothing_waiting__no_badge_and_counts_cached_briefly(agent: Any, a
     assert "data-nav-count" not in html
     log_pending(agent.agent_id, 2, ago=timedelta(minutes=5))
     assert "data-nav-count" not in client.get("/dashboard/").content.decode()  # still the cached 0
+    nav_counts_forget()  # this process's copy gone: the shared cache's is still the 0
+    assert "data-nav-count" not in client.get("/dashboard/").content.decode()
     cache.delete("nav-queue-pending")
+    assert "data-nav-count" not in client.get("/dashboard/").content.decode()  # this process's copy again
+    nav_counts_forget()
     assert 'data-nav-count="queue" title="2 waiting">2<' in client.get("/dashboard/").content.decode()
 
 
