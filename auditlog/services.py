@@ -502,8 +502,9 @@ def _sqlite_rows(rows: list[tuple[Any, ...]], times: tuple[int, ...]) -> list[tu
 
 def _pg_fetch(sql: str, params: Sequence[Any]) -> list[Any]:
     """Run ``sql`` on PostgreSQL with its parameters sent apart from the text (server-side binding), unlike
-    Django's cursors, which quote every parameter into the statement: psycopg then prepares a statement it
-    runs often, and the 30 values of a decision or the 1000 ids of a batch are not quoted one by one.
+    Django's cursors, which quote every parameter into the statement: the 30 values of a decision or the 1000 ids
+    of a batch are not quoted one by one. (Not prepared: Django turns psycopg's preparing off on its connections,
+    and turning it on, timed in turn on 2026-12-02, changed neither a POST's CPU nor its p99 beyond the noise.)
 
     Still through Django's execute wrappers and, when queries are logged, its query log, so what inspects the
     queries (``CaptureQueriesContext``, ``connection.execute_wrapper``) sees these too."""
