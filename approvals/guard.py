@@ -19,6 +19,7 @@ designated approvers (which writes the agent row) and a decision take turns.
 """
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -183,13 +184,26 @@ class Allowance:
     locked: bool
 
 
-def allowance(*, agent: Agent, threshold_name: str, now: datetime) -> Allowance:
-    definition = _definition(agent, threshold_name, "thresholdName")
-    state = cycle_state(agent=agent, now=now)
-    base = state.base_values.get(threshold_name, definition.min_value)
+def _allowance(agent: Agent, definition: ThresholdDefinition, state: CycleState) -> Allowance:
+    base = state.base_values.get(definition.name, definition.min_value)
     low, high = _range(base, definition)
     left = max(0, int(rule("MAX_PROPOSALS_PER_CYCLE")) - state.changes)
     return Allowance(low, high, base, state.cycle, left, agent.is_locked)
+
+
+def allowance(*, agent: Agent, threshold_name: str, now: datetime) -> Allowance:
+    return _allowance(agent, _definition(agent, threshold_name, "thresholdName"), cycle_state(agent=agent, now=now))
+
+
+def allowances(
+    *, agent: Agent, now: datetime, definitions: Iterable[ThresholdDefinition] | None = None
+) -> dict[str, Allowance]:
+    """``allowance`` of every threshold of the agent (``definitions``, when the caller has read them), by name,
+    reading the cycle's state once: the tuner and the new-proposal page show them all."""
+    state = cycle_state(agent=agent, now=now)
+    if definitions is None:
+        definitions = ThresholdDefinition.objects.filter(agent=agent)
+    return {d.name: _allowance(agent, d, state) for d in definitions}
 
 
 def allowed_range(*, agent: Agent, threshold_name: str, now: datetime) -> tuple[float, float]:

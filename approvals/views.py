@@ -17,7 +17,7 @@ from approvals.api import audit_csv
 from approvals.audit_page import AUDIT_PAGE_SIZE, audit_events_filtered, audit_filters_parse
 from approvals.discussion import proposal_comment, proposal_thread
 from approvals.exceptions import NotADesignatedApprover
-from approvals.guard import DECIDE, JUDGE, ROLL_BACK, allowance, approver_refusal, scope_note
+from approvals.guard import DECIDE, JUDGE, ROLL_BACK, allowances, approver_refusal, scope_note
 from approvals.lock import agent_config_lock, agent_config_unlock
 from approvals.models import AuditEvent, VersionWatch
 from approvals.selectors import (
@@ -332,9 +332,10 @@ def proposal_new(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     for a in agents:
         live = config_get_live(agent=a).thresholds
-        for name in threshold_definitions(agent=a):
-            allowed = allowance(agent=a, threshold_name=name, now=now)
-            thresholds.append({"agent": a.agent_id, "name": name, "value": live.get(name), "allowed": allowed})
+        definitions = threshold_definitions(agent=a)
+        every = allowances(agent=a, now=now, definitions=definitions.values())
+        for name in definitions:
+            thresholds.append({"agent": a.agent_id, "name": name, "value": live.get(name), "allowed": every[name]})
     return render(
         request,
         "approvals/proposal_new.html",

@@ -26,7 +26,7 @@ from approvals.audit import audit_record
 from loopsite.outbox import outbox_send
 from loopsite.replica import lagging_reads
 from loopsite.rules import rule, rules
-from thresholds.models import Agent
+from thresholds.models import Agent, ThresholdDefinition
 from thresholds.selectors import config_get_live, threshold_definitions
 from tuner import selectors
 from tuner.analysis import (
@@ -259,19 +259,18 @@ def _apply_memories(
 # ------------------------------------------------------------------------------------------------ guard and lock
 
 
-def allowed_range(*, agent: Agent, threshold_name: str, now: datetime) -> tuple[float, float]:
-    """The values ``threshold_name`` may take this cycle: ``approvals.guard.allowed_range`` (rule 3: within 20 %
-    of its value at the cycle's start, and its bounds)."""
-    from approvals.guard import allowed_range as guard_allowed_range
+def allowed_ranges(
+    *, agent: Agent, now: datetime, definitions: dict[str, ThresholdDefinition]
+) -> tuple[dict[str, tuple[float, float]], int]:
+    """The values each threshold may take this cycle and how many more changes from proposals may go live:
+    ``approvals.guard.allowances`` (rule 3: within 20 % of each value at the cycle's start, and its bounds),
+    reading the cycle's state once."""
+    from approvals.guard import allowances, changes_left
 
-    return guard_allowed_range(agent=agent, threshold_name=threshold_name, now=now)
-
-
-def changes_left(*, agent: Agent, now: datetime) -> int:
-    """How many more changes from proposals may go live this cycle: ``approvals.guard.changes_left`` (rule 3)."""
-    from approvals.guard import changes_left as guard_changes_left
-
-    return int(guard_changes_left(agent=agent, now=now))
+    found = allowances(agent=agent, now=now, definitions=definitions.values())
+    ranges = {name: (a.low, a.high) for name, a in sorted(found.items())}
+    left = next(iter(found.values())).changes_left if found else changes_left(agent=agent, now=now)
+    return ranges, int(left)
 
 
 def lock_sentence(agent: Agent) -> str:
@@ -463,8 +462,7 @@ def cycle_compute(
         alpha=the_rules["CREEP_ALPHA"],
     )
     references = miss_references(agent=agent, window=window, now=now, replay=replay, live=live)
-    allowed = {name: allowed_range(agent=agent, threshold_name=name, now=now) for name in sorted(definitions)}
-    left = changes_left(agent=agent, now=now)
+    allowed, left = allowed_ranges(agent=agent, now=now, definitions=definitions)
     locked = lock_sentence(agent)
     ctx = GenerationContext(
         agent=agent,

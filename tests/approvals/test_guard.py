@@ -262,3 +262,25 @@ def test_a_lock_racing_an_accept__either_the_accept_came_first_or_it_was_refused
     else:
         assert isinstance(outcomes[0], AgentLocked), outcomes
         assert ConfigVersion.objects.filter(agent=agent).count() == 1
+
+
+@pytest.mark.django_db
+def test_allowances__every_threshold_as_allowance_gives_it__the_cycle_read_once(half, people):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from approvals.guard import allowances
+
+    a, b = people["alice"], people["bob"]
+    _manual_then_accept(half, 0.55, a, b, NOW)  # one change this cycle: two left, flag's range from 0.5
+    later = NOW + timedelta(hours=1)
+    one_by_one = {name: allowance(agent=half, threshold_name=name, now=later) for name in _live(half)}
+    with CaptureQueriesContext(connection) as alone:
+        allowance(agent=half, threshold_name="flag_threshold", now=later)
+    with CaptureQueriesContext(connection) as together:
+        every = allowances(agent=half, now=later)
+
+    assert every == one_by_one
+    assert every["flag_threshold"].changes_left == 2
+    assert (every["flag_threshold"].low, every["flag_threshold"].high) == pytest.approx((0.4, 0.6))
+    assert len(together) == len(alone)  # the definitions in one read where one threshold took one

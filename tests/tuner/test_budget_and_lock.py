@@ -1,6 +1,7 @@
 """Whole cycles and the rules around them: a locked config, the guard's range and its count of changes, the miss
 reference and the budget it sets, threshold creep."""
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -48,19 +49,24 @@ def test_cycle__locked_config__reports_but_proposes_nothing_and_says_who_and_why
 
 
 def test_cycle__candidates_stay_within_the_guards_allowed_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    from approvals import guard
+
     agent, _ = make_agent()
     log_rows(agent, flag_too_low_rows())
-    asked: list[tuple[str, Any]] = []
+    asked: list[Any] = []
+    real = guard.allowances
 
-    def narrow(*, agent: Agent, threshold_name: str, now: Any) -> tuple[float, float]:
-        asked.append((threshold_name, now))
-        return (0.6, 0.652) if threshold_name == "flag_threshold" else (0.8, 0.9)
+    def narrow(*, agent: Agent, now: Any, definitions: Any = None) -> dict[str, guard.Allowance]:
+        asked.append(now)
+        found = real(agent=agent, now=now, definitions=definitions)
+        low, high = (0.6, 0.652)
+        return {**found, "flag_threshold": replace(found["flag_threshold"], low=low, high=high)}
 
-    monkeypatch.setattr("tuner.services.allowed_range", narrow)
+    monkeypatch.setattr(guard, "allowances", narrow)
     run = stat_run(agent)
     (out,) = output(run)["proposals"]
     assert out["thresholdName"] == "flag_threshold" and 0.6 < out["proposedValue"] <= 0.652
-    assert ("flag_threshold", NOW) in asked
+    assert asked == [NOW]  # the guard asked once, for every threshold
     assert run.stats["allowedRanges"]["flag_threshold"] == [0.6, 0.652]
 
 
@@ -85,7 +91,14 @@ def test_cycle__range_from_the_value_at_the_cycles_start__not_the_live_one() -> 
 def test_cycle__no_changes_left_this_cycle__nothing_proposed_and_said(monkeypatch: pytest.MonkeyPatch) -> None:
     agent, _ = make_agent()
     log_rows(agent, flag_too_low_rows())
-    monkeypatch.setattr("tuner.services.changes_left", lambda *, agent, now: 0)
+    from approvals import guard
+
+    real = guard.allowances
+    monkeypatch.setattr(
+        guard,
+        "allowances",
+        lambda **kwargs: {name: replace(a, changes_left=0) for name, a in real(**kwargs).items()},
+    )
     run = stat_run(agent)
     assert output(run)["proposals"] == []
     assert "3 changes from proposals have already gone live this cycle" in output(run)["summary"]
