@@ -334,9 +334,9 @@ def _queue_select(alias: str, newest_first: bool) -> tuple[str, str]:
 # for rows that change when an agent is registered or edited. So each process keeps them under a stamp in the shared
 # cache, read in the page's one round trip to it (``queue_cache_keys``); every save or delete of an agent deletes
 # the stamp once it commits (``auditlog.services.queue_agents_changed``, on the model's signals: whatever path
-# changed it), and each process
-# reads them again at its next page. The stamp is read before the agents, so a change committed after that read
-# deletes the stamp the copy was kept under. Unreachable, the cache vouches for nothing: the agents are read.
+# changed it), and each process reads them again at its next page. The stamp is read before the agents, so a change
+# committed after that read deletes the stamp the copy was kept under. Unreachable, the cache vouches for nothing:
+# the agents are read.
 
 QUEUE_AGENTS_STAMP = "queue-agents:stamp"
 QUEUE_AGENTS_STAMP_SECONDS = 7 * 24 * 3600
