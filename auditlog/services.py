@@ -3,7 +3,7 @@
 import bisect
 import functools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple
@@ -12,7 +12,6 @@ import orjson
 import psycopg
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
-from django.db.backends.utils import CursorDebugWrapper
 
 from auditlog.entry import (
     EntryInput,
@@ -28,6 +27,7 @@ from auditlog.selectors import QUEUE_AGENTS_STAMP, last_answer_stamp_key
 from loopsite.cache import stamps_delete
 from loopsite.exceptions import DomainError, Forbidden
 from loopsite.rules import rule
+from loopsite.statements import fetch
 from thresholds.models import Agent, ConfigVersion
 from thresholds.selectors import LiveConfig, config_get_live
 
@@ -500,27 +500,6 @@ def _sqlite_rows(rows: list[tuple[Any, ...]], times: tuple[int, ...]) -> list[tu
     return out
 
 
-def _pg_fetch(sql: str, params: Sequence[Any]) -> list[Any]:
-    """Run ``sql`` on PostgreSQL with its parameters sent apart from the text (server-side binding), unlike
-    Django's cursors, which quote every parameter into the statement: the 30 values of a decision or the 1000 ids
-    of a batch are not quoted one by one. (Not prepared: Django turns psycopg's preparing off on its connections,
-    and turning it on, timed in turn on 2026-12-02, changed neither a POST's CPU nor its p99 beyond the noise.)
-
-    Still through Django's execute wrappers and, when queries are logged, its query log, so what inspects the
-    queries (``CaptureQueriesContext``, ``connection.execute_wrapper``) sees these too."""
-
-    def execute(sql: str, params: Sequence[Any], _many: bool, _context: dict[str, Any]) -> list[Any]:
-        with psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-
-    with connection.cursor() as wrapper, connection.wrap_database_errors:
-        if isinstance(wrapper, CursorDebugWrapper):
-            with wrapper.debug_sql(sql, params):
-                return wrapper._execute_with_wrappers(sql, params, False, execute)  # type: ignore[no-any-return]
-        return wrapper._execute_with_wrappers(sql, params, False, execute)  # type: ignore[no-any-return]
-
-
 def _insert(key_row: tuple[Any, ...], row: tuple[Any, ...]) -> int:
     """Write one registry row and its decision; returns the decision's ``seq``. A taken id raises
     ``IntegrityError`` and writes neither.
@@ -533,8 +512,8 @@ def _insert(key_row: tuple[Any, ...], row: tuple[Any, ...]) -> int:
     if connection.vendor == "postgresql":
         if connection.in_atomic_block:
             with transaction.atomic():
-                return int(_pg_fetch(sql.insert_both, key_row + row)[0][0])
-        return int(_pg_fetch(sql.insert_both, key_row + row)[0][0])
+                return int(fetch(sql.insert_both, key_row + row)[0][0])
+        return int(fetch(sql.insert_both, key_row + row)[0][0])
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql.insert_key, _sqlite_rows([key_row], _KEY_TIMES)[0])
         cursor.execute(sql.insert_decision, _sqlite_rows([row], _DECISION_TIMES)[0])
@@ -589,7 +568,7 @@ def _known_hashes(given: list[tuple[int, str]]) -> dict[tuple[int, str], str]:
     with connection.cursor() as cursor:
         for agent_pk, entry_ids in by_agent.items():
             if connection.vendor == "postgresql":
-                found = _pg_fetch(_sql().known, [agent_pk, entry_ids])
+                found = fetch(_sql().known, [agent_pk, entry_ids])
             else:
                 found = []
                 table = connection.ops.quote_name(DecisionKey._meta.db_table)

@@ -4,7 +4,8 @@ Every signed-in page reads its session. Through the ORM, building and compiling 
 times the round trip itself (about 0.4 ms of a 0.55 ms read, docs/bench-queue.md). The read here is the ORM's own
 query, written out once per process from the model's metadata: same table, same columns, same conditions (the key,
 and not expired), on the database the router reads sessions from, with the time adapted by the backend as the ORM
-adapts it. Writes, deletes, key cycling and expiry are Django's own, unchanged.
+adapts it; on PostgreSQL prepared in the connection's session (``loopsite.statements``). Writes, deletes, key
+cycling and expiry are Django's own, unchanged.
 """
 
 from functools import cache
@@ -14,6 +15,8 @@ from django.contrib.auth import BACKEND_SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.db import connections, router
 from django.utils import timezone
+
+from loopsite.statements import fetch
 
 
 @cache
@@ -45,9 +48,14 @@ class SessionStore(DatabaseSessionStore):
         alias = router.db_for_read(self.model)
         connection = connections[alias]
         now = connection.ops.adapt_datetimefield_value(timezone.now())
-        with connection.cursor() as cursor:
-            cursor.execute(_select_sql(alias, connection.vendor), [self.session_key, now])
-            row = cursor.fetchone()
+        sql = _select_sql(alias, connection.vendor)
+        if connection.vendor == "postgresql":
+            rows = fetch(sql, [self.session_key, now], using=alias, prepare=True)
+            row = rows[0] if rows else None
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, [self.session_key, now])
+                row = cursor.fetchone()
         if row is None:
             # As Django's: an unknown or expired key is forgotten, so a new session gets a new key.
             self._session_key = None

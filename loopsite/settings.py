@@ -168,6 +168,11 @@ elif _engine == "django.db.backends.postgresql":
     _statement_ms = env.int("DB_STATEMENT_TIMEOUT_MS", default=60_000)  # 0: no limit
     if _statement_ms:
         _pg_options.setdefault("options", f"-c statement_timeout={_statement_ms}")
+    # Preparing on: ``loopsite.statements.fetch`` prepares the statements every request runs (the session's and
+    # the signed-in user's reads) when asked; Django's own cursors never prepare. Behind a transaction-mode pooler
+    # that cannot keep prepared statements (PgBouncer before 1.21), set DB_PREPARE=off.
+    if env.bool("DB_PREPARE", default=True):
+        _pg_options.setdefault("prepare_threshold", 5)
     _pg_options["pool"] = {
         "min_size": env.int("DB_POOL_MIN", default=1),
         "max_size": env.int("DB_POOL_MAX", default=20),

@@ -5,9 +5,10 @@ Every signed-in page reads its user (``get_user``, from the session) and then th
 (``people.roles``). Through the ORM, building and compiling the user's ``SELECT`` cost about twice its round trip,
 and the groups were a second round trip (docs/bench-queue.md). Here both come from one statement, written once per
 process from the models' metadata: the user model's columns, as the ORM reads them, and the group names as one
-aggregated column; the user is then built as the ORM builds it (``Model.from_db``). The groups are read afresh with
-every request, as before: a role taken away counts at the next request. Signing in, permissions and inactive
-users are ``ModelBackend``'s own, unchanged.
+aggregated column; the user is then built as the ORM builds it (``Model.from_db``). On PostgreSQL the statement is
+prepared in the connection's session (``loopsite.statements``): planning it cost more than running it. The groups
+are read afresh with every request, as before: a role taken away counts at the next request. Signing in, permissions
+and inactive users are ``ModelBackend``'s own, unchanged.
 """
 
 import json
@@ -20,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import connections, router
 
 from loopsite.rows import converted, converters
+from loopsite.statements import fetch
 from people.roles import group_names_select, with_group_names
 
 # The group names as one value: PostgreSQL's array (NULL without groups), SQLite's JSON text.
@@ -47,9 +49,14 @@ class UserBackend(ModelBackend):
             pk = user_model._meta.pk.to_python(user_id)  # type: ignore[union-attr]
         except (ValidationError, TypeError, ValueError):  # a session naming no valid id has no user
             return None
-        with connection.cursor() as cursor:
-            cursor.execute(_user_sql(alias, connection.vendor), [pk])
-            row = cursor.fetchone()
+        sql = _user_sql(alias, connection.vendor)
+        if connection.vendor == "postgresql":
+            rows = fetch(sql, [pk], using=alias, prepare=True)  # planning it cost more than running it
+            row = rows[0] if rows else None
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, [pk])
+                row = cursor.fetchone()
         if row is None:
             return None
         *values, groups = row

@@ -12,6 +12,7 @@ from django.conf import settings
 # What a deployment sets; the test run's own values of these are not passed on.
 LOOPSITE_VARIABLES = {
     "DATABASE_URL",
+    "DB_PREPARE",
     "DATABASE_REPLICA_URL",
     "REDIS_URL",
     "SECRET_KEY",
@@ -201,3 +202,15 @@ def test_settings__no_replica_url__no_replica_alias_and_no_router(tmp_path: Path
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
     assert (shown["host"], shown["test"], shown["routers"]) == (None, None, [])
+
+
+@pytest.mark.parametrize(("prepare", "threshold"), [(None, 5), ("on", 5), ("off", None), ("false", None)])
+def test_settings__configured__statements_prepared_unless_db_prepare_off(
+    tmp_path: Path, prepare: str | None, threshold: int | None
+) -> None:
+    show = "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'].get('prepare_threshold'))"
+    env = {**DEPLOYED, **({"DB_PREPARE": prepare} if prepare is not None else {})}
+    result = django_setup(tmp_path, show, **env)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(threshold)

@@ -90,3 +90,39 @@ def test_session_of_the_replaced_backend__stays_signed_in() -> None:
 
     assert response.status_code == 200
     assert response.wsgi_request.user == user
+
+
+def _prepared(texts: tuple[str, ...]) -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [s for (s,) in cursor.fetchall() if any(t in s for t in texts)]
+
+
+@pytest.mark.configured
+def test_user_and_session_reads__postgresql__prepared_in_the_session(reviewer: Any) -> None:
+    """Every signed-in request reads its session and its user; their plans cost more than running them, so on
+    PostgreSQL both are prepared in the connection's session (loopsite.statements)."""
+    client = signed_in(reviewer)
+    for _ in range(2):
+        assert client.get("/queue/").status_code == 200
+
+    assert len(_prepared(('FROM "django_session"',))) == 1
+    assert len(_prepared(('FROM "auth_user"',))) == 1
+    assert UserBackend().get_user(reviewer.pk).pk == reviewer.pk  # the prepared read gives the user
+
+
+@pytest.mark.configured
+def test_user_read__preparing_off__bound_on_the_server_not_prepared(reviewer: Any) -> None:
+    """DB_PREPARE=off (behind a pooler that cannot keep prepared statements): the same reads, nothing prepared."""
+    connection.ensure_connection()
+    raw = connection.connection
+    before, raw.prepare_threshold = raw.prepare_threshold, None
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("DEALLOCATE ALL")
+        raw._prepared.clear()  # psycopg's own record of what it prepared, gone with DEALLOCATE ALL
+        read = UserBackend().get_user(reviewer.pk)
+        assert read is not None and fields(read) == fields(ModelBackend().get_user(reviewer.pk))
+        assert _prepared(('FROM "auth_user"',)) == []
+    finally:
+        raw.prepare_threshold = before
