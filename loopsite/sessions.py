@@ -16,7 +16,7 @@ from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionS
 from django.db import connections, router
 from django.utils import timezone
 
-from loopsite.statements import fetch
+from loopsite.statements import fetch_one
 
 
 @cache
@@ -48,14 +48,7 @@ class SessionStore(DatabaseSessionStore):
         alias = router.db_for_read(self.model)
         connection = connections[alias]
         now = connection.ops.adapt_datetimefield_value(timezone.now())
-        sql = _select_sql(alias, connection.vendor)
-        if connection.vendor == "postgresql":
-            rows = fetch(sql, [self.session_key, now], using=alias, prepare=True)
-            row = rows[0] if rows else None
-        else:
-            with connection.cursor() as cursor:
-                cursor.execute(sql, [self.session_key, now])
-                row = cursor.fetchone()
+        row = fetch_one(_select_sql(alias, connection.vendor), [self.session_key, now], using=alias, prepare=True)
         if row is None:
             # As Django's: an unknown or expired key is forgotten, so a new session gets a new key.
             self._session_key = None

@@ -36,3 +36,17 @@ def fetch(sql: str, params: Sequence[Any], *, using: str = DEFAULT_DB_ALIAS, pre
             with wrapper.debug_sql(sql, params):
                 return wrapper._execute_with_wrappers(sql, params, False, execute)  # type: ignore[no-any-return]
         return wrapper._execute_with_wrappers(sql, params, False, execute)  # type: ignore[no-any-return]
+
+
+def fetch_one(
+    sql: str, params: Sequence[Any], *, using: str = DEFAULT_DB_ALIAS, prepare: bool = False
+) -> tuple[Any, ...] | None:
+    """The first row of ``sql``, or None: on PostgreSQL through ``fetch``, elsewhere (SQLite) on Django's cursor."""
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        rows = fetch(sql, params, using=using, prepare=prepare)
+        return tuple(rows[0]) if rows else None
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return tuple(row) if row is not None else None

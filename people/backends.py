@@ -21,7 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import connections, router
 
 from loopsite.rows import converted, converters
-from loopsite.statements import fetch
+from loopsite.statements import fetch_one
 from people.roles import group_names_select, with_group_names
 
 # The group names as one value: PostgreSQL's array (NULL without groups), SQLite's JSON text.
@@ -49,14 +49,8 @@ class UserBackend(ModelBackend):
             pk = user_model._meta.pk.to_python(user_id)  # type: ignore[union-attr]
         except (ValidationError, TypeError, ValueError):  # a session naming no valid id has no user
             return None
-        sql = _user_sql(alias, connection.vendor)
-        if connection.vendor == "postgresql":
-            rows = fetch(sql, [pk], using=alias, prepare=True)  # planning it cost more than running it
-            row = rows[0] if rows else None
-        else:
-            with connection.cursor() as cursor:
-                cursor.execute(sql, [pk])
-                row = cursor.fetchone()
+        # Prepared on PostgreSQL: planning it cost more than running it.
+        row = fetch_one(_user_sql(alias, connection.vendor), [pk], using=alias, prepare=True)
         if row is None:
             return None
         *values, groups = row
