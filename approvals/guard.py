@@ -187,8 +187,7 @@ class Allowance:
 def _allowance(agent: Agent, definition: ThresholdDefinition, state: CycleState) -> Allowance:
     base = state.base_values.get(definition.name, definition.min_value)
     low, high = _range(base, definition)
-    left = max(0, int(rule("MAX_PROPOSALS_PER_CYCLE")) - state.changes)
-    return Allowance(low, high, base, state.cycle, left, agent.is_locked)
+    return Allowance(low, high, base, state.cycle, _changes_left(state), agent.is_locked)
 
 
 def allowance(*, agent: Agent, threshold_name: str, now: datetime) -> Allowance:
@@ -215,7 +214,11 @@ def allowed_range(*, agent: Agent, threshold_name: str, now: datetime) -> tuple[
 
 def changes_left(*, agent: Agent, now: datetime) -> int:
     """How many more changes from proposals may go live this cycle."""
-    return max(0, int(rule("MAX_PROPOSALS_PER_CYCLE")) - cycle_state(agent=agent, now=now).changes)
+    return _changes_left(cycle_state(agent=agent, now=now))
+
+
+def _changes_left(state: CycleState) -> int:
+    return max(0, int(rule("MAX_PROPOSALS_PER_CYCLE")) - state.changes)
 
 
 def canary_check(agent: Agent) -> None:

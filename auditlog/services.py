@@ -10,7 +10,6 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 import psycopg
-from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 
 from auditlog.entry import (
@@ -24,7 +23,7 @@ from auditlog.entry import (
 from auditlog.exceptions import AlreadyResponded, AmbiguousEntryId, DecisionNotFound, EntryConflict, InvalidEntry
 from auditlog.models import Decision, DecisionKey, ResponseRevision, ReviewReason
 from auditlog.selectors import QUEUE_AGENTS_STAMP, last_answer_stamp_key
-from loopsite.cache import stamps_delete
+from loopsite.cache import stamps_delete_on_commit
 from loopsite.exceptions import DomainError, Forbidden
 from loopsite.rules import rule
 from loopsite.statements import fetch
@@ -340,25 +339,19 @@ def last_answers_changed(responder_ids: Iterable[str | None]) -> None:
     responders whose latest answer it may have changed: their kept last answer (the queue's undo key,
     ``auditlog.selectors.last_answer``) is read again from the database.
 
-    Their stamps are deleted once the write commits, as a read between the write and its commit would keep the
-    answer from before under the stamp. When the cache cannot be reached the deletes go to the outbox and are
-    retried until they land. Inside a transaction they are also deleted at once, for the reads of that same
-    transaction, which see the write."""
+    Their stamps are deleted once the write commits, and inside a transaction at once too
+    (``stamps_delete_on_commit``). When the cache cannot be reached the deletes go to the outbox and are retried
+    until they land."""
     keys = sorted({last_answer_stamp_key(r) for r in responder_ids if r})
-    if not keys:
-        return
-    if connection.in_atomic_block:
-        cache.delete_many(keys)
-    transaction.on_commit(lambda: stamps_delete(*keys), robust=True)
+    if keys:
+        stamps_delete_on_commit(*keys)
 
 
 def queue_agents_changed(**_signal: Any) -> None:
     """Called when an agent is saved or deleted (``auditlog.apps`` connects it to the model's signals, so every
     path counts): every process reads the queue's agents (``auditlog.selectors._agents``) again at its next page,
     once the change commits, and reads in the same transaction at once."""
-    if connection.in_atomic_block:
-        cache.delete(QUEUE_AGENTS_STAMP)
-    transaction.on_commit(lambda: stamps_delete(QUEUE_AGENTS_STAMP), robust=True)
+    stamps_delete_on_commit(QUEUE_AGENTS_STAMP)
 
 
 def _agent_for(entry: EntryInput, acting_agent: Agent | None, known: dict[str, Agent] | None = None) -> Agent:

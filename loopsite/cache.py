@@ -21,6 +21,7 @@ from typing import Any
 from django.core.cache import cache, caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+from django.db import connection, transaction
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
@@ -204,3 +205,12 @@ def stamps_delete(*keys: str) -> None:
             cache_delete_strict(key)
         except CacheUnavailable:
             outbox_send("cache.delete", key=key)
+
+
+def stamps_delete_on_commit(*keys: str) -> None:
+    """``stamps_delete`` for a write whose transaction may still be open: once it commits, as a read between the
+    write and its commit would keep the rows from before under the stamp; inside a transaction at once too, for the
+    reads of that same transaction, which see the write."""
+    if connection.in_atomic_block:
+        cache.delete_many(keys)
+    transaction.on_commit(lambda: stamps_delete(*keys), robust=True)
