@@ -122,15 +122,28 @@ class DegradingRedisCache(RedisCache):
     def count(self, key: Any, timeout: int, version: Any = None) -> int | None:
         """Add one to the counter ``key``, made (expiring after ``timeout`` seconds) when absent, in one round trip
         (SET NX EX and INCR, pipelined) where ``add`` and then ``incr`` take three; None when Redis is down."""
-        full_key = self.make_and_validate_key(key, version=version)
+        return self.read_and_count((), key, timeout, version=version)[1]
 
-        def count() -> int:
-            pipe = self._cache.get_client(full_key, write=True).pipeline(transaction=False)
-            pipe.set(full_key, 0, ex=timeout, nx=True)
-            pipe.incr(full_key)
-            return int(pipe.execute()[1])
+    def read_and_count(
+        self, keys: Any, key: Any, timeout: int, version: Any = None
+    ) -> tuple[dict[Any, Any], int | None]:
+        """``get_many(keys)`` and ``count(key, timeout)`` in one round trip (MGET, SET NX EX and INCR, pipelined):
+        ({}, None) when Redis is down."""
+        full_keys = {self.make_and_validate_key(k, version=version): k for k in keys}
+        count_key = self.make_and_validate_key(key, version=version)
 
-        result: int | None = self._guard(None, count)
+        def read_and_count() -> tuple[dict[Any, Any], int]:
+            pipe = self._cache.get_client(count_key, write=True).pipeline(transaction=False)
+            if full_keys:
+                pipe.mget(list(full_keys))
+            pipe.set(count_key, 0, ex=timeout, nx=True)
+            pipe.incr(count_key)
+            results = pipe.execute()
+            values = zip(full_keys.values(), results[0], strict=True) if full_keys else ()
+            loads = self._cache._serializer.loads  # type: ignore[attr-defined]
+            return {k: loads(v) for k, v in values if v is not None}, int(results[-1])
+
+        result: tuple[dict[Any, Any], int | None] = self._guard(({}, None), read_and_count)
         return result
 
     def delete_many(self, keys: Any, version: Any = None) -> None:

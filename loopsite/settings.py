@@ -161,8 +161,10 @@ if _engine == "django.db.backends.sqlite3":
     }
 elif _engine == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django requires 0 with it
-    # The pool checks a connection before handing it out, so after a database restart no request gets a dead one.
+    # The pool checks a connection before handing it out, so after a database restart no request gets a dead one;
+    # Django's backend with that check made by the socket, not a round trip (loopsite/postgresql/base.py).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"]["ENGINE"] = "loopsite.postgresql"
     _pg_options = DATABASES["default"].setdefault("OPTIONS", {})
     _pg_options.setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=2))  # seconds; libpq's least is 2
     _statement_ms = env.int("DB_STATEMENT_TIMEOUT_MS", default=60_000)  # 0: no limit
@@ -208,6 +210,7 @@ if _replica_url:
     _primary = DATABASES["default"]
     DATABASES["replica"] = {
         **_replica,
+        "ENGINE": _primary["ENGINE"],
         "CONN_MAX_AGE": _primary["CONN_MAX_AGE"],
         "CONN_HEALTH_CHECKS": _primary["CONN_HEALTH_CHECKS"],
         # The primary's options (connect and statement timeouts, a pool of its own size), then the URL's own.

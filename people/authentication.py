@@ -37,6 +37,9 @@ class AgentPrincipal:
     # Shared-cache values read in the key's own round trip: the agent's live-config stamp, so that logging a
     # decision does not wait for the cache a second time (``thresholds.selectors.config_get_live``'s ``seen``).
     seen: Mapping[str, Any] = field(default_factory=dict)
+    # The agent's request already counted in that round trip: (the agent's pk, the seconds to wait or None when
+    # the request is allowed), for ``people.throttling.AgentKeyThrottle``.
+    counted: tuple[int, float | None] | None = None
 
     @property
     def username(self) -> str:
@@ -125,11 +128,13 @@ def agent_keys_changed_receiver(sender: Any, **kwargs: Any) -> None:
     agent_keys_changed()
 
 
-def _live_stamp_ahead(parsed: tuple[str, str] | None) -> str | None:
-    """The live-config stamp's cache key of the agent whose key this process keeps under the parsed key's prefix,
-    if it keeps one (whether that copy still holds is checked after, against the keys' stamp)."""
+def _kept_agent(key: str, parsed: tuple[str, str] | None) -> Agent | None:
+    """The agent of the key this process keeps under the parsed key's prefix, if it keeps one and ``key`` is that
+    key (whether the copy still holds is checked after, against the keys' stamp)."""
     kept = _kept.get(parsed[1]) if parsed is not None and parsed[0] == AGENT_KIND else None
-    return live_stamp_key(kept.agent_key.agent.pk) if kept is not None else None
+    if kept is None or not key_matches(key, kept.agent_key.hashed_key):
+        return None
+    return kept.agent_key.agent
 
 
 class BearerAuthentication(authentication.BaseAuthentication):
@@ -144,21 +149,26 @@ class BearerAuthentication(authentication.BaseAuthentication):
             return None
         # Guessing keys is throttled per address: after LOOPSITE_THROTTLE_RATES["failed_key"] failures in a window,
         # every bearer request from that address is refused (429) until the window ends, good key or not.
-        from people.throttling import client_address, window_full, window_hit, window_key
+        from people.throttling import client_address, window_full, window_hit, window_hit_reading, window_key
 
         address = client_address(request)
         now = time.time()
         key = key.strip()
         parsed = key_parse(key)
         failed = window_key("failed_key", address, now=now)
-        # One round trip to the cache for all three: the address's failed keys, the agent keys' stamp and the live
-        # config's stamp of the agent this process last saw the key's prefix belong to (the request will log for
-        # that agent: its config is checked against the stamp, ``thresholds.selectors.config_get_live``).
-        live_stamp = _live_stamp_ahead(parsed)
-        try:
-            seen = cache.get_many([failed, KEYS_STAMP, *([live_stamp] if live_stamp else [])])
-        except Exception:  # noqa: BLE001 - a cache that cannot be read: no lockout known, no key kept
-            seen = {}
+        # One round trip to the cache for the address's failed keys and the agent keys' stamp and, when this process
+        # keeps the key, for the live config's stamp of its agent (the request will log for that agent: its config
+        # is checked against the stamp, ``thresholds.selectors.config_get_live``) and the agent's request count.
+        agent = _kept_agent(key, parsed)
+        live_stamp = live_stamp_key(agent.pk) if agent is not None else ""
+        agent_wait: float | None = None
+        if agent is not None:
+            seen, agent_wait = window_hit_reading("agent", agent.pk, [failed, KEYS_STAMP, live_stamp], now=now)
+        else:
+            try:
+                seen = cache.get_many([failed, KEYS_STAMP])
+            except Exception:  # noqa: BLE001 - a cache that cannot be read: no lockout known, no key kept
+                seen = {}
         wait = window_full("failed_key", address, now=now, seen=seen.get(failed))
         if wait is not None:
             raise exceptions.Throttled(wait=wait, detail="too many failed bearer keys from this address")
@@ -167,8 +177,10 @@ class BearerAuthentication(authentication.BaseAuthentication):
         except exceptions.AuthenticationFailed:
             window_hit("failed_key", address)
             raise
-        if isinstance(user, AgentPrincipal) and live_stamp is not None and live_stamp in seen:
-            user.seen = {live_stamp: seen[live_stamp]}
+        if isinstance(user, AgentPrincipal) and agent is not None and user.agent.pk == agent.pk:
+            user.counted = (agent.pk, agent_wait)
+            if live_stamp in seen:
+                user.seen = {live_stamp: seen[live_stamp]}
         return user, auth
 
     def _principal(

@@ -10,6 +10,7 @@ import functools
 import math
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,24 +64,34 @@ class _Window:
         return cls(f"throttle:{scope}:{ident}:{index}", limit.count, limit.seconds, left)
 
 
-def _count(key: str, seconds: int) -> int | None:
-    """Add one to the counter ``key``, made (expiring after ``seconds``) when absent; None when it cannot count.
-    On Redis in one round trip (``DegradingRedisCache.count``): throttling runs at every request."""
+def _read_and_count(read: Sequence[str], key: str, seconds: int) -> tuple[dict[str, Any], int | None]:
+    """Read the keys ``read`` and add one to the counter ``key``, made (expiring after ``seconds``) when absent:
+    their values (the absent left out) and the count, None when it cannot count. On Redis in one round trip
+    (``DegradingRedisCache.read_and_count``): throttling runs at every request."""
     backend = caches["default"]
     if isinstance(backend, DegradingRedisCache):
-        return backend.count(key, seconds)
+        return backend.read_and_count(read, key, seconds)
+    seen = cache.get_many(read) if read else {}
     cache.add(key, 0, timeout=seconds)
-    return cache.incr(key)  # type: ignore[no-any-return]
+    return seen, cache.incr(key)
 
 
 def window_hit(scope: str, ident: object, *, now: float | None = None) -> float | None:
     """Count one request of ``ident`` in ``scope``; None when it is allowed, else the seconds to wait."""
+    return window_hit_reading(scope, ident, (), now=now)[1]
+
+
+def window_hit_reading(
+    scope: str, ident: object, read: Sequence[str], *, now: float | None = None
+) -> tuple[dict[str, Any], float | None]:
+    """``window_hit``, reading the cache keys ``read`` in the same round trip: their values (the absent left out;
+    none when the cache cannot be read) and the seconds to wait, None when the request is allowed."""
     window = _Window.at(scope, ident, now)
     try:
-        count = _count(window.key, window.seconds + 1)
+        seen, count = _read_and_count(read, window.key, window.seconds + 1)
     except Exception:  # noqa: BLE001 - a cache that cannot count lets the request through
-        return None
-    return None if count is None or count <= window.limit else window.left
+        return {}, None
+    return seen, None if count is None or count <= window.limit else window.left
 
 
 _UNREAD: Any = object()
@@ -125,9 +136,17 @@ class _WindowThrottle(BaseThrottle):
 
 
 class AgentKeyThrottle(_WindowThrottle):
-    """Requests made with an agent's keys, per agent (all its keys together)."""
+    """Requests made with an agent's keys, per agent (all its keys together). Usually counted already, in the key's
+    own round trip to the cache (``AgentPrincipal.counted``)."""
 
     scope = "agent"
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        user = getattr(request, "user", None)
+        if isinstance(user, AgentPrincipal) and user.counted is not None and user.counted[0] == user.agent.pk:
+            self._wait = user.counted[1]
+            return self._wait is None
+        return super().allow_request(request, view)
 
     def ident(self, request: Any) -> object | None:
         user = getattr(request, "user", None)
