@@ -100,7 +100,11 @@ def _agent_key_get(prefix: str, *, seen_stamp: Any = None) -> AgentKey | None:
             return kept.agent_key
     # The prefix is unique: a plain lookup, with no ORDER BY from the model's default ordering.
     agent_key = AgentKey.objects.select_related("agent").filter(prefix=prefix, revoked_at=None).order_by().first()
-    if agent_key is not None and stamp is not None:
+    if agent_key is None:
+        # Revoked or deleted: the copy goes too, or ``_kept_agent`` would go on counting requests made with the
+        # revoked key against its agent's rate.
+        _kept.pop(prefix, None)
+    elif stamp is not None:
         with _kept_lock:
             if len(_kept) >= _KEPT_MAX:
                 _kept.clear()

@@ -96,3 +96,29 @@ def test_cache_unreachable__kept_keys_dropped_and_keys_read_from_the_database(
     assert authentication._kept == {}
     AgentKey.objects.update(revoked_at=AgentKey.objects.get().created_at)  # no signal, no stamp: still seen
     assert agent_client.get(CONFIG).status_code == 401
+
+
+def test_revoked_key_kept_elsewhere__after_its_first_refusal_no_longer_counted_against_its_agent(
+    agent_client: APIClient, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A request counts against its agent's rate in the same round trip as the key's stamp, when the process keeps
+    the key (``AgentPrincipal.counted``). A revoked key's holder must not go on spending its agent's rate."""
+    from django.core.cache import cache
+
+    from people.throttling import window_key
+
+    assert agent_client.post("/api/v1/decisions", entry(id="before"), format="json").status_code == 201
+    kept_elsewhere = another_process_copy()
+    key = AgentKey.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        key.revoked_at = key.created_at
+        key.save()
+    authentication._kept.update(kept_elsewhere)
+    counter = window_key("agent", key.agent_id)
+
+    assert agent_client.post("/api/v1/decisions", entry(id="after-1"), format="json").status_code == 401
+    counted = cache.get(counter)
+    for i in range(3):
+        assert agent_client.post("/api/v1/decisions", entry(id=f"after-{i + 2}"), format="json").status_code == 401
+    assert cache.get(counter) == counted
+    assert key.prefix not in authentication._kept
