@@ -16,6 +16,9 @@ from tests.client.conftest import Site
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FAST: dict[str, Any] = {"linger": 0.05, "max_backoff": 0.5, "poll_interval": 0.5, "start_timeout": 2.0, "timeout": 10.0}
+# A log() that waited on the network would take the client's timeout (10 s above); one that did not is quick, but
+# on a loaded 2-core machine restarting gunicorn a thread has been seen to stall for just over a second.
+NOT_THE_NETWORK = 5.0
 
 
 def decided(client: Client, confidence: float, i: int = 0) -> dict[str, Any]:
@@ -85,7 +88,7 @@ def test_client__server_down_at_start__config_from_disk_and_entries_sent_once_it
             t = time.perf_counter()
             client.log(decided(client, 0.9, i))
             slowest = max(slowest, time.perf_counter() - t)
-        assert slowest < 1.0  # never waits on the server that is down (its timeouts are 10 s here)
+        assert slowest < NOT_THE_NETWORK  # never waits on the server that is down
         assert client.flush(timeout=1) is False
         site.server.start()
         assert client.flush(timeout=30)
@@ -150,4 +153,4 @@ def test_client__fault_run__10000_entries_across_two_server_restarts__none_lost_
     assert stats["retries"] >= 2  # the outages were seen
     # No log() waited on the network (its timeouts are 10 s here); the latency itself is benchmarks/client.py's job,
     # on a machine that is not also restarting servers.
-    assert slowest[0] < 1.0
+    assert slowest[0] < NOT_THE_NETWORK
