@@ -119,16 +119,12 @@ class DegradingRedisCache(RedisCache):
     def set_many(self, data: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> list[Any]:
         return list(self._guard(list(data), super().set_many, data, timeout, version=version))
 
-    def count(self, key: Any, timeout: int, version: Any = None) -> int | None:
-        """Add one to the counter ``key``, made (expiring after ``timeout`` seconds) when absent, in one round trip
-        (SET NX EX and INCR, pipelined) where ``add`` and then ``incr`` take three; None when Redis is down."""
-        return self.read_and_count((), key, timeout, version=version)[1]
-
     def read_and_count(
         self, keys: Any, key: Any, timeout: int, version: Any = None
     ) -> tuple[dict[Any, Any], int | None]:
-        """``get_many(keys)`` and ``count(key, timeout)`` in one round trip (MGET, SET NX EX and INCR, pipelined):
-        ({}, None) when Redis is down."""
+        """``get_many(keys)``, and one added to the counter ``key``, made (expiring after ``timeout`` seconds) when
+        absent, in one round trip (MGET, SET NX EX and INCR, pipelined) where ``get_many``, ``add`` and ``incr``
+        take four: (the values read, the count); ({}, None) when Redis is down."""
         full_keys = {self.make_and_validate_key(k, version=version): k for k in keys}
         count_key = self.make_and_validate_key(key, version=version)
 

@@ -47,17 +47,22 @@ def test_revoke_in_admin__a_process_that_kept_the_key__refuses_it_at_its_next_re
     assert "unknown or revoked agent key" in response.content.decode()
 
 
-def test_revoke_by_saving_the_key__refused_at_once(
-    agent_client: APIClient, django_capture_on_commit_callbacks: Any
-) -> None:
+def revoked_by_saving_while_kept_elsewhere(agent_client: APIClient, capture_on_commit: Any) -> AgentKey:
+    """The agent's key, used once (so kept), then revoked by saving it, while another process keeps its copy."""
     assert agent_client.post("/api/v1/decisions", entry(id="before"), format="json").status_code == 201
     kept_elsewhere = another_process_copy()
     key = AgentKey.objects.get()
-
-    with django_capture_on_commit_callbacks(execute=True):
+    with capture_on_commit(execute=True):
         key.revoked_at = key.created_at
         key.save()
     authentication._kept.update(kept_elsewhere)
+    return key
+
+
+def test_revoke_by_saving_the_key__refused_at_once(
+    agent_client: APIClient, django_capture_on_commit_callbacks: Any
+) -> None:
+    revoked_by_saving_while_kept_elsewhere(agent_client, django_capture_on_commit_callbacks)
 
     assert agent_client.post("/api/v1/decisions", entry(id="after"), format="json").status_code == 401
 
@@ -107,13 +112,7 @@ def test_revoked_key_kept_elsewhere__after_its_first_refusal_no_longer_counted_a
 
     from people.throttling import window_key
 
-    assert agent_client.post("/api/v1/decisions", entry(id="before"), format="json").status_code == 201
-    kept_elsewhere = another_process_copy()
-    key = AgentKey.objects.get()
-    with django_capture_on_commit_callbacks(execute=True):
-        key.revoked_at = key.created_at
-        key.save()
-    authentication._kept.update(kept_elsewhere)
+    key = revoked_by_saving_while_kept_elsewhere(agent_client, django_capture_on_commit_callbacks)
     counter = window_key("agent", key.agent_id)
 
     assert agent_client.post("/api/v1/decisions", entry(id="after-1"), format="json").status_code == 401
