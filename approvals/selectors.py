@@ -8,7 +8,7 @@ from django.db.models import Count, F, Prefetch, Q, QuerySet
 
 from approvals.exceptions import ProposalNotFound
 from approvals.models import AuditEvent, VersionWatch
-from auditlog.labels import effective_label, is_error
+from auditlog.labels import ERROR_RESPONSE, effective_label
 from auditlog.models import Decision, ReviewReason
 from auditlog.render import entry_render
 from auditlog.selectors import decision_read
@@ -461,6 +461,7 @@ def sample_weight(*, agent: Agent) -> float:
 
 
 Interval = tuple[datetime, datetime]
+_SAMPLED = Q(review_reason=ReviewReason.SAMPLED)
 
 
 def error_counts(*, agent: Agent, intervals: list[Interval], version_pk: int | None = None) -> ErrorCounts:
@@ -473,28 +474,25 @@ def error_counts(*, agent: Agent, intervals: list[Interval], version_pk: int | N
     when = Q()
     for lo, hi in intervals:
         when |= Q(timestamp__gte=lo, timestamp__lt=hi)
-    rows = (
+    totals = (
         Decision.objects.filter(agent=agent, response_action__isnull=False)
         .filter(when)
         .exclude(review_reason=ReviewReason.SHADOW)  # beyond the uniform sample: the shadow's evidence only
         .filter(**({} if version_pk is None else {"config_version_id": version_pk}))
-        .order_by()
-        .values_list("response_action", "review_reason")
-        .annotate(n=Count("seq"))
+        # Four counts in one row, not a row per (response, reason): no sort of the interval's rows to group them.
+        .aggregate(
+            responses=Count("seq"),
+            sampled=Count("seq", filter=_SAMPLED),
+            errors=Count("seq", filter=ERROR_RESPONSE),
+            sampled_errors=Count("seq", filter=ERROR_RESPONSE & _SAMPLED),
+        )
     )
     heavy = sample_weight(agent=agent)
-    errors = responses = sampled = 0
-    weighted_errors = weight = weight_sq = 0.0
-    for action, reason, n in rows:
-        w = heavy if reason == ReviewReason.SAMPLED else 1.0
-        responses += n
-        weight += n * w
-        weight_sq += n * w * w
-        if reason == ReviewReason.SAMPLED:
-            sampled += n
-        if is_error(action):
-            errors += n
-            weighted_errors += n * w
+    responses, sampled, errors = totals["responses"], totals["sampled"], totals["errors"]
+    sampled_errors = totals["sampled_errors"]
+    weight = (responses - sampled) + sampled * heavy
+    weight_sq = (responses - sampled) + sampled * heavy * heavy
+    weighted_errors = (errors - sampled_errors) + sampled_errors * heavy
     return ErrorCounts(
         errors=errors,
         responses=responses,

@@ -2,6 +2,8 @@
 
 from collections.abc import Sequence
 
+from django.db.models import Q
+
 DISMISS, ESCALATE, APPROVE = "dismiss", "escalate", "approve"
 
 
@@ -26,6 +28,10 @@ def effective_label(
 def is_error(response_action: str | None) -> bool:
     """The watchdog's error: anything but approve."""
     return response_action is not None and response_action != APPROVE
+
+
+# ``is_error`` as a condition on responded decisions, for counting them in the database.
+ERROR_RESPONSE = ~Q(response_action=APPROVE)
 
 
 THUMBS = ("up", "down")
