@@ -21,10 +21,14 @@ from typing import Any
 
 import psycopg
 from django.db.backends.postgresql import base
-from psycopg._cmodule import _psycopg
 from psycopg.abc import AdaptContext, Buffer
 from psycopg.adapt import Loader
 from psycopg_pool import ConnectionPool
+
+try:  # psycopg's C module (psycopg-binary or psycopg-c): private, so its absence or a move leaves Django's loader
+    from psycopg._cmodule import _psycopg
+except ImportError:  # pragma: no cover - the project installs psycopg[binary]
+    _psycopg = None  # type: ignore[assignment]
 
 
 def connection_check(conn: psycopg.Connection[Any]) -> None:
