@@ -34,24 +34,26 @@ def _read(cursor: Any, literal: str) -> str:
     try:
         cursor.execute(f"SELECT '{literal}'::timestamptz, NULL::timestamptz")
         value, nothing = cursor.fetchone()
-    except (psycopg.DataError, django.db.DataError) as exc:
+    except (psycopg.DataError, django.db.DataError, NotImplementedError) as exc:
         return f"refused: {exc}"
     assert nothing is None
     return f"{value!r} {value.tzinfo!r}"
 
 
-def _djangos(zone: Any, literal: str, *, session_zone: str = "UTC") -> str:
+def _djangos(zone: Any, literal: str, *, session_zone: str = "UTC", datestyle: str = "ISO, MDY") -> str:
     """What Django's own loader reads, on a connection of its own."""
     with psycopg.connect(database_url(), autocommit=True) as conn:
         conn.execute(f"SET TIME ZONE '{session_zone}'")
+        conn.execute(f"SET datestyle = '{datestyle}'")
         cursor = conn.cursor()
         register_tzloader(zone, cursor)
         return _read(cursor, literal)
 
 
-def _ours(zone: Any, literal: str, *, session_zone: str = "UTC") -> str:
+def _ours(zone: Any, literal: str, *, session_zone: str = "UTC", datestyle: str = "ISO, MDY") -> str:
     with psycopg.connect(database_url(), autocommit=True) as conn:
         conn.execute(f"SET TIME ZONE '{session_zone}'")
+        conn.execute(f"SET datestyle = '{datestyle}'")
         cursor = conn.cursor()
         cursor.adapters.register_loader("timestamptz", timestamptz_loader(zone))
         return _read(cursor, literal)
@@ -96,3 +98,12 @@ def test_other_zones__as_djangos_own_loader(zone: Any, session_zone: str) -> Non
         assert _ours(zone, literal, session_zone=session_zone) == _djangos(zone, literal, session_zone=session_zone), (
             literal
         )
+
+
+@pytest.mark.parametrize("datestyle", ["ISO, DMY", "SQL, DMY", "German"])
+def test_other_datestyles__as_djangos_own_loader(datestyle: str) -> None:
+    """Outside ISO, both refuse alike (psycopg parses ISO only); a DMY order does not change ISO output."""
+    for literal in TIMES[:3]:
+        ours = _ours(UTC, literal, datestyle=datestyle)
+        assert ours == _djangos(UTC, literal, datestyle=datestyle), literal
+        assert ours.startswith("refused") == (not datestyle.startswith("ISO"))
