@@ -10,8 +10,8 @@ connection whose peer vanished without closing (a network partition) passes eith
 times out; the empty query would have waited as long.
 
 Django reads every ``timestamptz`` through its own loader, a subclass of psycopg's pure-Python one (it sets the
-zone the value comes back in), so each time read is parsed in Python: about 5 microseconds a value, an eighth of
-the queue page's time. ``timestamptz_loader`` gives the same values, zone and all, from psycopg's C parser.
+zone the value comes back in), so each time read is parsed in Python: about 5 microseconds a value, 8 % of a
+queue page request. ``timestamptz_loader`` gives the same values, zone and all, from psycopg's C parser.
 """
 
 import datetime
