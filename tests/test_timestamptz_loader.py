@@ -1,6 +1,7 @@
 """Times read from PostgreSQL (``loopsite/postgresql/base.py``): the same values as Django's own loader gives,
 zone and all, parsed by psycopg's C loader rather than in Python."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -40,23 +41,31 @@ def _read(cursor: Any, literal: str) -> str:
     return f"{value!r} {value.tzinfo!r}"
 
 
-def _djangos(zone: Any, literal: str, *, session_zone: str = "UTC", datestyle: str = "ISO, MDY") -> str:
-    """What Django's own loader reads, on a connection of its own."""
+def _read_apart(register: Callable[[Any], None], literal: str, *, session_zone: str, datestyle: str) -> str:
+    """``_read`` on a connection of its own, in ``session_zone`` and ``datestyle``, with the loader ``register``
+    puts on its cursor."""
     with psycopg.connect(database_url(), autocommit=True) as conn:
         conn.execute(f"SET TIME ZONE '{session_zone}'")
         conn.execute(f"SET datestyle = '{datestyle}'")
         cursor = conn.cursor()
-        register_tzloader(zone, cursor)
+        register(cursor)
         return _read(cursor, literal)
+
+
+def _djangos(zone: Any, literal: str, *, session_zone: str = "UTC", datestyle: str = "ISO, MDY") -> str:
+    """What Django's own loader reads."""
+    return _read_apart(
+        lambda cursor: register_tzloader(zone, cursor), literal, session_zone=session_zone, datestyle=datestyle
+    )
 
 
 def _ours(zone: Any, literal: str, *, session_zone: str = "UTC", datestyle: str = "ISO, MDY") -> str:
-    with psycopg.connect(database_url(), autocommit=True) as conn:
-        conn.execute(f"SET TIME ZONE '{session_zone}'")
-        conn.execute(f"SET datestyle = '{datestyle}'")
-        cursor = conn.cursor()
-        cursor.adapters.register_loader("timestamptz", timestamptz_loader(zone))
-        return _read(cursor, literal)
+    return _read_apart(
+        lambda cursor: cursor.adapters.register_loader("timestamptz", timestamptz_loader(zone)),
+        literal,
+        session_zone=session_zone,
+        datestyle=datestyle,
+    )
 
 
 @pytest.mark.django_db
