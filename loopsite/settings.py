@@ -108,6 +108,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "loopsite.key_requests.KeyRequestShortcut",  # first: an API request with a key skips BROWSER_ONLY_MIDDLEWARE
     "loopsite.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "loopsite.csp.CSPMiddleware",  # django-csp's, with the policy built once (loopsite/csp.py)
@@ -122,6 +123,18 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "loopsite.errors.PermissionDeniedMiddleware",  # a refusal: the 403 page and one log line, no traceback
     "axes.middleware.AxesMiddleware",  # last, as django-axes asks: it turns a lockout into its response
+]
+# What a request to /api/ with a bearer key does not go through (loopsite/key_requests.py): it is authenticated
+# by its key alone, so the session, its user and CSRF never decide it; the rest serve pages and static files.
+# CommonMiddleware stays: it gives every answer its Content-Length.
+BROWSER_ONLY_MIDDLEWARE = [
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "loopsite.urls"
