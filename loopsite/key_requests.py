@@ -22,13 +22,15 @@ from django.conf import settings
 from django.core.handlers.base import BaseHandler
 from django.http import HttpRequest, HttpResponse
 
+from people.authentication import bearer_key
+
 API_PREFIX = "/api/"
 
 
 def is_key_request(request: HttpRequest) -> bool:
     """A request to the API that carries a bearer key (an agent's key or a personal token)."""
     return (
-        request.path_info.startswith(API_PREFIX) and request.META.get("HTTP_AUTHORIZATION", "")[:7].lower() == "bearer "
+        request.path_info.startswith(API_PREFIX) and bearer_key(request.META.get("HTTP_AUTHORIZATION", "")) is not None
     )
 
 

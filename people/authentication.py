@@ -141,15 +141,19 @@ def _kept_agent(key: str, parsed: tuple[str, str] | None) -> Agent | None:
     return kept.agent_key.agent
 
 
+def bearer_key(header: str) -> str | None:
+    """The key an ``Authorization`` header gives in the bearer scheme (any case), as sent; None for another
+    scheme or no header. Such a request is decided by ``BearerAuthentication`` alone."""
+    scheme, _, key = header.partition(" ")
+    return key if scheme.lower() == "bearer" else None
+
+
 class BearerAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request: Any) -> tuple[Any, Any] | None:
-        header = authentication.get_authorization_header(request).decode("latin-1")
-        if not header:
-            return None
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer":
+        key = bearer_key(authentication.get_authorization_header(request).decode("latin-1"))
+        if key is None:
             return None
         # Guessing keys is throttled per address: after LOOPSITE_THROTTLE_RATES["failed_key"] failures in a window,
         # every bearer request from that address is refused (429) until the window ends, good key or not.
@@ -211,4 +215,11 @@ class BearerAuthentication(authentication.BaseAuthentication):
         return self.keyword
 
 
-__all__ = ["AgentPrincipal", "AnonymousUser", "BearerAuthentication", "acting_agent", "agent_keys_changed"]
+__all__ = [
+    "AgentPrincipal",
+    "AnonymousUser",
+    "BearerAuthentication",
+    "acting_agent",
+    "agent_keys_changed",
+    "bearer_key",
+]

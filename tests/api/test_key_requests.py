@@ -52,10 +52,9 @@ def browser_only_calls() -> Iterator[dict[str, int]]:
 
 
 def test_browser_only_middleware__as_settings_list_them():
-    assert sorted(BROWSER_ONLY_PATHS) == sorted(settings.BROWSER_ONLY_MIDDLEWARE)
-
-
-BROWSER_ONLY_PATHS = [f"{cls.__module__}.{cls.__name__}" for cls in BROWSER_ONLY]
+    assert sorted(f"{cls.__module__}.{cls.__name__}" for cls in BROWSER_ONLY) == sorted(
+        settings.BROWSER_ONLY_MIDDLEWARE
+    )
 
 
 @pytest.mark.django_db
