@@ -12,6 +12,7 @@ from auditlog.labels import ERROR_RESPONSE, effective_label
 from auditlog.models import Decision, ReviewReason
 from auditlog.render import entry_render
 from auditlog.selectors import decision_read
+from loopsite.compiled import Param, compiled, totals
 from loopsite.exceptions import DomainError
 from loopsite.rules import rule
 from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
@@ -471,25 +472,11 @@ def error_counts(*, agent: Agent, intervals: list[Interval], version_pk: int | N
     intervals = [(lo, hi) for lo, hi in intervals if hi > lo]
     if not intervals:
         return ErrorCounts(errors=0, responses=0, weighted_errors=0.0, weight=0.0, weight_sq=0.0)
-    when = Q()
-    for lo, hi in intervals:
-        when |= Q(timestamp__gte=lo, timestamp__lt=hi)
-    totals = (
-        Decision.objects.filter(agent=agent, response_action__isnull=False)
-        .filter(when)
-        .exclude(review_reason=ReviewReason.SHADOW)  # beyond the uniform sample: the shadow's evidence only
-        .filter(**({} if version_pk is None else {"config_version_id": version_pk}))
-        # Four counts in one row, not a row per (response, reason): no sort of the interval's rows to group them.
-        .aggregate(
-            responses=Count("seq"),
-            sampled=Count("seq", filter=_SAMPLED),
-            errors=Count("seq", filter=ERROR_RESPONSE),
-            sampled_errors=Count("seq", filter=ERROR_RESPONSE & _SAMPLED),
-        )
-    )
+    values: dict[str, Any] = {"agent": agent.pk, "version": version_pk}
+    for i, (lo, hi) in enumerate(intervals):
+        values[f"lo{i}"], values[f"hi{i}"] = lo, hi
+    responses, sampled, errors, sampled_errors = _error_totals(len(intervals), version_pk is not None).one(**values)
     heavy = sample_weight(agent=agent)
-    responses, sampled, errors = totals["responses"], totals["sampled"], totals["errors"]
-    sampled_errors = totals["sampled_errors"]
     weight = (responses - sampled) + sampled * heavy
     weight_sq = (responses - sampled) + sampled * heavy * heavy
     weighted_errors = (errors - sampled_errors) + sampled_errors * heavy
@@ -503,6 +490,34 @@ def error_counts(*, agent: Agent, intervals: list[Interval], version_pk: int | N
     )
 
 
+_TIME = Decision._meta.get_field("timestamp")
+_AGENT = Decision._meta.get_field("agent")
+
+
+@compiled(Decision)
+def _error_totals(intervals: int, by_version: bool) -> QuerySet[Decision]:
+    """``error_counts``'s statement over ``intervals`` intervals (``lo0``/``hi0``...), of one version's decisions
+    when ``by_version``: compiled once per shape, as the watchdog asks it every hour (``loopsite.compiled``)."""
+    when = Q()
+    for i in range(intervals):
+        when |= Q(timestamp__gte=Param(f"lo{i}", _TIME), timestamp__lt=Param(f"hi{i}", _TIME))
+    qs = (
+        Decision.objects.filter(agent_id=Param("agent", _AGENT), response_action__isnull=False)
+        .filter(when)
+        .exclude(review_reason=ReviewReason.SHADOW)  # beyond the uniform sample: the shadow's evidence only
+    )
+    if by_version:
+        qs = qs.filter(config_version_id=Param("version", Decision._meta.get_field("config_version")))
+    # Four counts in one row, not a row per (response, reason): no sort of the interval's rows to group them.
+    return totals(
+        qs,
+        responses=Count("seq"),
+        sampled=Count("seq", filter=_SAMPLED),
+        errors=Count("seq", filter=ERROR_RESPONSE),
+        sampled_errors=Count("seq", filter=ERROR_RESPONSE & _SAMPLED),
+    )
+
+
 def watch_baseline(*, version: ConfigVersion) -> tuple[ConfigVersion | None, ErrorCounts]:
     """The last version before ``version`` with WATCHDOG_BASELINE_MIN_RESPONSES responses of its own, counted
     by the decisions' timestamps in [its activation, its supersession), within the WATCHDOG_BASELINE_WEEKS
@@ -511,12 +526,8 @@ def watch_baseline(*, version: ConfigVersion) -> tuple[ConfigVersion | None, Err
     change = version.activated_at
     since = change - timedelta(weeks=int(rule("WATCHDOG_BASELINE_WEEKS")))
     needed = int(rule("WATCHDOG_BASELINE_MIN_RESPONSES"))
-    candidates = (
-        ConfigVersion.objects.filter(agent=version.agent, number__lt=version.number, activated_at__lt=change)
-        .exclude(source=ConfigVersion.Source.CANARY)  # never live for everyone: not a before
-        .filter(Q(superseded_at__isnull=True) | Q(superseded_at__gt=since))
-        .exclude(watch__state=VersionWatch.State.ROLLED_BACK)
-        .order_by("-number")
+    candidates = _baseline_candidates().instances(
+        ConfigVersion, agent=version.agent_id, number=version.number, change=change, since=since
     )
     for candidate in candidates:
         lo = max(candidate.activated_at, since)
@@ -533,13 +544,7 @@ def watch_new_intervals(*, version: ConfigVersion, until: datetime) -> list[Inte
     start = version.activated_at
     if until <= start:
         return []
-    undone = (
-        ConfigVersion.objects.filter(
-            agent=version.agent, number__gt=version.number, watch__state=VersionWatch.State.ROLLED_BACK
-        )
-        .order_by("activated_at")
-        .values_list("activated_at", "superseded_at")
-    )
+    undone = _undone_after().rows(agent=version.agent_id, number=version.number)
     intervals: list[Interval] = []
     cursor = start
     for lo, hi in undone:
@@ -552,6 +557,42 @@ def watch_new_intervals(*, version: ConfigVersion, until: datetime) -> list[Inte
     if cursor < until:
         intervals.append((cursor, until))
     return [(lo, hi) for lo, hi in intervals if hi > lo]
+
+
+_VERSION_AGENT = ConfigVersion._meta.get_field("agent")
+_NUMBER = ConfigVersion._meta.get_field("number")
+_ACTIVATED = ConfigVersion._meta.get_field("activated_at")
+
+
+@compiled(ConfigVersion)
+def _baseline_candidates() -> QuerySet[ConfigVersion]:
+    """``watch_baseline``'s candidates, newest first: the agent's versions numbered before ``number``, live
+    before ``change`` and still live at ``since``; compiled once, as every hourly pass asks."""
+    return (
+        ConfigVersion.objects.filter(
+            agent_id=Param("agent", _VERSION_AGENT),
+            number__lt=Param("number", _NUMBER),
+            activated_at__lt=Param("change", _ACTIVATED),
+        )
+        .exclude(source=ConfigVersion.Source.CANARY)  # never live for everyone: not a before
+        .filter(Q(superseded_at__isnull=True) | Q(superseded_at__gt=Param("since", _ACTIVATED)))
+        .exclude(watch__state=VersionWatch.State.ROLLED_BACK)
+        .order_by("-number")
+    )
+
+
+@compiled(ConfigVersion)
+def _undone_after() -> QuerySet[ConfigVersion, Any]:
+    """The times the agent's versions after ``number`` that were rolled back were live, in order."""
+    return (
+        ConfigVersion.objects.filter(
+            agent_id=Param("agent", _VERSION_AGENT),
+            number__gt=Param("number", _NUMBER),
+            watch__state=VersionWatch.State.ROLLED_BACK,
+        )
+        .order_by("activated_at")
+        .values_list("activated_at", "superseded_at")
+    )
 
 
 def watchable_versions(*, agent: Agent | None = None) -> QuerySet[ConfigVersion]:

@@ -30,6 +30,7 @@ from statistics import NormalDist
 from typing import Any, Literal
 
 from django.db import transaction
+from django.db.models import QuerySet
 
 from approvals.audit import audit_record
 from approvals.exceptions import SelfApprovalError, WatchClosed, WatchNotFound
@@ -43,6 +44,7 @@ from approvals.selectors import (
     watch_new_intervals,
     watchable_versions,
 )
+from loopsite.compiled import Param, compiled
 from loopsite.outbox import outbox_send
 from loopsite.rules import rule
 from thresholds.models import Agent, ConfigVersion
@@ -261,12 +263,8 @@ def watches_ensure(*, now: datetime, agent: Agent | None = None) -> int:
     watchdog pass (and the watch page) create the rows they miss. A version made live between two passes is
     thus watched from its activation: its data are counted by timestamp, not from the row's creation."""
     days = int(rule("WATCHDOG_WATCH_DAYS"))
-    # Three columns, not the versions: this runs every pass, and compiling the wide row cost more than the read.
-    versions = (
-        watchable_versions(agent=agent)
-        .filter(activated_at__gte=now - timedelta(days=days), activated_at__lte=now, watch__isnull=True)
-        .order_by()
-        .values_list("pk", "agent_id", "activated_at")
+    versions = _unwatched_versions(agent is not None).rows(
+        since=now - timedelta(days=days), now=now, agent=agent.pk if agent is not None else None
     )
     rows = [
         VersionWatch(agent_id=agent_id, version_id=pk, watch_until=activated_at + timedelta(days=days))
@@ -275,6 +273,23 @@ def watches_ensure(*, now: datetime, agent: Agent | None = None) -> int:
     if rows:
         VersionWatch.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
+
+
+@compiled(ConfigVersion)
+def _unwatched_versions(one_agent: bool) -> QuerySet[ConfigVersion, Any]:
+    """Watchable versions made live in [``since``, ``now``] with no watch row (of ``agent`` when ``one_agent``):
+    three columns, compiled once (``loopsite.compiled``), as every hourly pass asks."""
+    versions = watchable_versions().filter(
+        activated_at__gte=Param("since", _ACTIVATED), activated_at__lte=Param("now", _ACTIVATED), watch__isnull=True
+    )
+    if one_agent:
+        versions = versions.filter(agent_id=Param("agent", _VERSION_AGENT))
+    return versions.order_by().values_list("pk", "agent_id", "activated_at")
+
+
+_ACTIVATED = ConfigVersion._meta.get_field("activated_at")
+_VERSION_AGENT = ConfigVersion._meta.get_field("agent")
+_WATCH_AGENT = VersionWatch._meta.get_field("agent")
 
 
 def _restored_numbers(rollbacks: list[ConfigVersion]) -> dict[int, int]:
@@ -311,13 +326,17 @@ class OpenWatch:
 
 def _open_watches(agent: Agent) -> list[OpenWatch]:
     """The agent's watches not rolled back, with their versions' numbers."""
-    rows = (
-        VersionWatch.objects.filter(agent=agent)
+    return [OpenWatch(*row) for row in _open_watch_rows().rows(agent=agent.pk)]
+
+
+@compiled(VersionWatch)
+def _open_watch_rows() -> QuerySet[VersionWatch, Any]:
+    return (
+        VersionWatch.objects.filter(agent_id=Param("agent", _WATCH_AGENT))
         .exclude(state=State.ROLLED_BACK)
         .order_by()
         .values_list("pk", "state", "version__number", "version__proposal_id")
     )
-    return [OpenWatch(*row) for row in rows]
 
 
 def watches_reconcile(*, agent: Agent, now: datetime, open_rows: list[OpenWatch] | None = None) -> int:
@@ -331,13 +350,9 @@ def watches_reconcile(*, agent: Agent, now: datetime, open_rows: list[OpenWatch]
     first = min(w.number for w in open_rows)
     # Every pass asks; most find nothing. The rollbacks that could undo an open watch are picked from three
     # columns first, and only those are read whole (with their audit rows, for the version each restored).
-    later = ConfigVersion.objects.filter(
-        agent=agent, number__gt=first, rolled_back_version__isnull=False, activated_at__lte=now
-    ).order_by()
+    later = _later_rollbacks().rows(agent=agent.pk, first=first, now=now)
     candidates = [
-        pk
-        for pk, number, undone in later.values_list("pk", "number", "rolled_back_version__number")
-        if any(number > w.number and undone >= w.number for w in open_rows)
+        pk for pk, number, undone in later if any(number > w.number and undone >= w.number for w in open_rows)
     ]
     if not candidates:
         return 0
@@ -382,6 +397,21 @@ def watches_reconcile(*, agent: Agent, now: datetime, open_rows: list[OpenWatch]
                 ).update(status=Proposal.Status.ROLLED_BACK, rolled_back_at=undoing.activated_at)
         changed += done
     return changed
+
+
+@compiled(ConfigVersion)
+def _later_rollbacks() -> QuerySet[ConfigVersion, Any]:
+    """The agent's rollbacks live by ``now`` numbered after ``first``: three columns, compiled once."""
+    return (
+        ConfigVersion.objects.filter(
+            agent_id=Param("agent", _VERSION_AGENT),
+            number__gt=Param("first", ConfigVersion._meta.get_field("number")),
+            rolled_back_version__isnull=False,
+            activated_at__lte=Param("now", _ACTIVATED),
+        )
+        .order_by()
+        .values_list("pk", "number", "rolled_back_version__number")
+    )
 
 
 def watch_get(*, agent: Agent, number: int, now: datetime) -> VersionWatch:

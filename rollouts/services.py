@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 
 from approvals.audit import audit_record
 from approvals.exceptions import CanaryClosed, SelfApprovalError
@@ -20,6 +21,7 @@ from approvals.guard import JUDGE, agent_lock, approver_check, rationale_check
 from approvals.models import AuditEvent, VersionWatch
 from approvals.selectors import error_counts, proposal_evidence_ids
 from approvals.watchdog import Assessment
+from loopsite.compiled import Param, compiled
 from loopsite.exceptions import ValidationFailed
 from loopsite.outbox import outbox_send
 from loopsite.rules import rule
@@ -177,7 +179,7 @@ def canaries_judge(*, agent: Agent, now: datetime) -> list[Judged]:
     results: list[Judged] = []
     # Every hourly pass asks, and an agent mostly has no canary: the ids first (compiling the wide joined row
     # cost ten times the read), the canaries themselves only when there are some.
-    ids = list(Canary.objects.filter(agent=agent, state=State.RUNNING).order_by().values_list("pk", flat=True))
+    ids = [pk for (pk,) in _running_canaries().rows(agent=agent.pk)]
     if not ids:
         return results
     running = Canary.objects.filter(pk__in=ids, state=State.RUNNING).select_related(
@@ -206,6 +208,16 @@ def canaries_judge(*, agent: Agent, now: datetime) -> list[Judged]:
         )
         results.append(Judged(canary, assessment, str(outcome), version))
     return results
+
+
+@compiled(Canary)
+def _running_canaries() -> QuerySet[Canary, Any]:
+    """The ids of ``agent``'s running canaries, compiled once (``loopsite.compiled``): every hourly pass asks."""
+    return (
+        Canary.objects.filter(agent_id=Param("agent", Canary._meta.get_field("agent")), state=State.RUNNING)
+        .order_by()
+        .values_list("pk")
+    )
 
 
 def _inconclusive(*, canary: Canary, assessment: Assessment, now: datetime) -> str:

@@ -284,28 +284,25 @@ def test_watches_ensure__another_pass_makes_the_row_meanwhile__no_error(monkeypa
 
     agent = _agent_with_baseline()
     _accept(agent, threshold="flag_threshold", proposed=0.7, at=CHANGED_AT)
-    real = watchdog.watchable_versions
+    real = watchdog._unwatched_versions
 
     class Racing:
         """Another pass commits the watch rows between this one's read and its insert."""
 
-        def __init__(self, versions: Any) -> None:
-            self.versions = versions
+        def __init__(self, statement: Any) -> None:
+            self.statement = statement
 
-        def filter(self, **kw: Any) -> "Racing":
-            return Racing(self.versions.filter(**kw))
-
-        def order_by(self, *names: str) -> "Racing":
-            return Racing(self.versions.order_by(*names))
-
-        def values_list(self, *names: str) -> list[Any]:
-            found = list(self.versions.values_list(*names))
+        def rows(self, **values: Any) -> list[Any]:
+            found = self.statement.rows(**values)
             VersionWatch.objects.bulk_create(
-                [VersionWatch(agent_id=v.agent_id, version=v, watch_until=v.activated_at) for v in self.versions]
+                [
+                    VersionWatch(agent_id=agent_pk, version_id=pk, watch_until=activated_at)
+                    for pk, agent_pk, activated_at in found
+                ]
             )
             return found
 
-    monkeypatch.setattr(watchdog, "watchable_versions", lambda agent=None: Racing(real(agent=agent)))
+    monkeypatch.setattr(watchdog, "_unwatched_versions", lambda one_agent: Racing(real(one_agent)))
 
     watches_ensure(now=NOW, agent=agent)
 
