@@ -23,10 +23,12 @@ from typing import Any
 
 import numpy as np
 from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
 from loopsite_client import Client
 
 from auditlog.models import Decision
 from auditlog.services import BulkResponse, response_record_bulk
+from loopsite.compiled import Param, compiled
 from people.roles import Role, role_groups_ensure
 from simulation.agent_transport import InProcessTransport
 from simulation.world import Cases, Scenario, TruthCounts, World, agent_decide, reviewer_response
@@ -344,15 +346,11 @@ class Loop:
         # The hour's time range keeps SQLite on (agent, timestamp): with the agent and the ids alone it walks
         # every decision of the agent, a scan that grows with the run (30 ms an hour by week 8). The range holds
         # this hour's decisions only; the ids are matched here rather than as 80-odd query parameters, and with no
-        # ORDER BY: building those took the ORM longer than the read (a tenth of the logging phase).
+        # ORDER BY: building those took the ORM longer than the read (a tenth of the logging phase). The statement
+        # is compiled once (``loopsite.compiled``).
         hour_start = day_start + timedelta(hours=hour)
-        queued = set(
-            Decision.objects.filter(
-                agent=self.agent, timestamp__gte=hour_start, timestamp__lt=hour_start + timedelta(hours=1), queued=True
-            )
-            .order_by()
-            .values_list("entry_id", flat=True)
-        ).intersection(ids)
+        rows = _queued_between().rows(agent=self.agent.pk, lo=hour_start, hi=hour_start + timedelta(hours=1))
+        queued = {entry_id for (entry_id,) in rows}.intersection(ids)
         for j, i in enumerate(range(lo, hi)):
             entry_id = ids[j]
             if entry_id not in queued or cases.u_respond[i] >= self.scenario.response_rate:
@@ -574,6 +572,22 @@ class Loop:
                 )
             )
         return rows
+
+
+@compiled(Decision)
+def _queued_between() -> QuerySet[Decision, Any]:
+    """The ids of ``agent``'s queued decisions in [``lo``, ``hi``)."""
+    time = Decision._meta.get_field("timestamp")
+    return (
+        Decision.objects.filter(
+            agent_id=Param("agent", Decision._meta.get_field("agent")),
+            timestamp__gte=Param("lo", time),
+            timestamp__lt=Param("hi", time),
+            queued=True,
+        )
+        .order_by()
+        .values_list("entry_id")
+    )
 
 
 def simulate(
