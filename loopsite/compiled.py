@@ -8,7 +8,7 @@ changes between runs; ``compiled`` compiles it at its first run for a database (
 each later run only binds the values and converts the rows as the ORM would (``loopsite.rows``).
 
 - A ``Param`` stands for a value, never for ``None``: the ORM writes ``= NULL`` as ``IS NULL``, another statement.
-  ``run`` refuses a missing or ``None`` value rather than send one.
+  ``Compiled.rows`` refuses a missing or ``None`` value rather than send one.
 - Anything that changes the statement's shape (how many intervals, whether a filter applies) is an argument of the
   builder: each shape is compiled once.
 - The database is chosen as a queryset's would be at each run (the router: a replica for reads that may lag).
@@ -21,6 +21,8 @@ from typing import Any
 
 from django.db import connections, router
 from django.db.models import Expression, Field, Model, QuerySet
+
+from loopsite.rows import Converter, converted
 
 
 class Param(Expression):
@@ -44,7 +46,7 @@ class Compiled:
     alias: str
     sql: str
     params: tuple[Any, ...]
-    converters: tuple[tuple[int, tuple[Any, ...], Any], ...]  # (column, converters, expression), as the ORM's
+    converters: tuple[tuple[int, Any, list[Converter]], ...]  # (column, expression, converters), as ``loopsite.rows``
     attnames: tuple[str, ...]  # the selected fields' attribute names, when it selects a model's own columns
 
     def rows(self, **values: Any) -> list[tuple[Any, ...]]:
@@ -56,14 +58,7 @@ class Compiled:
             rows = cursor.fetchall()
         if not self.converters:
             return [tuple(row) for row in rows]
-        out = []
-        for row in rows:
-            converted = list(row)
-            for i, found, expression in self.converters:
-                for convert in found:
-                    converted[i] = convert(converted[i], expression, connection)
-            out.append(tuple(converted))
-        return out
+        return [tuple(converted(connection, row, self.converters)) for row in rows]
 
     def one(self, **values: Any) -> tuple[Any, ...]:
         """The single row of an aggregate with no grouping (``totals``)."""
@@ -126,6 +121,6 @@ def _compile(qs: QuerySet[Any], alias: str) -> Compiled:
         alias=alias,
         sql=sql,
         params=tuple(params),
-        converters=tuple((i, tuple(found), expression) for i, (found, expression) in sorted(converters.items())),
+        converters=tuple((i, expression, list(found)) for i, (found, expression) in sorted(converters.items())),
         attnames=tuple(attnames),
     )

@@ -27,7 +27,7 @@ def converters(connection: Any, fields: Sequence[Field]) -> list[tuple[int, Any,
     return out
 
 
-def converted(connection: Any, row: Sequence[Any], plan: list[tuple[int, Any, list[Converter]]]) -> list[Any]:
+def converted(connection: Any, row: Sequence[Any], plan: Sequence[tuple[int, Any, list[Converter]]]) -> list[Any]:
     """``row``'s values through ``plan`` (``converters``)."""
     values = list(row)
     for i, column, found in plan:
