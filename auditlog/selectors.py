@@ -16,15 +16,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.core.cache import cache
-from django.core.exceptions import EmptyResultSet
-from django.db import connection, connections
-from django.db.models import Count, Field, Q, QuerySet
+from django.db import connection, connections, router
+from django.db.models import CharField, Count, Q, QuerySet
 
 from auditlog.exceptions import InvalidEntry
 from auditlog.labels import binary_meaning
 from auditlog.models import Decision
 from loopsite.cache import stamp_get
-from loopsite.rows import converted, converters
+from loopsite.compiled import Param, compiled, totals
 from loopsite.rules import rule
 from thresholds.models import Agent
 
@@ -105,6 +104,9 @@ class QueueItem:
     features: list[FeatureValue]
     claimed_by_me: bool
     amending: bool = False  # shown again so its reviewer can change the answer (the undo key)
+    # What its markup depends on, hashable, when read by the list: the row as fetched, less its claim, and the
+    # agent's columns (``auditlog.views_queue`` keeps items rendered under it).
+    fingerprint: tuple[Any, ...] | None = None
 
     @property
     def entry_id(self) -> str:
@@ -188,11 +190,16 @@ def _pending() -> QuerySet[Decision]:
     return Decision.objects.filter(queued=True, response_action__isnull=True)
 
 
-def rule_filter(name: str) -> Q:
-    if connection.vendor == "postgresql":
-        return Q(matched_rules__contains=[name])
-    # SQLite's JSON has no containment; the rule as a quoted JSON string matches one whole element.
-    return Q(matched_rules__icontains=json.dumps(name))
+def rule_value(name: str) -> Any:
+    """What ``rule_filter`` compares the matched rules with: PostgreSQL's JSON containment takes a list; SQLite's
+    JSON has none, so the rule as a quoted JSON string matches one whole element."""
+    return [name] if connection.vendor == "postgresql" else json.dumps(name)
+
+
+def rule_filter(name: "str | Param") -> Q:
+    """Decisions whose matched rules include ``name`` (a ``Param`` is bound to ``rule_value`` of the rule)."""
+    lookup = "matched_rules__contains" if connection.vendor == "postgresql" else "matched_rules__icontains"
+    return Q(**{lookup: name if isinstance(name, Param) else rule_value(name)})
 
 
 def day_start(day: date) -> datetime:
@@ -200,40 +207,91 @@ def day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-def _filtered(qs: QuerySet[Decision], filters: QueueFilters) -> QuerySet[Decision]:
-    if filters.agent_id:
-        agent_pk = Agent.objects.filter(agent_id=filters.agent_id).values_list("pk", flat=True).first()
-        qs = qs.filter(agent_id=agent_pk if agent_pk is not None else -1)
-    if filters.action:
-        qs = qs.filter(action=filters.action)
-    if filters.confidence_min is not None:
-        qs = qs.filter(confidence__gte=filters.confidence_min)
-    if filters.confidence_max is not None:
-        qs = qs.filter(confidence__lte=filters.confidence_max)
-    if filters.rule:
-        qs = qs.filter(rule_filter(filters.rule))
-    if filters.date_from:
-        qs = qs.filter(timestamp__gte=day_start(filters.date_from))
-    if filters.date_to:
-        qs = qs.filter(timestamp__lt=day_start(filters.date_to) + timedelta(days=1))
+# --- The queue's conditions, compiled once per shape (``loopsite.compiled``) ----------------------------------
+#
+# Built with the ORM and compiled on every page, the list's conditions cost more Python than the database spent
+# running them (docs/bench-queue.md). Each filter is a ``Param``; which filters are set, whether a cursor is given and
+# the order make the statement's shape, compiled once per process and database.
+
+_AGENT = Decision._meta.get_field("agent")
+_ACTION = Decision._meta.get_field("action")
+_TIME = Decision._meta.get_field("timestamp")
+_SEQ = Decision._meta.get_field("seq")
+_CLAIMED_BY = Decision._meta.get_field("claimed_by")
+_CONFIDENCE = Decision._meta.get_field("confidence")
+_RULES = Decision._meta.get_field("matched_rules")
+
+
+def _pending_matching(shape: tuple[str, ...]) -> QuerySet[Decision]:
+    """Pending decisions under the filters named in ``shape`` (``QueueFilters``' fields), each a ``Param`` of that
+    name; the values are ``queue_filter_values``'."""
+    qs = _pending()
+    for name in shape:
+        if name == "agent_id":
+            qs = qs.filter(agent_id=Param(name, _AGENT))
+        elif name == "action":
+            qs = qs.filter(action=Param(name, _ACTION))
+        elif name == "confidence_min":
+            qs = qs.filter(confidence__gte=Param(name, _CONFIDENCE))
+        elif name == "confidence_max":
+            qs = qs.filter(confidence__lte=Param(name, _CONFIDENCE))
+        elif name == "rule":
+            qs = qs.filter(rule_filter(Param(name, _RULES if connection.vendor == "postgresql" else CharField())))
+        elif name == "date_from":
+            qs = qs.filter(timestamp__gte=Param(name, _TIME))
+        elif name == "date_to":
+            qs = qs.filter(timestamp__lt=Param(name, _TIME))
+        else:
+            raise ValueError(f"not a queue filter: {name!r}")
     return qs
 
 
-def queue_filtered(*, filters: QueueFilters, reviewer: str, now: datetime) -> QuerySet[Decision]:
-    """Pending decisions a reviewer may take: not claimed by someone else (or the claim has run out)."""
-    qs = _pending().filter(Q(claimed_by__isnull=True) | Q(claimed_by=reviewer) | Q(claimed_until__lte=now))
-    return _filtered(qs, filters)
+def queue_filter_values(filters: QueueFilters, agents: Sequence[Agent] | None = None) -> dict[str, Any]:
+    """The values of the filters ``filters`` sets, by name, as ``_pending_matching`` binds them. ``agents``: the
+    agents the page read already (``_agents``), else the agent filter's pk is looked up."""
+    values: dict[str, Any] = {}
+    if filters.agent_id:
+        if agents is None:
+            found = Agent.objects.filter(agent_id=filters.agent_id).values_list("pk", flat=True).first()
+        else:
+            found = next((a.pk for a in agents if a.agent_id == filters.agent_id), None)
+        values["agent_id"] = -1 if found is None else found  # an unknown agent has nothing pending
+    if filters.action:
+        values["action"] = filters.action
+    if filters.confidence_min is not None:
+        values["confidence_min"] = filters.confidence_min
+    if filters.confidence_max is not None:
+        values["confidence_max"] = filters.confidence_max
+    if filters.rule:
+        values["rule"] = rule_value(filters.rule)
+    if filters.date_from:
+        values["date_from"] = day_start(filters.date_from)
+    if filters.date_to:
+        values["date_to"] = day_start(filters.date_to) + timedelta(days=1)
+    return values
 
 
-def _after(qs: QuerySet[Decision], cursor: Cursor | None, *, newest_first: bool = False) -> QuerySet[Decision]:
-    if cursor is None:
-        return qs
-    # The redundant ``timestamp >= t`` (``<=`` newest first) gives the index scan its start; the OR settles ties.
-    if newest_first:
-        return qs.filter(timestamp__lte=cursor.timestamp).filter(
-            Q(timestamp__lt=cursor.timestamp) | Q(seq__lt=cursor.seq)
-        )
-    return qs.filter(timestamp__gte=cursor.timestamp).filter(Q(timestamp__gt=cursor.timestamp) | Q(seq__gt=cursor.seq))
+@compiled(Decision)
+def _queue_list(shape: tuple[str, ...], after: bool, newest_first: bool, limit: int) -> QuerySet[Any]:
+    """The list: pending decisions a reviewer may take (not claimed by someone else, or the claim has run out),
+    under the filters, after the cursor, in the queue's order: the ``ITEM_COLUMNS`` of ``limit`` rows."""
+    claimable = Q(claimed_by__isnull=True) | Q(claimed_by=Param("reviewer", _CLAIMED_BY))
+    claimable |= Q(claimed_until__lte=Param("now", _TIME))
+    qs = _pending_matching(shape).filter(claimable)
+    if after:
+        # The redundant ``timestamp >= t`` (``<=`` newest first) gives the index scan its start; the OR settles ties.
+        at, seq = Param("cursor_timestamp", _TIME), Param("cursor_seq", _SEQ)
+        if newest_first:
+            qs = qs.filter(timestamp__lte=at).filter(Q(timestamp__lt=at) | Q(seq__lt=seq))
+        else:
+            qs = qs.filter(timestamp__gte=at).filter(Q(timestamp__gt=at) | Q(seq__gt=seq))
+    order = ("-timestamp", "-seq") if newest_first else ("timestamp", "seq")
+    return qs.order_by(*order).values_list(*ITEM_COLUMNS)[:limit]
+
+
+@compiled(Decision)
+def _pending_count(shape: tuple[str, ...]) -> QuerySet[Any]:
+    return totals(_pending_matching(shape), pending=Count("seq"))
 
 
 def features_ranked(features: dict[str, Any]) -> list[FeatureValue]:
@@ -261,14 +319,12 @@ ITEM_COLUMNS = (
     "claimed_until",
 )
 AGENT_COLUMNS = ("agent_id", "actions", "binary_mode")
-
-
-_ITEM_FIELDS: "list[Field[Any, Any]]" = [Decision._meta.get_field(name) for name in ITEM_COLUMNS]  # type: ignore[misc]
+_SHOWN = tuple(i for i, name in enumerate(ITEM_COLUMNS) if name not in ("claimed_by", "claimed_until"))
 
 
 class QueueRow:
     """A pending decision as a queue item reads it: the ``ITEM_COLUMNS`` as attributes, with the values a queryset
-    would give them. The list is read with a plain cursor (``_queue_rows``), not as model instances."""
+    would give them. The list is read by a compiled statement (``_queue_list``), not as model instances."""
 
     __slots__ = ITEM_COLUMNS
     seq: int
@@ -291,41 +347,6 @@ class QueueRow:
     def __init__(self, values: Sequence[Any]) -> None:
         for name, value in zip(ITEM_COLUMNS, values, strict=True):
             setattr(self, name, value)
-
-
-def _queue_rows(qs: QuerySet[Decision], *, newest_first: bool, limit: int) -> list[QueueRow]:
-    """The first ``limit`` rows of ``qs`` (its conditions, the ORM's: ``queue_filtered`` and ``_after``) in the
-    queue's order. The conditions are compiled by the ORM; the rest of the statement (columns, order, limit) is
-    written here once per process, and the rows are converted as the ORM converts them (``loopsite.rows``) into
-    ``QueueRow``: through a queryset, building the whole statement and a model instance per row cost about as much
-    as the query itself (docs/bench-queue.md)."""
-    joined = sorted(a for a, uses in qs.query.alias_refcount.items() if uses and a != qs.query.base_table)
-    if joined:  # the statement reads the decision table alone (a join the ORM set up and trimmed is unused)
-        raise ValueError(f"the queue's conditions join other tables: {joined}")
-    alias = qs.db
-    connection = connections[alias]
-    compiler = qs.query.get_compiler(using=alias)
-    try:
-        where, params = compiler.compile(qs.query.where)
-    except EmptyResultSet:  # conditions nothing can meet
-        return []
-    head, tail = _queue_select(alias, newest_first)
-    with connection.cursor() as cursor:
-        cursor.execute(f"{head}{where}{tail}", [*params, limit])
-        rows = cursor.fetchall()
-    plan = converters(connection, _ITEM_FIELDS)
-    return [QueueRow(converted(connection, row, plan)) for row in rows]
-
-
-@functools.cache
-def _queue_select(alias: str, newest_first: bool) -> tuple[str, str]:
-    """The list's statement before its conditions and after them."""
-    quote = connections[alias].ops.quote_name
-    table = quote(Decision._meta.db_table)
-    columns = ", ".join(f"{table}.{quote(f.column)}" for f in _ITEM_FIELDS)  # type: ignore[union-attr,arg-type]
-    way = "DESC" if newest_first else "ASC"
-    order = f"{table}.{quote('timestamp')} {way}, {table}.{quote('seq')} {way}"
-    return f"SELECT {columns} FROM {table} WHERE ", f" ORDER BY {order} LIMIT %s"
 
 
 # --- The agents the page names, kept in process under a stamp ------------------------------------------------
@@ -383,14 +404,17 @@ def queue_page(
 ) -> QueuePage:
     """One page of the queue, oldest first (or newest first), starting after ``cursor``. ``seen``: what the page
     already read from the shared cache (``queue_cache_keys``)."""
-    qs = _after(queue_filtered(filters=filters, reviewer=reviewer, now=now), cursor, newest_first=newest_first)
-    rows = _queue_rows(qs, newest_first=newest_first, limit=limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    agents = _agents(qs.db, seen)
+    agents = _agents(router.db_for_read(Decision), seen)
+    values = queue_filter_values(filters, agents)
+    statement = _queue_list(tuple(values), cursor is not None, newest_first, limit + 1)
+    if cursor is not None:
+        values.update(cursor_timestamp=cursor.timestamp, cursor_seq=cursor.seq)
+    fetched = statement.fetched(**values, reviewer=reviewer, now=now)
+    more = len(fetched) > limit
+    rows = [QueueRow(statement.convert(row)) for row in fetched[:limit]]
     by_pk = {a.pk: a for a in agents}
     items = []
-    for d in rows:
+    for raw, d in zip(fetched, rows, strict=False):
         agent = by_pk[d.agent_id]
         items.append(
             QueueItem(
@@ -401,6 +425,7 @@ def queue_page(
                 age=max(now - d.timestamp, timedelta(0)),
                 features=features_ranked(d.features or {}),
                 claimed_by_me=d.claimed_by == reviewer and d.claimed_until is not None and d.claimed_until > now,
+                fingerprint=(*(raw[i] for i in _SHOWN), agent.agent_id, tuple(agent.actions), agent.binary_mode),
             )
         )
     next_cursor = Cursor(rows[-1].timestamp, rows[-1].seq) if more and rows else None
@@ -612,7 +637,11 @@ def queue_stats(*, reviewer: str, now: datetime, filters: QueueFilters | None = 
     ).count()
     window_queued, window_responded = _window_counts(now=now)
     filtered = bool(filters and filters.as_query())
-    pending = _filtered(_pending(), filters).count() if filters and filtered else queue_pending_count()
+    if filters and filtered:
+        values = queue_filter_values(filters)
+        pending = int(_pending_count(tuple(values)).one(**values)[0])
+    else:
+        pending = queue_pending_count()
     return QueueStats(
         pending=pending,
         done_today=done_today,

@@ -244,17 +244,55 @@ def item_html(
         tz = timezone.get_current_timezone()
     if language is _UNSET:
         language = translation.get_language()
+    head, middle, tail = _item_parts_kept(item, respond_url=respond_url, tz=tz, language=language)
+    age = _e(_since(item.decision.timestamp, now, language))
+    return mark_safe(f"{head}{csrf_input}{middle}{age}{tail}")  # noqa: S308 -- every value is escaped by _e
+
+
+# --- Items kept rendered, per process ---------------------------------------------------------------------------
+#
+# An item's markup is a function of its decision's columns (which never change once logged; its claim is not
+# shown), its agent's id, actions and binary mode, the respond URL, the time zone and the language, except for two
+# values: the page's CSRF input and the item's age. After every response the queue's body is drawn again with the
+# same items but one, so each process keeps the markup around those two values, keyed by all that it depends on:
+# the row as the database gave it (``QueueItem.fingerprint``) and the rest. At most ``ITEMS_KEPT`` items, forgotten
+# all at once when full.
+
+ITEMS_KEPT = 2048
+_items_kept: dict[tuple[Any, ...], tuple[str, str, str]] = {}
+
+
+def _item_parts_kept(item: QueueItem, *, respond_url: str, tz: tzinfo, language: str | None) -> tuple[str, str, str]:
+    if item.fingerprint is None:  # shown again to change its answer: read as a model instance, not kept
+        return _item_parts(item, respond_url=respond_url, tz=tz, language=language)
+    key = (item.fingerprint, respond_url, tz, language)
+    found = _items_kept.get(key)
+    if found is None:
+        found = _item_parts(item, respond_url=respond_url, tz=tz, language=language)
+        if len(_items_kept) >= ITEMS_KEPT:
+            _items_kept.clear()
+        _items_kept[key] = found
+    return found
+
+
+_CSRF, _AGE = object(), object()  # where the two values that change from page to page go
+
+
+def _item_parts(item: QueueItem, *, respond_url: str, tz: tzinfo, language: str | None) -> tuple[str, str, str]:
+    """The item's markup before the CSRF input, between it and the age's words, and after them."""
     d = item.decision
     entry_id, agent_id = _e(str(item.entry_id)), _e(str(item.agent_id))
     url = _e(respond_url)
-    out = [
+    out: list[Any] = [
         f'\n<li class="item{" binary" if item.binary_mode else ""}{" amending" if item.amending else ""}" '
         f'data-entry-id="{entry_id}" data-agent-id="{agent_id}" data-key="{_e(item.key)}"'
         f"{_AMENDING if item.amending else ''}>\n"
         f'  <form class="respond" method="post" action="{url}" hx-post="{url}" hx-target="#queue-body" '
         'hx-include="#queue-state">\n'
-        f'    {csrf_input}<input type="hidden" name="entry_id" value="{entry_id}"><input type="hidden" '
-        f'name="entry_agent" value="{agent_id}">\n    '
+        "    ",
+        _CSRF,
+        f'<input type="hidden" name="entry_id" value="{entry_id}"><input type="hidden" '
+        f'name="entry_agent" value="{agent_id}">\n    ',
     ]
     if item.amending:
         modified = f" → {_e(str(d.modified_action))}" if d.modified_action else ""
@@ -295,10 +333,10 @@ def item_html(
             f"{_e(str(d.threshold_name))}</span>\n"
             "      </span>\n      "
         )
+    out.append(f'\n      <span class="age muted" title="{timezone.localtime(d.timestamp, tz).isoformat()}">')
+    out.append(_AGE)
     out.append(
-        "\n"
-        f'      <span class="age muted" title="{timezone.localtime(d.timestamp, tz).isoformat()}">'
-        f"{_e(_since(d.timestamp, now, language))} ago</span>\n"
+        " ago</span>\n"
         f"      {_BINARY_TAG if item.binary_mode else ''}\n"
         "    </div>\n"
         '    <div class="details">\n'
@@ -371,7 +409,8 @@ def item_html(
             "      </div>\n      "
         )
     out.append("\n    </div>\n  </form>\n</li>\n\n")
-    return mark_safe("".join(out))  # noqa: S308 -- every value above is escaped by _e
+    csrf, age = out.index(_CSRF), out.index(_AGE)
+    return "".join(out[:csrf]), "".join(out[csrf + 1 : age]), "".join(out[age + 1 :])
 
 
 def items_html(items: list[QueueItem], *, respond_url: str, csrf_input: str, now: datetime) -> SafeString:

@@ -256,7 +256,7 @@ def main() -> None:
         with CaptureQueriesContext(connection) as captured:
             get()
         list_sql = next(
-            q["sql"] for q in captured.captured_queries if 'ORDER BY "auditlog_decision"."timestamp"' in q["sql"]
+            q["sql"] for q in captured.captured_queries if "ORDER BY" in q["sql"] and q["sql"].endswith("LIMIT 26")
         )
 
         def bare(sql: str = list_sql) -> None:

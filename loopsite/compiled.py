@@ -51,14 +51,21 @@ class Compiled:
 
     def rows(self, **values: Any) -> list[tuple[Any, ...]]:
         """The statement's rows for ``values`` (one per ``Param``), converted as the ORM converts them."""
+        return [self.convert(row) for row in self.fetched(**values)]
+
+    def fetched(self, **values: Any) -> list[tuple[Any, ...]]:
+        """The rows as the database driver gives them (JSON as text, on SQLite times as text): ``convert`` each."""
         connection = connections[self.alias]
         params = [_bound(p, values, connection) if isinstance(p, Param) else p for p in self.params]
         with connection.cursor() as cursor:
             cursor.execute(self.sql, params)
-            rows = cursor.fetchall()
+            return [tuple(row) for row in cursor.fetchall()]
+
+    def convert(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """A fetched row with the values a queryset gives."""
         if not self.converters:
-            return [tuple(row) for row in rows]
-        return [tuple(converted(connection, row, self.converters)) for row in rows]
+            return row
+        return tuple(converted(connections[self.alias], row, self.converters))
 
     def one(self, **values: Any) -> tuple[Any, ...]:
         """The single row of an aggregate with no grouping (``totals``)."""
