@@ -23,7 +23,7 @@ from auditlog.exceptions import InvalidEntry
 from auditlog.labels import binary_meaning
 from auditlog.models import Decision
 from loopsite.cache import stamp_get
-from loopsite.compiled import Param, compiled, totals
+from loopsite.compiled import Compiled, Param, compiled, totals
 from loopsite.rules import rule
 from thresholds.models import Agent
 
@@ -349,6 +349,29 @@ class QueueRow:
             setattr(self, name, value)
 
 
+# --- Rows kept converted, per process ---------------------------------------------------------------------------
+#
+# Converting a row (its JSON decoded, on SQLite its times parsed) and ranking its features cost about as much as
+# reading it. The same pending rows are read page after page (after every response the body is drawn again), so
+# each process keeps them converted under the row as fetched: the same values give the same conversion, and any
+# change (a claim taken) is another key. At most ``ROWS_KEPT``, forgotten all at once when full. A kept row is
+# shared by the pages that read it: read-only.
+
+ROWS_KEPT = 2048
+_rows_kept: dict[tuple[Any, ...], tuple[QueueRow, list[FeatureValue]]] = {}
+
+
+def _row_kept(statement: Compiled, raw: tuple[Any, ...]) -> tuple[QueueRow, list[FeatureValue]]:
+    found = _rows_kept.get(raw)
+    if found is None:
+        row = QueueRow(statement.convert(raw))
+        found = (row, features_ranked(row.features or {}))
+        if len(_rows_kept) >= ROWS_KEPT:
+            _rows_kept.clear()
+        _rows_kept[raw] = found
+    return found
+
+
 # --- The agents the page names, kept in process under a stamp ------------------------------------------------
 #
 # Every page needs every agent (the filter's list, and each item's actions and binary mode): a round trip a page,
@@ -411,10 +434,10 @@ def queue_page(
         values.update(cursor_timestamp=cursor.timestamp, cursor_seq=cursor.seq)
     fetched = statement.fetched(**values, reviewer=reviewer, now=now)
     more = len(fetched) > limit
-    rows = [QueueRow(statement.convert(row)) for row in fetched[:limit]]
     by_pk = {a.pk: a for a in agents}
     items = []
-    for raw, d in zip(fetched, rows, strict=False):
+    for raw in fetched[:limit]:
+        d, features = _row_kept(statement, raw)
         agent = by_pk[d.agent_id]
         items.append(
             QueueItem(
@@ -423,12 +446,13 @@ def queue_page(
                 actions=[str(a) for a in agent.actions],
                 binary_mode=agent.binary_mode,
                 age=max(now - d.timestamp, timedelta(0)),
-                features=features_ranked(d.features or {}),
+                features=features,
                 claimed_by_me=d.claimed_by == reviewer and d.claimed_until is not None and d.claimed_until > now,
                 fingerprint=(*(raw[i] for i in _SHOWN), agent.agent_id, tuple(agent.actions), agent.binary_mode),
             )
         )
-    next_cursor = Cursor(rows[-1].timestamp, rows[-1].seq) if more and rows else None
+    last = items[-1].decision if items else None
+    next_cursor = Cursor(last.timestamp, last.seq) if more and last is not None else None
     return QueuePage(
         items=items,
         next_cursor=next_cursor,
