@@ -10,6 +10,7 @@ import binascii
 import functools
 import hashlib
 import json
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -319,7 +320,8 @@ ITEM_COLUMNS = (
     "claimed_until",
 )
 AGENT_COLUMNS = ("agent_id", "actions", "binary_mode")
-_SHOWN = tuple(i for i, name in enumerate(ITEM_COLUMNS) if name not in ("claimed_by", "claimed_until"))
+# A fetched row's values less its claim: what an item's markup depends on (``QueueItem.fingerprint``).
+_shown = operator.itemgetter(*(i for i, name in enumerate(ITEM_COLUMNS) if name not in ("claimed_by", "claimed_until")))
 
 
 class QueueRow:
@@ -434,21 +436,25 @@ def queue_page(
         values.update(cursor_timestamp=cursor.timestamp, cursor_seq=cursor.seq)
     fetched = statement.fetched(**values, reviewer=reviewer, now=now)
     more = len(fetched) > limit
-    by_pk = {a.pk: a for a in agents}
+    # Per agent, once a page: its id, actions and mode, and that part of its items' fingerprints.
+    by_pk = {}
+    for a in agents:
+        actions = [str(x) for x in a.actions]
+        by_pk[a.pk] = (a.agent_id, actions, a.binary_mode, (a.agent_id, tuple(actions), a.binary_mode))
     items = []
     for raw in fetched[:limit]:
         d, features = _row_kept(statement, raw)
-        agent = by_pk[d.agent_id]
+        agent_id, actions, binary_mode, agent_key = by_pk[d.agent_id]
         items.append(
             QueueItem(
                 decision=d,
-                agent_id=agent.agent_id,
-                actions=[str(a) for a in agent.actions],
-                binary_mode=agent.binary_mode,
+                agent_id=agent_id,
+                actions=actions,
+                binary_mode=binary_mode,
                 age=max(now - d.timestamp, timedelta(0)),
                 features=features,
                 claimed_by_me=d.claimed_by == reviewer and d.claimed_until is not None and d.claimed_until > now,
-                fingerprint=(*(raw[i] for i in _SHOWN), agent.agent_id, tuple(agent.actions), agent.binary_mode),
+                fingerprint=(_shown(raw), agent_key),
             )
         )
     last = items[-1].decision if items else None
