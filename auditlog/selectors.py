@@ -11,7 +11,7 @@ import functools
 import hashlib
 import json
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -191,16 +191,27 @@ def _pending() -> QuerySet[Decision]:
     return Decision.objects.filter(queued=True, response_action__isnull=True)
 
 
+_RULES = Decision._meta.get_field("matched_rules")
+
+
+def _rule_comparison() -> tuple[str, Any, Callable[[str], Any]]:
+    """How a decision's matched rules are compared with one rule on this database: the lookup, the field a bound
+    value is prepared as, and the value for a rule. PostgreSQL's JSON containment takes a list; SQLite's JSON has
+    none, so the rule as a quoted JSON string matches one whole element."""
+    if connection.vendor == "postgresql":
+        return "matched_rules__contains", _RULES, lambda name: [name]
+    return "matched_rules__icontains", CharField(), json.dumps
+
+
 def rule_value(name: str) -> Any:
-    """What ``rule_filter`` compares the matched rules with: PostgreSQL's JSON containment takes a list; SQLite's
-    JSON has none, so the rule as a quoted JSON string matches one whole element."""
-    return [name] if connection.vendor == "postgresql" else json.dumps(name)
+    """What ``rule_filter`` compares the matched rules with."""
+    return _rule_comparison()[2](name)
 
 
 def rule_filter(name: "str | Param") -> Q:
     """Decisions whose matched rules include ``name`` (a ``Param`` is bound to ``rule_value`` of the rule)."""
-    lookup = "matched_rules__contains" if connection.vendor == "postgresql" else "matched_rules__icontains"
-    return Q(**{lookup: name if isinstance(name, Param) else rule_value(name)})
+    lookup, _field, value = _rule_comparison()
+    return Q(**{lookup: name if isinstance(name, Param) else value(name)})
 
 
 def day_start(day: date) -> datetime:
@@ -214,13 +225,19 @@ def day_start(day: date) -> datetime:
 # running them (docs/bench-queue.md). Each filter is a ``Param``; which filters are set, whether a cursor is given and
 # the order make the statement's shape, compiled once per process and database.
 
-_AGENT = Decision._meta.get_field("agent")
-_ACTION = Decision._meta.get_field("action")
 _TIME = Decision._meta.get_field("timestamp")
 _SEQ = Decision._meta.get_field("seq")
 _CLAIMED_BY = Decision._meta.get_field("claimed_by")
 _CONFIDENCE = Decision._meta.get_field("confidence")
-_RULES = Decision._meta.get_field("matched_rules")
+# Each filter of ``QueueFilters`` but the rule: its lookup, and the field its value is prepared as.
+_FILTER_LOOKUPS: dict[str, tuple[str, Any]] = {
+    "agent_id": ("agent_id", Decision._meta.get_field("agent")),
+    "action": ("action", Decision._meta.get_field("action")),
+    "confidence_min": ("confidence__gte", _CONFIDENCE),
+    "confidence_max": ("confidence__lte", _CONFIDENCE),
+    "date_from": ("timestamp__gte", _TIME),
+    "date_to": ("timestamp__lt", _TIME),
+}
 
 
 def _pending_matching(shape: tuple[str, ...]) -> QuerySet[Decision]:
@@ -228,20 +245,11 @@ def _pending_matching(shape: tuple[str, ...]) -> QuerySet[Decision]:
     name; the values are ``queue_filter_values``'."""
     qs = _pending()
     for name in shape:
-        if name == "agent_id":
-            qs = qs.filter(agent_id=Param(name, _AGENT))
-        elif name == "action":
-            qs = qs.filter(action=Param(name, _ACTION))
-        elif name == "confidence_min":
-            qs = qs.filter(confidence__gte=Param(name, _CONFIDENCE))
-        elif name == "confidence_max":
-            qs = qs.filter(confidence__lte=Param(name, _CONFIDENCE))
-        elif name == "rule":
-            qs = qs.filter(rule_filter(Param(name, _RULES if connection.vendor == "postgresql" else CharField())))
-        elif name == "date_from":
-            qs = qs.filter(timestamp__gte=Param(name, _TIME))
-        elif name == "date_to":
-            qs = qs.filter(timestamp__lt=Param(name, _TIME))
+        if name == "rule":
+            qs = qs.filter(rule_filter(Param(name, _rule_comparison()[1])))
+        elif name in _FILTER_LOOKUPS:
+            lookup, prepared_as = _FILTER_LOOKUPS[name]
+            qs = qs.filter(**{lookup: Param(name, prepared_as)})
         else:
             raise ValueError(f"not a queue filter: {name!r}")
     return qs
