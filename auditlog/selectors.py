@@ -25,6 +25,7 @@ from auditlog.labels import binary_meaning
 from auditlog.models import Decision
 from loopsite.cache import stamp_get
 from loopsite.compiled import Compiled, Param, compiled, totals
+from loopsite.kept import keep
 from loopsite.rules import rule
 from thresholds.models import Agent
 
@@ -376,9 +377,7 @@ def _row_kept(statement: Compiled, raw: tuple[Any, ...]) -> tuple[QueueRow, list
     if found is None:
         row = QueueRow(statement.convert(raw))
         found = (row, features_ranked(row.features or {}))
-        if len(_rows_kept) >= ROWS_KEPT:
-            _rows_kept.clear()
-        _rows_kept[raw] = found
+        keep(_rows_kept, raw, found, limit=ROWS_KEPT)
     return found
 
 

@@ -25,6 +25,7 @@ from auditlog.models import Decision, DecisionKey, ResponseRevision, ReviewReaso
 from auditlog.selectors import QUEUE_AGENTS_STAMP, last_answer_stamp_key
 from loopsite.cache import stamps_delete_on_commit
 from loopsite.exceptions import DomainError, Forbidden
+from loopsite.kept import keep
 from loopsite.rules import rule
 from loopsite.statements import fetch
 from thresholds.models import Agent, ConfigVersion
@@ -87,9 +88,7 @@ class _AgentContext:
                     )
                     for v in rows
                 ]
-                if len(_histories) >= 1000:
-                    _histories.clear()
-                _histories[self.agent.pk] = (self.live, self._history)
+                keep(_histories, self.agent.pk, (self.live, self._history), limit=1000)
         return self._history
 
     def version_for(self, entry: EntryInput, *, threshold_name: str) -> _Version:

@@ -54,6 +54,7 @@ from auditlog.selectors import (
     queue_stats,
     week_rate_note_responses,
 )
+from loopsite.kept import keep
 from loopsite.links import url_for
 from loopsite.rules import rule
 from people.roles import is_reviewer
@@ -269,9 +270,7 @@ def _item_parts_kept(item: QueueItem, *, respond_url: str, tz: tzinfo, language:
     found = _items_kept.get(key)
     if found is None:
         found = _item_parts(item, respond_url=respond_url, tz=tz, language=language)
-        if len(_items_kept) >= ITEMS_KEPT:
-            _items_kept.clear()
-        _items_kept[key] = found
+        keep(_items_kept, key, found, limit=ITEMS_KEPT)
     return found
 
 

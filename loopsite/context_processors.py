@@ -10,6 +10,7 @@ from django.urls import NoReverseMatch
 
 from approvals.pending import proposals_pending_for
 from auditlog.selectors import queue_pending_count
+from loopsite.kept import keep
 from loopsite.links import url_for
 from people.roles import is_approver, is_reviewer, is_staff
 
@@ -66,9 +67,7 @@ def _kept_count(key: str, count: Callable[[], int]) -> int:
     if cached is None:
         cached = count()
         cache.set(key, cached, timeout=NAV_COUNT_SECONDS)
-    if len(_kept) > 10_000:  # one key per approver: forget them all rather than grow without bound
-        _kept.clear()
-    _kept[key] = (now + NAV_LOCAL_SECONDS, int(cached))
+    keep(_kept, key, (now + NAV_LOCAL_SECONDS, int(cached)), limit=10_000)  # one key per approver
     return int(cached)
 
 

@@ -17,6 +17,7 @@ from django.db import transaction
 from rest_framework import authentication, exceptions
 
 from loopsite.cache import stamp_get, stamps_delete
+from loopsite.kept import keep
 from people.keys import AGENT_KIND, USER_KIND, key_matches, key_parse
 from people.models import PersonalToken
 from thresholds.models import Agent, AgentKey
@@ -106,9 +107,7 @@ def _agent_key_get(prefix: str, *, seen_stamp: Any = None) -> AgentKey | None:
         _kept.pop(prefix, None)
     elif stamp is not None:
         with _kept_lock:
-            if len(_kept) >= _KEPT_MAX:
-                _kept.clear()
-            _kept[prefix] = _KeptKey(stamp, agent_key)
+            keep(_kept, prefix, _KeptKey(stamp, agent_key), limit=_KEPT_MAX)
     return agent_key
 
 

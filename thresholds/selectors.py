@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.cache import cache
 
 from loopsite.cache import stamp_get, stamps_delete
+from loopsite.kept import keep
 from thresholds.exceptions import AgentNotFound
 from thresholds.models import Agent, ConfigVersion, ThresholdDefinition
 
@@ -101,9 +102,7 @@ def config_get_live(*, agent: Agent, seen: Mapping[str, Any] | None = None) -> L
     live = _config_read(agent)
     if stamp is not None:
         with _in_process_lock:
-            if len(_in_process) >= _IN_PROCESS_MAX:
-                _in_process.clear()
-            _in_process[agent.pk] = (stamp, live)
+            keep(_in_process, agent.pk, (stamp, live), limit=_IN_PROCESS_MAX)
     return live
 
 
