@@ -3,6 +3,7 @@
 Every refusal raises ``InvalidEntry`` naming the field (dotted, camelCase as sent).
 """
 
+import functools
 import hashlib
 import json
 import math
@@ -15,6 +16,8 @@ from typing import Any
 
 import orjson
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from auditlog.exceptions import InvalidEntry
 from loopsite.input_checks import text_problem
@@ -81,7 +84,8 @@ def _str(obj: dict[str, Any], key: str, name: str, *, required: bool = True, lim
     # message that names what is wrong.
     if (
         type(value) is str
-        and _plain(value)
+        and value.isascii()  # _plain, written out: this is every text field of every entry
+        and "\x00" not in value
         and len(value) <= limit
         and (not required or (value != "" and not value.isspace()))
     ):
@@ -103,11 +107,16 @@ def _str(obj: dict[str, Any], key: str, name: str, *, required: bool = True, lim
     return value
 
 
-def _num(obj: dict[str, Any], key: str, name: str) -> float:
-    value = obj.get(key)
+def _unit(value: Any, name: str) -> float:
+    """A required number from 0 to 1."""
+    if type(value) is float and 0.0 <= value <= 1.0:  # the usual value: at once (a NaN fails the comparison)
+        return value
     if value is None:
         raise InvalidEntry(f"{name} is required", field=name)
-    return finite_number(value, name)
+    number = finite_number(value, name)
+    if not 0.0 <= number <= 1.0:
+        raise InvalidEntry(f"{name} must be between 0 and 1", field=name)
+    return number
 
 
 def finite_number(value: Any, name: str) -> float:
@@ -124,6 +133,21 @@ def finite_number(value: Any, name: str) -> float:
 
 def parse_time(value: Any, name: str, *, now: datetime, max_future: timedelta | None = MAX_FUTURE) -> datetime:
     """An aware datetime; refused when more than ``max_future`` after ``now`` (None: no bound, for filters)."""
+    if type(value) is str:
+        # The usual time, an offset and a year from API_EARLIEST_YEAR, passes at once (``fromisoformat`` reads a
+        # trailing "Z" since Python 3.11); anything else goes through the checks below, for the message.
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if (
+                parsed.tzinfo is not None
+                and max_future is not None
+                and _earliest_year() <= parsed.year <= 9998
+                and parsed <= now + max_future
+            ):
+                return parsed
     if not isinstance(value, str):
         raise InvalidEntry(f"{name} must be an ISO 8601 string with an offset", field=name)
     try:
@@ -133,13 +157,26 @@ def parse_time(value: Any, name: str, *, now: datetime, max_future: timedelta | 
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise InvalidEntry(f"{name} must carry a UTC offset (e.g. 'Z' or '+02:00')", field=name)
     # Filters (no future bound) may reach back further; entries and responses start in API_EARLIEST_YEAR.
-    earliest = 2 if max_future is None else int(settings.API_EARLIEST_YEAR)
+    earliest = 2 if max_future is None else _earliest_year()
     if not earliest <= parsed.year <= 9998:
         # Also keeps the conversion to UTC inside what a datetime can hold (year 1 at +05:00 cannot be).
         raise InvalidEntry(f"{name} must be a time from the year {earliest} on, not {value[:40]!r}", field=name)
     if max_future is not None and parsed > now + max_future:
         raise InvalidEntry(f"{name} is more than 5 minutes in the future", field=name)
     return parsed
+
+
+@functools.cache
+def _earliest_year() -> int:
+    """``settings.API_EARLIEST_YEAR``, read once (a lazy settings read is a quarter of a time's parsing), again
+    after a test changes it."""
+    return int(settings.API_EARLIEST_YEAR)
+
+
+@receiver(setting_changed)
+def _setting_changed(*, setting: str, **_: Any) -> None:
+    if setting == "API_EARLIEST_YEAR":
+        _earliest_year.cache_clear()
 
 
 def _at(name: str, key: str) -> str:
@@ -193,15 +230,11 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
     action = _str(decision, "action", "decision.action", limit=100)
     # Optional here: a rule-based agent replaces it with the rule that fired (context.matchedRules). Whether this
     # agent may leave it out is checked with the agent (auditlog.services._AgentContext.check).
-    confidence = None
-    if decision.get("confidence") is not None:
-        confidence = finite_number(decision["confidence"], "decision.confidence")
-        if not 0.0 <= confidence <= 1.0:
-            raise InvalidEntry("decision.confidence must be between 0 and 1", field="decision.confidence")
-    threshold_used = _num(decision, "thresholdUsed", "decision.thresholdUsed")
-    if not 0.0 <= threshold_used <= 1.0:
-        # Thresholds are compared with confidences, which lie in 0..1 (contract, "Threshold").
-        raise InvalidEntry("decision.thresholdUsed must be between 0 and 1", field="decision.thresholdUsed")
+    confidence = decision.get("confidence")
+    if confidence is not None:
+        confidence = _unit(confidence, "decision.confidence")
+    # Thresholds are compared with confidences, which lie in 0..1 (contract, "Threshold").
+    threshold_used = _unit(decision.get("thresholdUsed"), "decision.thresholdUsed")
     reasoning = _str(decision, "reasoning", "decision.reasoning", required=False, limit=MAX_TEXT) or ""
     threshold_name = _str(decision, "thresholdName", "decision.thresholdName", required=False, limit=100)
     shadow_action = _str(decision, "shadowAction", "decision.shadowAction", required=False, limit=100)
@@ -213,13 +246,15 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
     if len(features_raw) > MAX_FEATURES:
         raise InvalidEntry(f"context.features has more than {MAX_FEATURES} features", field="context.features")
     values = features_raw.values()
+    names = "".join(features_raw)
     if (
-        # The usual features pass at once: short storable names (joined: plain only if each one is), finite floats
-        # (a NaN or an infinity makes the sum one). Anything else is checked one by one below, for its message.
-        _plain("".join(features_raw))
+        # The usual features pass at once: short storable names (joined: plain only if each one is, and short
+        # when the names together are), finite floats (a NaN or an infinity makes the sum one). Anything else is
+        # checked one by one below, for its message.
+        _plain(names)
+        and (len(names) <= 200 or max(map(len, features_raw)) <= 200)
         and all(type(v) is float for v in values)
         and math.isfinite(sum(values))
-        and (not features_raw or max(map(len, features_raw)) <= 200)
     ):
         features: dict[str, float] = features_raw
     else:
@@ -232,17 +267,8 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
                 raise InvalidEntry(f"context.features has a name that {problem}", field="context.features")
             features[key] = finite_number(value, f"context.features.{key}")
     rules_raw = context.get("matchedRules", [])
-    if not isinstance(rules_raw, list) or not all(isinstance(r, str) for r in rules_raw):
-        raise InvalidEntry("context.matchedRules must be a list of strings", field="context.matchedRules")
-    if len(rules_raw) > MAX_RULES:
-        raise InvalidEntry(f"context.matchedRules has more than {MAX_RULES} rules", field="context.matchedRules")
-    if any(len(r) > 200 for r in rules_raw):
-        raise InvalidEntry("context.matchedRules has a rule longer than 200 characters", field="context.matchedRules")
-    if not _plain("".join(rules_raw)):  # plain only if every rule is
-        for rule_name in rules_raw:
-            problem = None if _plain(rule_name) else text_problem(rule_name)
-            if problem:
-                raise InvalidEntry(f"context.matchedRules has a rule that {problem}", field="context.matchedRules")
+    if not _plain_rules(rules_raw):
+        _check_rules(rules_raw)
 
     config_version = _whole(obj.get("configVersion"), "configVersion", "a version number")
 
@@ -276,6 +302,33 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
         shadow_proposal_id=shadow_proposal_id,
     )
     return _with_hash(entry)
+
+
+def _plain_rules(rules: Any) -> bool:
+    """The usual matched rules at once: a short list of strings (``join`` takes strings only) that are short
+    (when all of them together are) and storable (joined: plain only if each one is)."""
+    if type(rules) is not list or len(rules) > MAX_RULES:
+        return False
+    try:
+        joined = "".join(rules)
+    except TypeError:
+        return False
+    return len(joined) <= 200 and _plain(joined)
+
+
+def _check_rules(rules_raw: Any) -> None:
+    """The matched rules checked one by one, for the message that names what is wrong."""
+    if not isinstance(rules_raw, list) or not all(isinstance(r, str) for r in rules_raw):
+        raise InvalidEntry("context.matchedRules must be a list of strings", field="context.matchedRules")
+    if len(rules_raw) > MAX_RULES:
+        raise InvalidEntry(f"context.matchedRules has more than {MAX_RULES} rules", field="context.matchedRules")
+    if any(len(r) > 200 for r in rules_raw):
+        raise InvalidEntry("context.matchedRules has a rule longer than 200 characters", field="context.matchedRules")
+    if not _plain("".join(rules_raw)):  # plain only if every rule is
+        for rule_name in rules_raw:
+            problem = None if _plain(rule_name) else text_problem(rule_name)
+            if problem:
+                raise InvalidEntry(f"context.matchedRules has a rule that {problem}", field="context.matchedRules")
 
 
 def _whole(value: Any, name: str, what: str) -> int | None:

@@ -202,7 +202,7 @@ class _AgentContext:
         response = entry.human_response
         return (
             entry.id,
-            agent.pk,
+            agent.id,  # not ``pk``: a property that looks the field up on every read
             entry.session_id,
             timestamp,
             now,
@@ -244,7 +244,7 @@ class _AgentContext:
         )
         return decision
 
-    @property
+    @functools.cached_property
     def weakest(self) -> str:
         return self.agent.weakest_action
 
@@ -653,7 +653,7 @@ def decision_log_batch(
         except DomainError as exc:
             results.append(BatchResult(raw_id, "invalid", _error(exc)))
             continue
-        scoped = (agent.pk, entry.id)
+        scoped = (row[_AGENT_AT], entry.id)
         if scoped in in_batch:
             same = in_batch[scoped] == entry.content_hash
             results.append(

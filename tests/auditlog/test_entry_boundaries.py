@@ -323,6 +323,17 @@ def test_parse_time__earliest_and_latest_year__edges(value: str, max_future: tim
             parse_time(value, "t", now=NOW, max_future=max_future)
 
 
+def test_parse_time__earliest_year_changed__the_new_year_holds(settings: Any) -> None:
+    """The earliest year is read once, and again when the setting changes (a test or a deployment's override)."""
+    value = "2010-06-01T00:00:00+00:00"
+    assert parse_time(value, "t", now=NOW) == datetime.fromisoformat(value)
+    settings.API_EARLIEST_YEAR = 2020
+    with pytest.raises(InvalidEntry, match="t must be a time from the year 2020 on"):
+        parse_time(value, "t", now=NOW)
+    settings.API_EARLIEST_YEAR = 2000
+    assert parse_time(value, "t", now=NOW) == datetime.fromisoformat(value)
+
+
 def test_parse_time__z_suffix__utc() -> None:
     assert parse_time("2026-03-02T08:00:00Z", "t", now=NOW) == NOW - timedelta(hours=1)
     assert parse_time("2026-03-02T11:00:00+02:00", "t", now=NOW) == NOW
