@@ -282,24 +282,26 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
                 "humanResponse.respondedAt is before the decision's timestamp", field="humanResponse.respondedAt"
             )
 
+    # Positional, in the order of EntryInput's fields: by keyword, making one took three times as long (matching
+    # 17 names), 3 % of a batch's time.
     entry = EntryInput(
-        id=given_id or uuid7(),
-        id_given=given_id is not None,
-        timestamp=timestamp,
-        agent_id=str(agent_id),
-        session_id=str(session_id),
-        action=str(action),
-        confidence=confidence,
-        threshold_used=threshold_used,
-        reasoning=reasoning,
-        threshold_name=threshold_name,
-        input_hash=str(input_hash),
-        features=features,
-        matched_rules=list(rules_raw),
-        human_response=response,
-        config_version=config_version,
-        shadow_action=shadow_action,
-        shadow_proposal_id=shadow_proposal_id,
+        given_id or uuid7(),  # id
+        given_id is not None,  # id_given
+        timestamp,
+        str(agent_id),
+        str(session_id),
+        str(action),
+        confidence,
+        threshold_used,
+        reasoning,
+        threshold_name,
+        str(input_hash),
+        features,
+        list(rules_raw),  # matched_rules
+        response,  # human_response
+        config_version,
+        shadow_action,
+        shadow_proposal_id,
     )
     return _with_hash(entry)
 

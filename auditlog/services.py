@@ -58,8 +58,7 @@ class _AgentContext:
     _history: list[_Version] | None = None
     # Worked out once per request or batch, not per entry:
     _dated: tuple[list[_Version], list[datetime]] | None = None  # versions that went live, and when
-    _gating: dict[str, list[str]] = field(default_factory=dict)  # action -> the thresholds gating it
-    _lowest: str | None = None
+    _named: dict[tuple[str, float], str] = field(default_factory=dict)  # (action, thresholdUsed) -> its threshold
 
     @classmethod
     def load(cls, agent: Agent, seen: Mapping[str, Any] | None = None) -> "_AgentContext":
@@ -132,19 +131,26 @@ class _AgentContext:
                     field="decision.thresholdName",
                 )
             return entry.threshold_name
-        gating = self._gating.get(entry.action)
-        if gating is None:
-            gating = self._gating[entry.action] = [n for n, action in self.live.gates.items() if action == entry.action]
+        # A batch's entries share a few pairs of action and threshold: each pair's answer is worked out once.
+        named = self._named.get((entry.action, entry.threshold_used))
+        if named is None:
+            named = self._named[entry.action, entry.threshold_used] = self._gated_by(entry.action, entry.threshold_used)
+        return named
+
+    def _gated_by(self, action: str, threshold_used: float) -> str:
+        gating = [n for n, gated in self.live.gates.items() if gated == action]
         if gating:
-            exact = [n for n in gating if self.live.thresholds.get(n) == entry.threshold_used]
+            exact = [n for n in gating if self.live.thresholds.get(n) == threshold_used]
             return (exact or sorted(gating))[0]
         # The weakest action: the lowest threshold is the one it fell below.
-        if self._lowest is None:
-            self._lowest = min(self.live.thresholds, key=lambda n: (self.live.thresholds[n], n))
-        return self._lowest
+        return min(self.live.thresholds, key=lambda n: (self.live.thresholds[n], n))
+
+    @functools.cached_property
+    def actions(self) -> list[str]:
+        return list(self.agent.actions)
 
     def check(self, entry: EntryInput) -> str:
-        actions = list(self.agent.actions)
+        actions = self.actions
         if entry.action not in actions:
             raise InvalidEntry(
                 f"decision.action {entry.action!r} is not one of {self.agent.agent_id}'s actions "
@@ -643,7 +649,6 @@ def decision_log_batch(
     in_batch: dict[tuple[int, str], str] = {}  # ids are unique per agent: keyed by (agent pk, entry id)
     agents: dict[str, Agent] = {}
     for raw in entries:
-        raw_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
         try:
             entry = entry_parse(raw, now=now)
             agent = _agent_for(entry, acting_agent, agents)
@@ -651,6 +656,7 @@ def decision_log_batch(
             threshold_name = ctx.check(entry)
             row = ctx.row(entry, threshold_name=threshold_name, now=now)
         except DomainError as exc:
+            raw_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
             results.append(BatchResult(raw_id, "invalid", _error(exc)))
             continue
         scoped = (row[_AGENT_AT], entry.id)
