@@ -11,6 +11,7 @@ Copies kept in process or in the cache (live configs, agent keys, a reviewer's l
 ``stamps_delete`` deletes them, through the outbox when the cache is down.
 """
 
+import hashlib
 import logging
 import threading
 import time
@@ -22,11 +23,24 @@ from django.core.cache import cache, caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.db import connection, transaction
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 logger = logging.getLogger(__name__)
 
 FAILURES = (RedisError, OSError)
+
+# ``DegradingRedisCache.read_and_count``: KEYS[1] the counter, made (with ARGV[1] seconds to live) when absent and
+# counted; KEYS[2..] read. Returns the count, then the values read (false for an absent key). One command, where
+# a pipeline of MGET, SET NX EX and INCR took a fifth of the throttle's client time more (every request counts).
+_READ_AND_COUNT = """
+redis.call('SET', KEYS[1], 0, 'EX', ARGV[1], 'NX')
+local count = redis.call('INCR', KEYS[1])
+if #KEYS == 1 then return {count} end
+local read = redis.call('MGET', unpack(KEYS, 2))
+table.insert(read, 1, count)
+return read
+"""
+_READ_AND_COUNT_SHA = hashlib.sha1(_READ_AND_COUNT.encode()).hexdigest()
 
 
 class CacheUnavailable(Exception):
@@ -123,21 +137,21 @@ class DegradingRedisCache(RedisCache):
         self, keys: Any, key: Any, timeout: int, version: Any = None
     ) -> tuple[dict[Any, Any], int | None]:
         """``get_many(keys)``, and one added to the counter ``key``, made (expiring after ``timeout`` seconds) when
-        absent, in one round trip (MGET, SET NX EX and INCR, pipelined) where ``get_many``, ``add`` and ``incr``
-        take four: (the values read, the count); ({}, None) when Redis is down."""
+        absent, in one command (``_READ_AND_COUNT``, a Lua script Redis runs as one step) where ``get_many``,
+        ``add`` and ``incr`` take four round trips: (the values read, the count); ({}, None) when Redis is down."""
         full_keys = {self.make_and_validate_key(k, version=version): k for k in keys}
         count_key = self.make_and_validate_key(key, version=version)
 
         def read_and_count() -> tuple[dict[Any, Any], int]:
-            pipe = self._cache.get_client(count_key, write=True).pipeline(transaction=False)
-            if full_keys:
-                pipe.mget(list(full_keys))
-            pipe.set(count_key, 0, ex=timeout, nx=True)
-            pipe.incr(count_key)
-            results = pipe.execute()
-            values = zip(full_keys.values(), results[0], strict=True) if full_keys else ()
+            client = self._cache.get_client(count_key, write=True)
+            keys_and_args: tuple[str | int, ...] = (count_key, *full_keys, timeout)
+            try:
+                count, *read = client.evalsha(_READ_AND_COUNT_SHA, 1 + len(full_keys), *keys_and_args)
+            except NoScriptError:  # a server that has not seen the script yet (new, restarted, SCRIPT FLUSH)
+                count, *read = client.eval(_READ_AND_COUNT, 1 + len(full_keys), *keys_and_args)
             loads = self._cache._serializer.loads  # type: ignore[attr-defined]
-            return {k: loads(v) for k, v in values if v is not None}, int(results[-1])
+            values = zip(full_keys.values(), read, strict=True)
+            return {k: loads(v) for k, v in values if v is not None}, int(count)
 
         result: tuple[dict[Any, Any], int | None] = self._guard(({}, None), read_and_count)
         return result

@@ -2,17 +2,21 @@
 address, and request rates per agent and per person. A throttled request gets 429 with Retry-After."""
 
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from django.contrib.auth import get_user_model
+from django.core.cache import caches
 from django.core.management import call_command
 from django.test import Client
 
+from loopsite.cache import DegradingRedisCache
 from people.services import token_create
 from people.throttling import rate_parse, window_hit
 from tests.factories import entry, make_agent, user_with_role
-from tests.live_servers import free_port
+from tests.live_servers import RedisServer, free_port
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "a-long-enough-passphrase"
@@ -116,6 +120,35 @@ def test_window_hit__redis_refuses_connections__the_request_goes_through(setting
         }
     }
     assert all(window_hit("failed_key", "10.0.0.1") is None for _ in range(100))
+
+
+@pytest.mark.configured
+def test_read_and_count__a_private_redis__counts_reads_and_expires_even_after_its_script_is_flushed(
+    tmp_path: Path, settings: Any
+) -> None:
+    """The throttle's one Redis command is a Lua script called by its hash: a server that does not know it yet
+    (new, restarted, or after SCRIPT FLUSH) is sent the script itself, and still counts."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "loopsite.cache.DegradingRedisCache",
+                "LOCATION": server.url,
+                "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+            }
+        }
+        backend = caches["default"]
+        assert isinstance(backend, DegradingRedisCache)
+        backend.set("stamp", {"seen": 1})
+        assert backend.read_and_count(["stamp", "absent"], "count", 30) == ({"stamp": {"seen": 1}}, 1)
+        assert backend.read_and_count([], "count", 30) == ({}, 2)
+        client = redis.Redis.from_url(server.url)
+        client.script_flush()
+        assert backend.read_and_count(["stamp"], "count", 30) == ({"stamp": {"seen": 1}}, 3)
+        assert 0 < client.ttl(backend.make_key("count")) <= 30  # made with its expiry, which counting keeps
+        assert backend.read_and_count(["absent"], "other", 5) == ({}, 1)
+    finally:
+        server.kill()
 
 
 @pytest.mark.parametrize(
