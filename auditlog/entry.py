@@ -65,6 +65,8 @@ class EntryInput:
     shadow_action: str | None = None
     shadow_proposal_id: int | None = None
     content_hash: str = field(default="", compare=False)
+    # ``features`` as JSON with sorted keys, made once for the content hash and the stored row.
+    features_json: bytes = field(default=b"", compare=False)
 
 
 def _plain(value: str) -> bool:
@@ -236,8 +238,17 @@ def entry_parse(raw: Any, *, now: datetime) -> EntryInput:
     # Thresholds are compared with confidences, which lie in 0..1 (contract, "Threshold").
     threshold_used = _unit(decision.get("thresholdUsed"), "decision.thresholdUsed")
     reasoning = _str(decision, "reasoning", "decision.reasoning", required=False, limit=MAX_TEXT) or ""
-    threshold_name = _str(decision, "thresholdName", "decision.thresholdName", required=False, limit=100)
-    shadow_action = _str(decision, "shadowAction", "decision.shadowAction", required=False, limit=100)
+    # Both are usually left out: looked at only when sent.
+    threshold_name = (
+        _str(decision, "thresholdName", "decision.thresholdName", required=False, limit=100)
+        if "thresholdName" in decision
+        else None
+    )
+    shadow_action = (
+        _str(decision, "shadowAction", "decision.shadowAction", required=False, limit=100)
+        if "shadowAction" in decision
+        else None
+    )
     shadow_proposal_id = _whole(decision.get("shadowProposalId"), "decision.shadowProposalId", "a proposal id")
 
     context = _obj(obj.get("context"), "context")
@@ -364,7 +375,8 @@ def _content_v2(entry: EntryInput) -> list[Any]:
         entry.reasoning,
         entry.threshold_name,
         entry.input_hash,
-        entry.features,  # keys sorted by OPT_SORT_KEYS
+        # Keys sorted by OPT_SORT_KEYS; the JSON made by ``_with_hash``, which the stored row uses too.
+        orjson.Fragment(entry.features_json) if entry.features_json else entry.features,
         entry.matched_rules,
         None
         if response is None
@@ -444,6 +456,7 @@ def content_hash_matches(entry: EntryInput, stored: str) -> bool:
 
 
 def _with_hash(entry: EntryInput) -> EntryInput:
+    entry.features_json = orjson.dumps(entry.features, option=orjson.OPT_SORT_KEYS)
     entry.content_hash = _hash_v2(entry)
     return entry
 

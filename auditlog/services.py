@@ -218,7 +218,7 @@ class _AgentContext:
             threshold_name,
             entry.reasoning,
             entry.input_hash,
-            orjson.dumps(entry.features).decode(),
+            (entry.features_json or orjson.dumps(entry.features)).decode(),
             orjson.dumps(entry.matched_rules).decode(),
             version_pk,
             reason,
@@ -624,7 +624,7 @@ def _copy(sql: str, rows: list[tuple[Any, ...]], types: list[int]) -> None:
 def _store(fresh: list[tuple[int, EntryInput, tuple[Any, ...]]]) -> None:
     """Write the registry rows and the decisions of one batch (inside the caller's transaction), as flat rows:
     COPY on PostgreSQL, one ``executemany`` per table on SQLite."""
-    keys = [_key_row(e, row[_AGENT_AT]) for _, e, row in fresh]
+    keys = [(e.id, e.content_hash, row[_AGENT_AT], e.timestamp) for _, e, row in fresh]  # _key_row, written out
     rows = [row for _, _e, row in fresh]
     if not rows:
         return

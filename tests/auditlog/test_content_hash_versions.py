@@ -25,6 +25,34 @@ def test_new_hash__versioned_and_fits_the_column() -> None:
     assert len(parsed.content_hash) <= 64 == DecisionKey._meta.get_field("content_hash").max_length
 
 
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [
+        (entry(id="pinned-1"), "v2:b88c960e68087ceb92e9ec6dec866ee675317329976bb8f84869b6c40da5"),
+        (
+            entry(
+                id="pinned-2",
+                configVersion=2,
+                decision={"shadowAction": "auto-resolve", "shadowProposalId": 7},
+                context={"features": {"zeta": 1.5, "alpha": -0.25, "mid": 3.0}, "matchedRules": ["b", "a"]},
+                humanResponse={
+                    "action": "modify",
+                    "modifiedAction": "escalate",
+                    "responderId": "rita",
+                    "note": "n",
+                    "timeToRespond": 12.5,
+                },
+            ),
+            "v2:6a6c9b880d882bbad209100d638f8e17877dcc483d7b654d29a24a94d290",
+        ),
+    ],
+)
+def test_new_hash__as_version_2_was_first_stored(raw: dict[str, object], stored: str) -> None:
+    """Hashes written by the first code of version 2, pinned: a faster way of making the hash (the features' JSON
+    made once and reused, orjson.Fragment) must give the same bytes, or every stored entry would turn a conflict."""
+    assert entry_parse(raw, now=NOW).content_hash == stored
+
+
 def test_content_hash_matches__either_version__same_content_only() -> None:
     parsed = entry_parse(entry(id="e-1"), now=NOW)
     other = entry_parse(entry(id="e-1", sessionId="other"), now=NOW)
