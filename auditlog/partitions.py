@@ -21,6 +21,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 
+from auditlog.references import partition_check, partition_names
+
 logger = logging.getLogger(__name__)
 
 TABLE = "auditlog_decision"
@@ -66,12 +68,7 @@ def partitions_list() -> list[Partition]:
     if not is_partitioned():
         return []
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = to_regclass(%s)",
-            [TABLE],
-        )
-        names = [row[0] for row in cursor.fetchall()]
+        names = partition_names(cursor)
     found = []
     for name in names:
         match = _NAME.match(name)
@@ -99,6 +96,35 @@ def partition_make(cursor: CursorWrapper, week: date) -> None:
     cursor.execute(
         f"ALTER TABLE {quote(TABLE)} ATTACH PARTITION {quote(name)} FOR VALUES FROM (%s) TO (%s)", [start, end]
     )
+    partition_take_writes(cursor, name)
+
+
+def partition_take_writes(cursor: CursorWrapper, name: str) -> None:
+    """Make the partition ``name`` ready for rows written to it by name (a batch's ``COPY``, auditlog.services):
+    its ``seq`` drawn from the decision table's own sequence (a partition does not inherit the identity), and the
+    references check its statements fire (``auditlog.references.partition_check``)."""
+    quote = connection.ops.quote_name
+    cursor.execute("SELECT pg_get_serial_sequence(%s, 'seq')", [TABLE])
+    sequence = cursor.fetchone()[0]
+    cursor.execute(f"ALTER TABLE {quote(name)} ALTER COLUMN seq SET DEFAULT nextval(%s::regclass)", [sequence])
+    partition_check(cursor, name)
+
+
+def partitions_taking_writes() -> frozenset[str]:
+    """The weekly partitions that rows may be written to by name: those with the sequence's default and the
+    references check (``partition_take_writes``). Empty when the table is not partitioned."""
+    if connection.vendor != "postgresql":
+        return frozenset()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = to_regclass(%s) "
+            "AND EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = %s) "
+            "AND EXISTS (SELECT 1 FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid "
+            "AND a.attnum = d.adnum WHERE d.adrelid = c.oid AND a.attname = 'seq')",
+            [TABLE, f"{TABLE}_references"],
+        )
+        return frozenset(name for (name,) in cursor.fetchall() if _NAME.match(name))
 
 
 def _weeks(first: date, last: date) -> Iterator[date]:
@@ -211,6 +237,8 @@ def table_convert(cursor: CursorWrapper, *, partitioned: bool, now: datetime, ah
         cursor.execute(f"ALTER TABLE {quote(TABLE)} ADD CONSTRAINT {quote(name)} {definition}")
     for definition in triggers:
         cursor.execute(definition)
+    for name in partition_names(cursor):
+        partition_take_writes(cursor, name)
     cursor.execute(
         f"SELECT setval(pg_get_serial_sequence(%s, 'seq'), coalesce(max(seq), 1), max(seq) IS NOT NULL) "
         f"FROM {quote(TABLE)}",

@@ -3,14 +3,16 @@
 import bisect
 import functools
 import logging
+import math
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
 import orjson
 import psycopg
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from auditlog.entry import (
     EntryInput,
@@ -22,6 +24,7 @@ from auditlog.entry import (
 )
 from auditlog.exceptions import AlreadyResponded, AmbiguousEntryId, DecisionNotFound, EntryConflict, InvalidEntry
 from auditlog.models import Decision, DecisionKey, ResponseRevision, ReviewReason
+from auditlog.partitions import partition_name, partitions_taking_writes, week_of
 from auditlog.selectors import QUEUE_AGENTS_STAMP, last_answer_stamp_key
 from loopsite.cache import stamps_delete_on_commit
 from loopsite.exceptions import DomainError, Forbidden
@@ -300,6 +303,7 @@ _DECISION_TIMES = tuple(
 )
 _KEY_TIMES = (KEY_COLUMNS.index("timestamp"),)
 _AGENT_AT = DECISION_COLUMNS.index("agent_id")
+_TIMESTAMP_AT = DECISION_COLUMNS.index("timestamp")
 _FIRED, _SAMPLED, _NOT_QUEUED = ReviewReason.FIRED.value, ReviewReason.SAMPLED.value, ReviewReason.NONE.value
 _SHADOW = ReviewReason.SHADOW.value
 _NO_RESPONSE_ROW = (None,) * 7
@@ -434,7 +438,6 @@ class _Statements:
     """The SQL of the logging paths, made once per process: no query is compiled per request or batch."""
 
     copy_keys: str
-    copy_decisions: str
     insert_key: str
     insert_decision: str
     insert_both: str  # PostgreSQL: both rows in one statement
@@ -450,7 +453,6 @@ class _Statements:
         marks = ", ".join(["%s"] * len(DECISION_COLUMNS))
         return cls(
             copy_keys=f"COPY {keys} ({key_columns}) FROM STDIN (FORMAT BINARY)",
-            copy_decisions=f"COPY {decisions} ({columns}) FROM STDIN (FORMAT BINARY)",
             insert_key=f"INSERT INTO {keys} ({key_columns}) VALUES ({key_marks})",
             insert_decision=f"INSERT INTO {decisions} ({columns}) VALUES ({marks})",
             insert_both=(
@@ -621,6 +623,47 @@ def _copy(sql: str, rows: list[tuple[Any, ...]], types: list[int]) -> None:
                 write(row)
 
 
+# The weekly partitions a batch's decisions are written to by name (auditlog.partitions.partitions_taking_writes),
+# read again every few minutes: weeks are made days ahead, and a row whose week is not in it goes through the
+# decision table, which routes it. (time read, names)
+_direct: tuple[float, frozenset[str]] = (-math.inf, frozenset())
+DIRECT_REREAD_SECONDS = 300.0
+
+
+def _direct_partitions() -> frozenset[str]:
+    global _direct
+    read_at, names = _direct
+    if time.monotonic() - read_at > DIRECT_REREAD_SECONDS:
+        names = partitions_taking_writes()
+        _direct = (time.monotonic(), names)
+    return names
+
+
+@functools.cache
+def _copy_decisions_into(table: str) -> str:
+    columns = ", ".join(connection.ops.quote_name(c) for c in DECISION_COLUMNS)
+    return f"COPY {connection.ops.quote_name(table)} ({columns}) FROM STDIN (FORMAT BINARY)"
+
+
+def _by_table(rows: list[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
+    """``rows`` by the table they are written to: their week's partition when it takes rows by name, else the
+    decision table. PostgreSQL writes a COPY into a partition many rows at a time, and one into the partitioned
+    table row by row (its references trigger has a transition table): a fifth of a batch's database time."""
+    direct = _direct_partitions()
+    if not direct:
+        return {Decision._meta.db_table: rows}
+    by_day: dict[date, str] = {}
+    tables: dict[str, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        moment = row[_TIMESTAMP_AT]
+        table = by_day.get(moment.date())
+        if table is None:
+            name = partition_name(week_of(moment))
+            table = by_day[moment.date()] = name if name in direct else Decision._meta.db_table
+        tables.setdefault(table, []).append(row)
+    return tables
+
+
 def _store(fresh: list[tuple[int, EntryInput, tuple[Any, ...]]]) -> None:
     """Write the registry rows and the decisions of one batch (inside the caller's transaction), as flat rows:
     COPY on PostgreSQL, one ``executemany`` per table on SQLite."""
@@ -631,7 +674,9 @@ def _store(fresh: list[tuple[int, EntryInput, tuple[Any, ...]]]) -> None:
     sql = _sql()
     if connection.vendor == "postgresql":
         _copy(sql.copy_keys, keys, _copy_types(DecisionKey._meta.db_table, KEY_COLUMNS))
-        _copy(sql.copy_decisions, rows, _copy_types(Decision._meta.db_table, DECISION_COLUMNS))
+        types = _copy_types(Decision._meta.db_table, DECISION_COLUMNS)
+        for table, part in _by_table(rows).items():
+            _copy(_copy_decisions_into(table), part, types)
     else:
         with connection.cursor() as cursor:
             cursor.executemany(sql.insert_key, _sqlite_rows(keys, _KEY_TIMES))
@@ -706,13 +751,24 @@ def decision_log_batch(
 
 
 def _store_batch(fresh: list[tuple[int, EntryInput, tuple[Any, ...]]]) -> bool:
-    """Store ``fresh`` all together or not at all; False when the registry refused one of its ids."""
+    """Store ``fresh`` all together or not at all; False when the registry refused one of its ids.
+
+    A write into a partition by name that fails otherwise (the week was dropped since this process read the
+    partitions, or the role may not write to it) is tried again through the decision table, which routes each row,
+    and the process writes through it until it reads the partitions again."""
+    global _direct
     try:
         with transaction.atomic():
             _store(fresh)
             last_answers_changed(e.human_response.responder_id for _, e, _row in fresh if e.human_response)
     except IntegrityError:
         return False
+    except DatabaseError as exc:
+        if not _direct[1]:
+            raise
+        logger.warning("decision.partition_write_failed", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+        _direct = (time.monotonic(), frozenset())
+        return _store_batch(fresh)
     return True
 
 

@@ -72,6 +72,16 @@ def _isolated_cache(settings: Any) -> Iterator[None]:
     nav_counts_forget()
 
 
+@pytest.fixture(autouse=True)
+def _partitions_read_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decision partitions a batch writes to by name are read again in each test (tests make and drop weeks)."""
+    import math
+
+    from auditlog import services
+
+    monkeypatch.setattr(services, "_direct", (-math.inf, frozenset()))
+
+
 @pytest.fixture
 def now() -> Any:
     return NOW

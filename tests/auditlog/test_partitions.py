@@ -1,6 +1,7 @@
 """The decision log partitioned by week on PostgreSQL (auditlog.partitions): weeks made ahead, a default partition
-that never refuses a row, rows moved into their week once it exists, reads pruned to the window's weeks, and the
-tuner's output the same on the partitioned table as on a plain one."""
+that never refuses a row, rows moved into their week once it exists, a batch's rows written to their week by name
+with the references still checked, reads pruned to the window's weeks, and the tuner's output the same on the
+partitioned table as on a plain one."""
 
 import re
 from datetime import timedelta
@@ -8,9 +9,10 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from auditlog import services
 from auditlog.models import Decision
 from auditlog.partitions import (
     DEFAULT_PARTITION,
@@ -18,12 +20,14 @@ from auditlog.partitions import (
     partition_name,
     partitions_ensure,
     partitions_list,
+    partitions_taking_writes,
     table_convert,
     week_of,
 )
-from tests.factories import make_agent
+from tests.factories import entry, make_agent
 from tests.tuner.helpers import log_rows, output
 from tests.tuner.test_cycle import flag_too_low_rows
+from thresholds.models import ConfigVersion
 from tuner.generators import StatisticalGenerator
 from tuner.selectors import cycle_window, window_decisions
 from tuner.services import tuner_cycle_run
@@ -83,6 +87,113 @@ def test_insert__week_without_partition__lands_in_default_then_moves_to_its_week
     assert _home(old) == DEFAULT_PARTITION  # older than the retention period: left for retention
     moved = Decision.objects.get(entry_id=entry_id)
     assert moved.response_action == "dismiss" and moved.timestamp == at
+
+
+def _takes_writes(name: str) -> tuple[bool, bool]:
+    """(the references check is on ``name``, its seq is drawn from the decision table's sequence)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND tgname = %s), "
+            "coalesce((SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d JOIN pg_attribute a "
+            "ON a.attrelid = d.adrelid AND a.attnum = d.adnum "
+            "WHERE d.adrelid = to_regclass(%s) AND a.attname = 'seq'), "
+            "'') LIKE '%%' || split_part(pg_get_serial_sequence('auditlog_decision', 'seq'), '.', 2) || '%%'",
+            [name, "auditlog_decision_references", name],
+        )
+        checked, numbered = cursor.fetchone()
+    return bool(checked), bool(numbered)
+
+
+def test_partitions__every_week_and_the_default__checked_and_numbered_when_written_by_name() -> None:
+    far = week_of(timezone.now()) + timedelta(weeks=9)
+    partitions_ensure(now=timezone.now(), ahead=9)  # a week made now, as the beat task makes them
+
+    names = [p.name for p in partitions_list()]
+    assert partition_name(far) in names
+    assert {name: _takes_writes(name) for name in [*names, DEFAULT_PARTITION]} == {
+        name: (True, True) for name in [*names, DEFAULT_PARTITION]
+    }
+    assert set(names) == set(partitions_taking_writes())
+
+
+def test_partition_written_by_name__another_agents_version_refused__its_own_numbered_from_the_table() -> None:
+    """What the decision table's check refuses, a statement that names a week's partition is refused too."""
+    now = timezone.now()
+    agent, _ = make_agent(now=now - timedelta(weeks=1))
+    other, _ = make_agent("payments", now=now - timedelta(weeks=1))
+    (logged,) = log_rows(agent, [{"confidence": 0.7, "at": now - timedelta(hours=1), "response": None}], now=now)
+    home = _home(logged)
+    assert home == partition_name(week_of(now - timedelta(hours=1)))
+    columns = [str(f.column) for f in Decision._meta.concrete_fields if f.column not in ("seq", "entry_id")]
+    listed = ", ".join(columns)
+
+    def copy_into_week(version_pk: int) -> None:
+        chosen = listed.replace("config_version_id", str(version_pk))
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f'INSERT INTO "{home}" (entry_id, {listed}) SELECT %s, {chosen} FROM auditlog_decision '
+                "WHERE entry_id = %s",
+                [f"copy-{version_pk}", logged],
+            )
+
+    with pytest.raises(IntegrityError, match="that agent has no such version"):
+        copy_into_week(ConfigVersion.objects.get(agent=other, is_live=True).pk)
+    copy_into_week(ConfigVersion.objects.get(agent=agent, is_live=True).pk)
+
+    first, second = Decision.objects.filter(agent=agent).order_by("seq").values_list("seq", flat=True)
+    assert second > first  # drawn from the decision table's own sequence
+
+
+def test_batch__each_weeks_rows_written_to_its_partition_by_name__a_week_without_one_through_the_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = timezone.now()
+    agent, _ = make_agent(now=now - timedelta(weeks=3))
+    two_weeks_ago = week_of(now) - timedelta(weeks=2)
+    _drop_partition(two_weeks_ago)  # its rows go through the decision table, into the default partition
+    written: list[str] = []
+    copy = services._copy
+
+    def recorded(sql: str, rows: Any, types: Any) -> None:
+        written.append(sql.split(" (")[0])
+        copy(sql, rows, types)
+
+    monkeypatch.setattr(services, "_copy", recorded)
+    at = {"now": now - timedelta(minutes=1), "last": now - timedelta(weeks=1), "gap": now - timedelta(weeks=2)}
+    ids = log_rows(agent, [{"id": k, "confidence": 0.7, "at": t, "response": None} for k, t in at.items()], now=now)
+
+    assert ids == ["now", "last", "gap"]
+    assert {i: _home(i) for i in ids} == {
+        "now": partition_name(week_of(at["now"])),
+        "last": partition_name(week_of(at["last"])),
+        "gap": DEFAULT_PARTITION,
+    }
+    assert sorted(written) == sorted(
+        [
+            'COPY "auditlog_decisionkey"',
+            f'COPY "{partition_name(week_of(at["now"]))}"',
+            f'COPY "{partition_name(week_of(at["last"]))}"',
+            'COPY "auditlog_decision"',
+        ]
+    )
+    assert len(set(Decision.objects.filter(agent=agent).values_list("seq", flat=True))) == 3
+
+
+def test_batch__a_week_dropped_after_the_process_read_the_partitions__stored_through_the_table(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = timezone.now()
+    agent, _ = make_agent(now=now - timedelta(weeks=3))
+    last_week = week_of(now) - timedelta(weeks=1)
+    assert partition_name(last_week) in services._direct_partitions()  # read, and kept for minutes
+    _drop_partition(last_week)  # retention, or a hand, drops it meanwhile
+
+    (logged,) = log_rows(agent, [{"confidence": 0.7, "at": now - timedelta(weeks=1), "response": None}], now=now)
+
+    assert _home(logged) == DEFAULT_PARTITION
+    assert "decision.partition_write_failed" in caplog.text
+    body = entry(agent.agent_id, id="after", timestamp=(now - timedelta(minutes=2)).isoformat())
+    assert services.decision_log_batch(entries=[body], now=now, acting_agent=agent)[0].status == "created"
 
 
 def test_window_read__pruned_to_the_windows_weeks() -> None:
