@@ -144,12 +144,17 @@ def test_partition_written_by_name__another_agents_version_refused__its_own_numb
     assert second > first  # drawn from the decision table's own sequence
 
 
+def _agent_and_week(weeks_back: int) -> tuple[Any, Any, Any]:
+    """Now, an agent made three weeks ago, and the Monday ``weeks_back`` weeks before this week's."""
+    now = timezone.now()
+    agent, _ = make_agent(now=now - timedelta(weeks=3))
+    return now, agent, week_of(now) - timedelta(weeks=weeks_back)
+
+
 def test_batch__each_weeks_rows_written_to_its_partition_by_name__a_week_without_one_through_the_table(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    now = timezone.now()
-    agent, _ = make_agent(now=now - timedelta(weeks=3))
-    two_weeks_ago = week_of(now) - timedelta(weeks=2)
+    now, agent, two_weeks_ago = _agent_and_week(2)
     _drop_partition(two_weeks_ago)  # its rows go through the decision table, into the default partition
     written: list[str] = []
     copy = services._copy
@@ -182,9 +187,7 @@ def test_batch__each_weeks_rows_written_to_its_partition_by_name__a_week_without
 def test_batch__a_week_dropped_after_the_process_read_the_partitions__stored_through_the_table(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    now = timezone.now()
-    agent, _ = make_agent(now=now - timedelta(weeks=3))
-    last_week = week_of(now) - timedelta(weeks=1)
+    now, agent, last_week = _agent_and_week(1)
     assert partition_name(last_week) in services._direct_partitions()  # read, and kept for minutes
     _drop_partition(last_week)  # retention, or a hand, drops it meanwhile
 
