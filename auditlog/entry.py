@@ -86,8 +86,7 @@ def _str(obj: dict[str, Any], key: str, name: str, *, required: bool = True, lim
     # message that names what is wrong.
     if (
         type(value) is str
-        and value.isascii()  # _plain, written out: this is every text field of every entry
-        and "\x00" not in value
+        and _plain(value)
         and len(value) <= limit
         and (not required or (value != "" and not value.isspace()))
     ):

@@ -667,7 +667,7 @@ def _by_table(rows: list[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
 def _store(fresh: list[tuple[int, EntryInput, tuple[Any, ...]]]) -> None:
     """Write the registry rows and the decisions of one batch (inside the caller's transaction), as flat rows:
     COPY on PostgreSQL, one ``executemany`` per table on SQLite."""
-    keys = [(e.id, e.content_hash, row[_AGENT_AT], e.timestamp) for _, e, row in fresh]  # _key_row, written out
+    keys = [_key_row(e, row[_AGENT_AT]) for _, e, row in fresh]
     rows = [row for _, _e, row in fresh]
     if not rows:
         return
