@@ -2,12 +2,14 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
+from django.db import connections
 from rest_framework.test import APIClient
 
 from tests.factories import NOW, make_agent, user_with_role
@@ -153,6 +155,45 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+class OneRequestAtATime:
+    """A WSGI app answering one request at a time, each response read whole before the next request starts.
+
+    The live server shares the test's in-memory SQLite connection with all its request threads, and statements
+    run from two threads on one sqlite3 connection mix their results: an UPDATE's row count can be the other
+    thread's (a reviewer's own claim read as lost, "rita is reviewing ...; skipped", once in a CI run). On their
+    own connections (PostgreSQL, a SQLite file) requests stay concurrent, as they are in production."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        with self.lock:
+            response = self.app(environ, start_response)
+            try:
+                body = b"".join(response)
+            finally:
+                if hasattr(response, "close"):
+                    response.close()  # Django's request_finished: the request's last statement
+        return [body]
+
+
+def live_server_shares_a_connection() -> bool:
+    """Whether pytest-django hands the live server's threads the test's own connection (in-memory SQLite)."""
+    connection: Any = connections["default"]
+    return connection.vendor == "sqlite" and bool(connection.is_in_memory_db())
+
+
+@pytest.fixture(scope="session")
+def live_server(django_db_setup: None, live_server: Any) -> Any:
+    """pytest-django's live server, started after the test database exists (so it always shares an in-memory
+    SQLite connection, whichever test comes first); on that connection it answers one request at a time."""
+    if live_server_shares_a_connection():
+        httpd = live_server.thread.httpd
+        httpd.set_app(OneRequestAtATime(httpd.get_app()))
+    return live_server
 
 
 def manage_py(*args: str, env: dict[str, str], timeout: int = 240) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,50 @@
+"""The test live server: on a shared in-memory SQLite connection its requests must not overlap (tests/conftest.py)."""
+
+import threading
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from django.core.signals import request_finished, request_started
+
+from tests.conftest import OneRequestAtATime, live_server_shares_a_connection
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Overlap:
+    """The most requests the server had in progress at once, counted by Django's own signals."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.most = 0
+        self._lock = threading.Lock()
+
+    def started(self, **kwargs: Any) -> None:
+        with self._lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+
+    def finished(self, **kwargs: Any) -> None:
+        with self._lock:
+            self.active -= 1
+
+
+def test_live_server__eight_clients_at_once__requests_overlap_only_on_their_own_connections(live_server: Any) -> None:
+    overlap = Overlap()
+    request_started.connect(overlap.started)
+    request_finished.connect(overlap.finished)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(
+                pool.map(lambda _: urllib.request.urlopen(f"{live_server.url}/healthz", timeout=30).status, range(160))
+            )
+    finally:
+        request_started.disconnect(overlap.started)
+        request_finished.disconnect(overlap.finished)
+    assert statuses == [200] * 160
+    shared = live_server_shares_a_connection()
+    assert isinstance(live_server.thread.httpd.get_app(), OneRequestAtATime) is shared
+    if shared:
+        assert overlap.most == 1, f"{overlap.most} requests at once on one shared SQLite connection"
