@@ -12,7 +12,7 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 import psycopg
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import IntegrityError, ProgrammingError, connection, transaction
 
 from auditlog.entry import (
     EntryInput,
@@ -753,9 +753,10 @@ def decision_log_batch(
 def _store_batch(fresh: list[tuple[int, EntryInput, tuple[Any, ...]]]) -> bool:
     """Store ``fresh`` all together or not at all; False when the registry refused one of its ids.
 
-    A write into a partition by name that fails otherwise (the week was dropped since this process read the
-    partitions, or the role may not write to it) is tried again through the decision table, which routes each row,
-    and the process writes through it until it reads the partitions again."""
+    A write into a partition by name that PostgreSQL refuses as a statement (the week was dropped since this process
+    read the partitions, or the role may not write to it: ``ProgrammingError``) is tried again through the decision
+    table, which routes each row, and the process writes through it until it reads the partitions again. Any other
+    failure (the connection lost) is the request's, and raised."""
     global _direct
     try:
         with transaction.atomic():
@@ -763,7 +764,7 @@ def _store_batch(fresh: list[tuple[int, EntryInput, tuple[Any, ...]]]) -> bool:
             last_answers_changed(e.human_response.responder_id for _, e, _row in fresh if e.human_response)
     except IntegrityError:
         return False
-    except DatabaseError as exc:
+    except ProgrammingError as exc:
         if not _direct[1]:
             raise
         logger.warning("decision.partition_write_failed", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from auditlog import services
@@ -197,6 +197,29 @@ def test_batch__a_week_dropped_after_the_process_read_the_partitions__stored_thr
     assert "decision.partition_write_failed" in caplog.text
     body = entry(agent.agent_id, id="after", timestamp=(now - timedelta(minutes=2)).isoformat())
     assert services.decision_log_batch(entries=[body], now=now, acting_agent=agent)[0].status == "created"
+
+
+def test_batch__connection_lost_while_writing_a_week__raised_and_its_weeks_still_written_by_name(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    now, agent, _ = _agent_and_week(0)
+    taking_writes = services._direct_partitions()
+    copy = services._copy
+
+    def lost_on_the_week(sql: str, rows: Any, types: Any) -> None:
+        if partition_name(week_of(now)) in sql:
+            raise OperationalError("server closed the connection unexpectedly")
+        copy(sql, rows, types)
+
+    monkeypatch.setattr(services, "_copy", lost_on_the_week)
+    body = entry(agent.agent_id, id="lost", timestamp=(now - timedelta(minutes=1)).isoformat())
+
+    with pytest.raises(OperationalError):
+        services.decision_log_batch(entries=[body], now=now, acting_agent=agent)
+
+    assert "decision.partition_write_failed" not in caplog.text  # a lost connection is not the partition's fault
+    assert services._direct_partitions() == taking_writes  # and does not send the next minutes through the table
+    assert not Decision.objects.filter(entry_id="lost").exists()
 
 
 def test_window_read__pruned_to_the_windows_weeks() -> None:
