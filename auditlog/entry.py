@@ -134,7 +134,7 @@ def finite_number(value: Any, name: str) -> float:
 
 def parse_time(value: Any, name: str, *, now: datetime, max_future: timedelta | None = MAX_FUTURE) -> datetime:
     """An aware datetime; refused when more than ``max_future`` after ``now`` (None: no bound, for filters)."""
-    if type(value) is str:
+    if type(value) is str and value.isprintable():
         # The usual time, an offset and a year from API_EARLIEST_YEAR, passes at once (``fromisoformat`` reads a
         # trailing "Z" since Python 3.11); anything else goes through the checks below, for the message.
         try:
@@ -152,6 +152,8 @@ def parse_time(value: Any, name: str, *, now: datetime, max_future: timedelta | 
     if not isinstance(value, str):
         raise InvalidEntry(f"{name} must be an ISO 8601 string with an offset", field=name)
     try:
+        if not value.isprintable():  # fromisoformat passes a NUL or a newline between the time and its offset
+            raise ValueError(value)
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
     except ValueError:
         raise InvalidEntry(f"{name} is not an ISO 8601 time: {value[:40]!r}", field=name) from None

@@ -526,6 +526,11 @@ def test_entry_parse__bad_imported_response__named_under_human_response() -> Non
         ("2026-03-02T08:00:00", "timestamp must carry a UTC offset (e.g. 'Z' or '+02:00')"),
         ("2026-03-02T10:00:00Z", "timestamp is more than 5 minutes in the future"),
         ("1999-03-02T10:00:00Z", "timestamp must be a time from the year 2000 on, not '1999-03-02T10:00:00Z'"),
+        # Python's fromisoformat reads each of these as 08:00 UTC.
+        ("2026-03-02T08:00:00\x00Z", "timestamp is not an ISO 8601 time: '2026-03-02T08:00:00\\x00Z'"),
+        ("2026-03-02T08:00:00Z\x00", "timestamp is not an ISO 8601 time: '2026-03-02T08:00:00Z\\x00'"),
+        ("2026-03-02\x0008:00:00+00:00", "timestamp is not an ISO 8601 time: '2026-03-02\\x0008:00:00+00:00'"),
+        ("2026-03-02T08:00:00\n+00:00", "timestamp is not an ISO 8601 time: '2026-03-02T08:00:00\\n+00:00'"),
     ],
 )
 def test_entry_parse__bad_timestamp__refused_naming_it(value: Any, message: str) -> None:
