@@ -3,6 +3,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,40 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+class ServerRequests:
+    """The live server's requests, counted by Django's own signals (the server runs in a thread of this process):
+    those still being handled, all seen, and the most at once. A request counts until its response is closed, after
+    its last database statement."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.seen = 0
+        self.most = 0
+        self._lock = threading.Lock()
+
+    def started(self, **kwargs: Any) -> None:
+        with self._lock:
+            self.active += 1
+            self.seen += 1
+            self.most = max(self.most, self.active)
+
+    def finished(self, **kwargs: Any) -> None:
+        with self._lock:
+            self.active -= 1
+
+    def wait_idle(self, timeout: float = 10.0, quiet: float = 0.2) -> None:
+        """Until no request has been in progress for ``quiet`` seconds (a beacon sent as a page is left may reach
+        the server a moment after the browser let it go)."""
+        deadline = time.monotonic() + timeout
+        idle_since = time.monotonic()
+        while time.monotonic() < deadline:
+            if self.active > 0:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= quiet:
+                return
+            time.sleep(0.02)
 
 
 class OneRequestAtATime:

@@ -1,6 +1,5 @@
 """The test live server: on a shared in-memory SQLite connection its requests must not overlap (tests/conftest.py)."""
 
-import threading
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -8,31 +7,13 @@ from typing import Any
 import pytest
 from django.core.signals import request_finished, request_started
 
-from tests.conftest import OneRequestAtATime, live_server_shares_a_connection
+from tests.conftest import OneRequestAtATime, ServerRequests, live_server_shares_a_connection
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-class Overlap:
-    """The most requests the server had in progress at once, counted by Django's own signals."""
-
-    def __init__(self) -> None:
-        self.active = 0
-        self.most = 0
-        self._lock = threading.Lock()
-
-    def started(self, **kwargs: Any) -> None:
-        with self._lock:
-            self.active += 1
-            self.most = max(self.most, self.active)
-
-    def finished(self, **kwargs: Any) -> None:
-        with self._lock:
-            self.active -= 1
-
-
 def test_live_server__eight_clients_at_once__requests_overlap_only_on_their_own_connections(live_server: Any) -> None:
-    overlap = Overlap()
+    overlap = ServerRequests()
     request_started.connect(overlap.started)
     request_finished.connect(overlap.finished)
     try:

@@ -1,7 +1,6 @@
 """The review queue in real Chromium: keys, clicks, claims. Every test checks the stored rows, not only the page."""
 
 import re
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -14,6 +13,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from auditlog.models import Decision, ResponseRevision
 from auditlog.services import decision_log
+from tests.conftest import ServerRequests
 from tests.factories import entry, make_agent
 from tests.web.conftest import log_pending, stored
 
@@ -22,37 +22,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSWORD = "correct-horse-battery"
 # The machine running the suite may be busy; give the page time rather than fail on a slow swap.
 expect.set_options(timeout=15_000)
-
-
-class ServerRequests:
-    """The live server's requests still being handled, counted by Django's own signals (the server runs in a thread
-    of this process). A request counts until its response is closed, after its last database statement."""
-
-    def __init__(self) -> None:
-        self.active = 0
-        self.seen = 0
-        self._lock = threading.Lock()
-
-    def started(self, **kwargs: Any) -> None:
-        with self._lock:
-            self.active += 1
-            self.seen += 1
-
-    def finished(self, **kwargs: Any) -> None:
-        with self._lock:
-            self.active -= 1
-
-    def wait_idle(self, timeout: float = 10.0, quiet: float = 0.2) -> None:
-        """Until no request has been in progress for ``quiet`` seconds (a beacon sent as a page is left may reach
-        the server a moment after the browser let it go)."""
-        deadline = time.monotonic() + timeout
-        idle_since = time.monotonic()
-        while time.monotonic() < deadline:
-            if self.active > 0:
-                idle_since = time.monotonic()
-            elif time.monotonic() - idle_since >= quiet:
-                return
-            time.sleep(0.02)
 
 
 @pytest.fixture
